@@ -1,0 +1,13 @@
+"""User-facing errors: raised anywhere in the library, caught once in the CLI."""
+
+
+class NmfsepError(Exception):
+    """A problem with the user's input or options; its message is shown as one line."""
+
+
+class AudioError(NmfsepError):
+    """An audio file that cannot be read or written."""
+
+
+class ModelError(NmfsepError):
+    """A model file that is corrupt, mismatched or of an unknown version."""
