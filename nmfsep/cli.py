@@ -1,0 +1,147 @@
+"""The `nmfsep` command line: parse options, call the library, report with rich on stderr.
+
+No signal processing here. stdout carries data only (JSON lines with --json); people read stderr.
+Exit codes: 0 every input done, 1 some input failed, 2 usage error.
+"""
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import NmfsepError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+# click >= 8.2 raises this for a bare `nmfsep`; older versions print the help and exit 0 themselves.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def parse_beta(value: str) -> float:
+    names = {"kl": 1.0, "is": 0.0, "euclidean": 2.0}
+    try:
+        return names[value.lower()] if value.lower() in names else float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not kl, is, euclidean or a number") from None
+
+
+class Beta(click.ParamType):
+    name = "kl|is|euclidean|FLOAT"
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, float) else parse_beta(str(value))
+
+
+class Group(click.Group):
+    """Usage errors and user errors as one line on stderr with exit codes 2 and 1; no traceback."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra.pop("standalone_mode", None)
+        try:
+            return super().main(args, prog_name or "nmfsep", standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+            sys.exit(0)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "nmfsep"
+            click.echo(f"{command}: error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.exceptions.Abort:
+            click.echo("nmfsep: interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except NmfsepError as exc:
+            click.echo(f"nmfsep: error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except BrokenPipeError:
+            sys.exit(EXIT_FAILED)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nmfsep")
+def cli():
+    """Separate the sources of a single recording with non-negative matrix factorization."""
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-k", "n_sources", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Number of sources (stems) to write.")
+@click.option("-o", "--output", "out_dir", default="separated", show_default=True,
+              help="Output folder; stems go to DIR/{track}/{stem}.{ext}.")
+@click.option("--beta", type=Beta(), default="kl", show_default=True,
+              help="Divergence: kl (1), is (0), euclidean (2) or any number.")
+@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Maximum NMF iterations.")
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Stop when the loss improves by less than this fraction.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--power", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio.")
+@click.option("--n-fft", type=click.IntRange(min=16), default=None,
+              help="FFT size in samples [default: ~46 ms at the input's rate].")
+@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
+              help="Hop in samples [default: n_fft/4].")
+@click.option("--force", is_flag=True, help="Overwrite existing stems.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+def split(inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, hop_length,
+          force, as_json, quiet):
+    """Split each INPUT (an audio file, or - for a WAV stream on stdin) into stems."""
+    from rich.console import Console
+
+    from .batch import Output, process
+    from .separate import Settings
+
+    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length)
+    output = Output(out_dir, force=force)
+    console = Console(stderr=True)
+    show_progress = not quiet and console.is_terminal
+    failed = 0
+    for path in dict.fromkeys(inputs):
+        with progress_bar(console, path, max_iter, show_progress) as progress:
+            record = process(path, settings, output, progress)
+        if record["status"] == "error":
+            failed += 1
+            console.print(f"nmfsep: error: {record['error']}", markup=False, highlight=False,
+                          soft_wrap=True)
+        elif not quiet:
+            folder = click.format_filename(record["stems"][0]["path"].rsplit("/", 1)[0])
+            console.print(f"{path}: {len(record['stems'])} stems in {folder}/ "
+                          f"({record['iterations']} iterations, {record['seconds']:.1f} s)",
+                          markup=False, highlight=False, soft_wrap=True)
+        if as_json:
+            click.echo(json.dumps(record))
+    sys.exit(EXIT_FAILED if failed else 0)
+
+
+class progress_bar:
+    """A rich progress bar on stderr driven by the library's (done, total) callback."""
+
+    def __init__(self, console, label, total, enabled):
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total} iterations"),
+                                TimeElapsedColumn(), console=console, transient=True)
+            self.task = self.bar.add_task(label, total=total)
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        self.bar.start()
+        return lambda done, total: self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+
+
+main = cli
+
+if __name__ == "__main__":
+    main()
