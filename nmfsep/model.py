@@ -1,0 +1,122 @@
+"""Learned bases: a model file (.npz) holds what one source sounds like.
+
+A model file comes from someone else: it is read with ``allow_pickle=False``, every member's
+header is checked before its data is read, and every field is validated, so a file can neither
+run code nor make us allocate more than it holds. A model is used only at the sample rate and
+STFT parameters it was learned with: splitting a file at another rate is refused with a message
+that says how to fix it (resample the input, or learn the model at that rate).
+"""
+
+from dataclasses import dataclass
+import os
+import zipfile
+
+import numpy as np
+
+from . import __version__
+from .errors import ModelError
+
+FORMAT_VERSION = 1
+MAX_BASES = 4096
+MAX_BINS = 1 << 16
+FIELDS = {  # name -> (numpy kind, number of dimensions)
+    "bases": ("f", 2),
+    "sample_rate": ("i", 0),
+    "n_fft": ("i", 0),
+    "hop_length": ("i", 0),
+    "beta": ("f", 0),
+    "name": ("U", 0),
+    "nmfsep_version": ("U", 0),
+    "format_version": ("i", 0),
+}
+
+
+@dataclass
+class Model:
+    """bases: float32 (n_bins, k), columns with unit sum; the rest says how they were learned."""
+
+    bases: np.ndarray
+    sample_rate: int
+    n_fft: int
+    hop_length: int
+    beta: float
+    name: str
+    nmfsep_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def n_bases(self) -> int:
+        return self.bases.shape[1]
+
+
+def save(model: Model, path: str) -> None:
+    """Write the model atomically (temporary file, then rename)."""
+    temp = f"{path}.tmp-{os.getpid()}.npz"
+    try:
+        np.savez(temp, **{name: np.asarray(getattr(model, name)) for name in FIELDS})
+        os.replace(temp, path)
+    except OSError as exc:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise ModelError(f"{path}: cannot write the model ({exc.strerror or exc})") from None
+
+
+def load(path: str) -> Model:
+    """Read and validate a model file; raise ModelError naming the file and the problem."""
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            missing = [f for f in FIELDS if f not in members]
+            if missing:
+                raise ModelError(f"{path}: not an nmfsep model (no field {missing[0]!r})")
+            fields = {f: _read_member(archive, members[f], f, path) for f in FIELDS}
+    except zipfile.BadZipFile:
+        raise ModelError(f"{path}: not an nmfsep model (not an .npz archive)") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ModelError(f"{path}: corrupt model file ({exc})") from None
+    return _validate(fields, path)
+
+
+def _read_member(archive: zipfile.ZipFile, member: str, field: str, path: str):
+    kind, ndim = FIELDS[field]
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+        if dtype.kind != kind and not (kind == "f" and dtype.kind == "i"):
+            raise ModelError(f"{path}: field {field!r} has type {dtype}, expected kind {kind!r}")
+        if len(shape) != ndim:
+            raise ModelError(f"{path}: field {field!r} has {len(shape)} dimensions, expected {ndim}")
+        if ndim == 2 and not (1 <= shape[0] <= MAX_BINS and 1 <= shape[1] <= MAX_BASES):
+            raise ModelError(f"{path}: bases of shape {shape} are out of range")
+        if dtype.itemsize * int(np.prod(shape)) > archive.getinfo(member).file_size:
+            raise ModelError(f"{path}: field {field!r} is truncated")
+        f.seek(0)
+        value = np.lib.format.read_array(f, allow_pickle=False)
+    return value if ndim else value.item()
+
+
+def _validate(fields: dict, path: str) -> Model:
+    version = int(fields["format_version"])
+    if version > FORMAT_VERSION:
+        raise ModelError(f"{path}: model format version {version} is newer than this nmfsep reads "
+                         f"({FORMAT_VERSION}); upgrade nmfsep")
+    if version < 1:
+        raise ModelError(f"{path}: invalid model format version {version}")
+    bases = np.ascontiguousarray(fields["bases"], dtype=np.float32)
+    if not np.isfinite(bases).all() or bases.min() < 0:
+        raise ModelError(f"{path}: bases must be finite and non-negative")
+    n_fft, hop, rate = int(fields["n_fft"]), int(fields["hop_length"]), int(fields["sample_rate"])
+    if not (16 <= n_fft <= 2 * (MAX_BINS - 1) and n_fft % 2 == 0 and 1 <= hop <= n_fft // 2):
+        raise ModelError(f"{path}: invalid STFT parameters (n_fft {n_fft}, hop {hop})")
+    if bases.shape[0] != n_fft // 2 + 1:
+        raise ModelError(f"{path}: bases have {bases.shape[0]} bins but n_fft {n_fft} gives {n_fft // 2 + 1}")
+    if not 1 <= rate <= 768_000:
+        raise ModelError(f"{path}: invalid sample rate {rate}")
+    beta = float(fields["beta"])
+    if not np.isfinite(beta):
+        raise ModelError(f"{path}: invalid beta {beta}")
+    return Model(bases, rate, n_fft, hop, beta, str(fields["name"]), str(fields["nmfsep_version"]), version)
