@@ -1,0 +1,390 @@
+"""Non-negative matrix factorization V ≈ W H for the beta-divergence family.
+
+Pure numpy (and numba) on matrices; knows nothing about audio. Shapes follow the audio papers:
+V (n_bins, n_frames), W (n_bins, k) the bases, H (k, n_frames) the activations.
+
+    result = factorize(V, k, beta=1.0, max_iter=200, seed=0)
+    result.W, result.H, result.losses, result.n_iter
+
+Objective minimised (see ``mu`` for D_beta and the updates, ``hals`` for the beta = 2 solver,
+``penalties`` for c_t)::
+
+    D_beta(V | W H) + l1_W sum(W) + l1_H sum(H) + smooth_H c_t(H)
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import NmfsepError
+from . import hals, mu
+from .init import INITS, constant_complement, initialize
+from .penalties import penalty, temporal_continuity_gradient
+
+__all__ = ["factorize", "NMFResult", "kmeans", "deep_factorize", "DeepNMFResult",
+           "beta_divergence", "numerical_floor", "SOLVERS"]
+
+SOLVERS = ("auto", "mu", "hals")
+CHECK_EVERY = 10
+_BETA_NAMES = {"kl": 1.0, "kullback-leibler": 1.0, "is": 0.0, "itakura-saito": 0.0,
+               "euclidean": 2.0, "frobenius": 2.0}
+_FLOOR = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class NMFResult:
+    """W (n_bins, k) bases, H (k, n_frames) activations, in V's float dtype.
+
+    losses: float64 array of n_iter + 1 values: the objective of the starting factors, then after
+    each iteration, so ``losses[-1]`` is the objective of the returned W, H. n_iter: iterations
+    made.
+    """
+
+    W: np.ndarray
+    H: np.ndarray
+    losses: np.ndarray
+    n_iter: int
+
+
+def numerical_floor(V):
+    """The floor applied to W H (and to V itself for beta <= 0): float32 eps * mean(V).
+
+    Relative to V's scale, so a quiet, unnormalised spectrogram is not distorted the way an
+    absolute floor (scikit-learn uses 1.2e-7) would distort it.
+    """
+    mean = float(np.mean(V, dtype=np.float64))
+    return _FLOOR * mean if mean > 0 else float(np.finfo(np.float32).tiny)
+
+
+def beta_divergence(V, W, H, beta=1.0):
+    """D_beta(V | W H), computed naively in float64 with the solvers' floor (a reference)."""
+    V = np.asarray(V)
+    return mu.beta_divergence(V, np.asarray(W, np.float64) @ np.asarray(H, np.float64),
+                              _beta_value(beta), numerical_floor(V))
+
+
+def _beta_value(beta):
+    if isinstance(beta, str):
+        if beta.lower() not in _BETA_NAMES:
+            raise NmfsepError(f"unknown beta {beta!r}: use a number or one of "
+                              f"{', '.join(sorted(_BETA_NAMES))}")
+        return _BETA_NAMES[beta.lower()]
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise NmfsepError(f"beta must be a number, got {beta!r}") from None
+    if not np.isfinite(value):
+        raise NmfsepError(f"beta must be finite, got {beta!r}")
+    return value
+
+
+def check_spectrogram(V, name="V"):
+    """V as a 2-D float array, or NmfsepError naming what is wrong (shape, NaN, Inf, sign)."""
+    V = np.asarray(V)
+    if np.iscomplexobj(V):
+        raise NmfsepError(f"{name} is complex: pass a magnitude (np.abs) or power spectrogram")
+    if V.ndim != 2:
+        raise NmfsepError(f"{name} must be a 2-D matrix (n_bins, n_frames), got shape {V.shape}")
+    if V.size == 0:
+        raise NmfsepError(f"{name} is empty (shape {V.shape})")
+    if V.dtype.kind not in "fiub":
+        raise NmfsepError(f"{name} must hold numbers, got dtype {V.dtype}")
+    low, high = V.min(), V.max()         # NaN propagates through min/max: no V-sized mask
+    if not (np.isfinite(low) and np.isfinite(high)):
+        n_nan = int(np.count_nonzero(np.isnan(V)))
+        if n_nan:
+            raise NmfsepError(f"{name} contains {n_nan} NaN value(s); clean the input first")
+        n_inf = int(np.count_nonzero(np.isinf(V)))
+        raise NmfsepError(f"{name} contains {n_inf} infinite value(s); clean the input first")
+    if low < 0:
+        n_neg = int(np.count_nonzero(V < 0))
+        raise NmfsepError(f"{name} has {n_neg} negative value(s) (smallest {float(low):.3g}); NMF "
+                          f"needs a non-negative matrix such as a magnitude spectrogram")
+    return V
+
+
+def _work_dtype(V):
+    return np.float64 if V.dtype == np.float64 else np.float32
+
+
+def _column_mask(fixed_W_columns, k):
+    """A boolean mask of the k columns of W that stay fixed (False everywhere for None)."""
+    fixed = np.zeros(k, np.bool_)
+    if fixed_W_columns is None:
+        return fixed
+    spec = np.asarray(fixed_W_columns)
+    if spec.dtype == np.bool_:
+        if spec.shape != (k,):
+            raise NmfsepError(f"fixed_W_columns as a mask needs {k} entries, got {spec.shape}")
+        return spec.copy()
+    if spec.size and (spec.dtype.kind not in "iu" or spec.min() < -k or spec.max() >= k):
+        raise NmfsepError(f"fixed_W_columns must be column indices in [0, {k}) or a boolean mask")
+    fixed[spec.astype(np.intp)] = True
+    return fixed
+
+
+def _start(V, k, init, seed, W, H, dtype):
+    """Initial (W, Ht) in the work dtype, as fresh arrays (the caller's are never written)."""
+    m, n = V.shape
+    rng = np.random.default_rng(seed)
+    if W is not None:
+        W = np.asarray(W)
+        if W.ndim != 2 or W.shape[0] != m or not 1 <= W.shape[1] <= k:
+            raise NmfsepError(f"W must have shape ({m}, k) or ({m}, r <= k) for its first r "
+                              f"columns, got {W.shape}")
+        W = check_spectrogram(W, "W")
+    if H is not None:
+        H = np.asarray(H)
+        if H.shape != (k, n):
+            raise NmfsepError(f"H must have shape ({k}, {n}), got {H.shape}")
+        H = check_spectrogram(H, "H")
+    full_W = W is not None and W.shape[1] == k
+    if init == "custom":
+        if not full_W or H is None:
+            raise NmfsepError(f"init='custom' needs both W ({m}, {k}) and H ({k}, {n})")
+        W0, H0 = W, H
+    elif full_W and H is None:
+        W0, H0 = W, constant_complement(V, W=W)
+    elif H is not None and W is None:
+        W0, H0 = constant_complement(V, H=H), H
+    elif full_W:
+        W0, H0 = W, H
+    else:
+        if init.startswith("nndsvd") and k > min(m, n):
+            raise NmfsepError(f"init={init!r} needs k <= min(n_bins, n_frames) = {min(m, n)}, "
+                              f"got k={k}; use init='random'")
+        W0, H0 = initialize(V, k, init, rng)
+        if W is not None:
+            W0[:, :W.shape[1]] = W
+        if H is not None:
+            H0 = H
+    return np.array(W0, dtype=dtype, order="C"), np.array(np.asarray(H0).T, dtype=dtype,
+                                                          order="C")
+
+
+def _normalize_columns(W, Ht, free):
+    """Scale the free columns of W to unit L2 norm, moving the scale into H (W H unchanged)."""
+    norms = np.sqrt(np.einsum("ij,ij->j", W, W, dtype=np.float64))
+    scale = np.where(free & (norms > 0), norms, 1.0).astype(W.dtype)
+    W /= scale
+    Ht *= scale
+
+
+def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, tol=1e-4,
+              seed=None, W=None, H=None, update_W=True, update_H=True, fixed_W_columns=None,
+              l1_W=0.0, l1_H=0.0, smooth_H=0.0, normalize_W=True, callback=None):
+    """Factorize a non-negative V (n_bins, n_frames) as W (n_bins, k) @ H (k, n_frames).
+
+    Minimises D_beta(V | W H) + l1_W sum(W) + l1_H sum(H) + smooth_H c_t(H).
+
+    Parameters
+    ----------
+    V : array (n_bins, n_frames), non-negative and finite (else NmfsepError). float64 stays
+        float64; anything else is computed and returned in float32. Never modified.
+    k : number of components.
+    beta : float or 'kl' | 'is' | 'euclidean': 2 squared Euclidean, 1 Kullback-Leibler (default,
+        best on magnitude spectra), 0 Itakura-Saito; any other float works (slower).
+    solver : 'auto' (HALS for beta = 2 without smoothness, else MU), 'mu' (multiplicative
+        updates, any beta), 'hals' (accelerated HALS, beta = 2 only).
+    init : 'nndsvda' (default), 'nndsvd', 'nndsvdar', 'random' or 'custom' (W and H given).
+        Deterministic for a given ``seed``.
+    max_iter, tol : stop after max_iter iterations, or when every 10 iterations the objective
+        has dropped by less than tol times its starting value (scikit-learn's rule); tol=0 runs
+        all iterations.
+    W, H : optional starting factors (copied). W may have r < k columns: they become the first r
+        bases and the rest come from ``init``. Given a full W without H, H starts constant (and
+        vice versa), scaled so that mean(W H) = mean(V).
+    update_W, update_H : False keeps that factor fixed (update_W=False: supervised separation
+        with known bases).
+    fixed_W_columns : columns of W kept fixed while the others learn (semi-supervised): a
+        boolean mask of length k or a sequence of indices, e.g. ``range(r)`` with the r known
+        bases given as ``W`` (n_bins, r).
+    l1_W, l1_H : L1 (sparsity) weights. smooth_H : weight of Virtanen's temporal continuity.
+    normalize_W : scale each learned column of W to unit L2 norm after every W update, moving
+        the scale into H (W H and the divergence unchanged; this is what makes l1_H meaningful).
+        Only when both factors learn, and not with l1_W > 0 (which fixes the scale itself).
+    callback : called as callback(iteration, loss) after each iteration; returning True stops.
+
+    Zeros: W H is floored at ``numerical_floor(V)`` (float32 eps * mean(V)) wherever it is
+    divided by or raised to a negative power; for beta <= 0 V is floored there too, so zeros in
+    V give neither NaN nor Inf.
+
+    Returns
+    -------
+    NMFResult(W, H, losses, n_iter)
+    """
+    V = check_spectrogram(V)
+    m, n = V.shape
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise NmfsepError(f"k must be a positive integer, got {k!r}")
+    beta = _beta_value(beta)
+    if solver not in SOLVERS:
+        raise NmfsepError(f"unknown solver {solver!r}: use one of {', '.join(SOLVERS)}")
+    if init not in INITS:
+        raise NmfsepError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise NmfsepError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+    if not tol >= 0:
+        raise NmfsepError(f"tol must be >= 0, got {tol!r}")
+    for name, value in (("l1_W", l1_W), ("l1_H", l1_H), ("smooth_H", smooth_H)):
+        if not (np.isfinite(value) and value >= 0):
+            raise NmfsepError(f"{name} must be a finite number >= 0, got {value!r}")
+    if solver == "auto":
+        solver = "hals" if beta == 2 and not smooth_H else "mu"
+    if solver == "hals" and beta != 2:
+        raise NmfsepError(f"solver='hals' minimises the Euclidean cost (beta=2), got beta={beta}; "
+                          f"use solver='mu'")
+    if solver == "hals" and smooth_H:
+        raise NmfsepError("smooth_H needs solver='mu'")
+
+    dtype = _work_dtype(V)
+    floor = numerical_floor(V)
+    W, Ht = _start(V, k, init, seed, W, H, dtype)
+    free = ~_column_mask(fixed_W_columns, k) if update_W else np.zeros(k, np.bool_)
+    update_W = bool(free.any())
+    free_arg = None if free.all() else free
+    normalize = normalize_W and not l1_W and update_W and update_H
+
+    Vt = np.ascontiguousarray(V.T, dtype=dtype)      # frames as rows; a copy unless V is F-order
+    if beta <= 0:
+        Vt = np.maximum(Vt, dtype(floor))
+    run = _Run(Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free_arg)
+    run.free_mask = free
+    try:
+        losses, n_iter = run.iterate(max_iter, tol, update_W, update_H, normalize, callback)
+    finally:
+        run.close()
+    if normalize:
+        _normalize_columns(W, Ht, free)
+    return NMFResult(W, np.ascontiguousarray(Ht.T), np.asarray(losses, np.float64), n_iter)
+
+
+class _Run:
+    """One factorization in progress: the solver's state and its iteration loop.
+
+    Each iteration updates W, then H (scikit-learn's order), and records the objective of the
+    factors it leaves. For beta != 2 the blocked sweep forms W H right after each H block update,
+    so it gets that objective and the next W numerator from the same pass (see ``mu``); the W
+    update is then applied at the start of the next iteration, or dropped when the loop stops.
+    """
+
+    def __init__(self, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free):
+        self.Vt, self.W, self.Ht = Vt, W, Ht
+        self.beta, self.solver = beta, solver
+        self.l1_W, self.l1_H, self.smooth_H, self.free = l1_W, l1_H, smooth_H, free
+        self.blocked = None
+        self.limits = None
+        self.cache = {}
+        if beta == 2:
+            self.norm_V = float(np.einsum("ij,ij->", Vt, Vt, dtype=np.float64))
+        else:
+            self.blocked = mu.BlockedMU(Vt, W.shape[1], beta, floor)
+            if self.blocked.threads > 1:       # one BLAS thread per worker thread
+                from threadpoolctl import threadpool_limits
+                self.limits = threadpool_limits(1, user_api="blas")
+
+    def close(self):
+        if self.blocked is not None:
+            self.blocked.close()
+        if self.limits is not None:
+            self.limits.restore_original_limits()
+
+    def penalty(self):
+        return penalty(self.W, self.Ht, self.l1_W, self.l1_H, self.smooth_H)
+
+    def smoothness(self):
+        return temporal_continuity_gradient(self.Ht, self.smooth_H) if self.smooth_H else None
+
+    def start(self, update_W):
+        """The objective of the starting factors (and, for beta != 2, the first W numerator)."""
+        if self.beta == 2:
+            return mu.euclidean_divergence(self.Vt, self.W, self.Ht, self.norm_V) + self.penalty()
+        div = self.blocked.sweep(self.W, self.Ht, update_H=False, accumulate_W=update_W,
+                                 loss_at="exit")
+        return div + self.penalty()
+
+    def products(self, name, fixed):
+        """V^T W, W^T W ('W') or V H^T, H H^T ('H'); cached when that factor is fixed."""
+        if name in self.cache:
+            return self.cache[name]
+        if name == "W":
+            value = (self.Vt @ self.W, self.W.T @ self.W)
+        else:
+            value = (self.Vt.T @ self.Ht, self.Ht.T @ self.Ht)
+        if fixed:
+            self.cache[name] = value
+        return value
+
+    def step(self, update_W, update_H, normalize, last):
+        """One iteration (W then H); returns the objective of the factors it leaves."""
+        W, Ht = self.W, self.Ht
+        if self.beta != 2:
+            if update_W:
+                self.blocked.apply_W(W, Ht, self.l1_W, self.free)
+                if normalize:
+                    _normalize_columns(W, Ht, self.free_mask)
+            div = self.blocked.sweep(W, Ht, update_H, update_W and not last, "exit", self.l1_H,
+                                     self.smoothness())
+            return div + self.penalty()
+        solver = hals if self.solver == "hals" else None
+        if update_W:
+            VHt, HHt = self.products("H", fixed=not update_H)
+            if solver is hals:
+                div = hals.update_W(W, Ht, VHt, HHt, self.norm_V, self.l1_W, self.free)
+            else:
+                div = mu.update_W_euclidean(W, VHt, HHt, self.norm_V, self.l1_W, self.free)
+            if normalize:
+                _normalize_columns(W, Ht, self.free_mask)
+        if update_H:
+            VtW, WtW = self.products("W", fixed=not update_W)
+            if solver is hals:
+                div = hals.update_H(W, Ht, VtW, WtW, self.norm_V, self.l1_H)
+            else:
+                div = mu.update_H_euclidean(W, Ht, VtW, WtW, self.norm_V, self.l1_H,
+                                            self.smoothness())
+        return div + self.penalty()
+
+    def iterate(self, max_iter, tol, update_W, update_H, normalize, callback):
+        """Run the iterations; returns (losses, n_iter)."""
+        if self.beta != 2 and update_H and not update_W:
+            return self.iterate_H_only(max_iter, tol, callback)
+        losses = [self.start(update_W and max_iter > 0)]
+        if not (update_W or update_H):
+            return losses, 0
+        for it in range(1, max_iter + 1):
+            losses.append(self.step(update_W, update_H, normalize, last=it == max_iter))
+            if _should_stop(losses, it, tol, callback):
+                return losses, it
+        return losses, max_iter
+
+    def iterate_H_only(self, max_iter, tol, callback):
+        """Bases fixed, beta != 2: each sweep updates H and, on the way, measures the objective
+        of the H it started from, so the objective lags one sweep and a stop restores that H."""
+        W, Ht = self.W, self.Ht
+        saved = Ht.copy()
+        losses = []
+        for it in range(1, max_iter + 1):
+            saved[...] = Ht
+            value = self.penalty()
+            div = self.blocked.sweep(W, Ht, True, False, "entry", self.l1_H, self.smoothness())
+            losses.append(div + value)                 # the objective after it - 1 iterations
+            if it > 1 and _should_stop(losses, it - 1, tol, callback):
+                Ht[...] = saved
+                return losses, it - 1
+        losses.append(self.blocked.sweep(W, Ht, False, False, "exit") + self.penalty())
+        if max_iter > 0 and callback is not None:
+            callback(max_iter, losses[-1])
+        return losses, max_iter
+
+
+def _should_stop(losses, it, tol, callback):
+    """callback(it, loss) asked to stop, or (every 10 iterations, when tol > 0) the objective
+    fell by less than tol * its starting value over the last 10 iterations."""
+    stop = bool(callback(it, losses[it])) if callback is not None else False
+    if tol > 0 and it % CHECK_EVERY == 0:
+        stop = stop or losses[it - CHECK_EVERY] - losses[it] < tol * losses[0]
+    return stop
+
+
+from .deep import DeepNMFResult, deep_factorize  # noqa: E402  (they build on factorize)
+from .kmeans import kmeans  # noqa: E402

@@ -1,0 +1,287 @@
+"""Multiplicative updates for the beta-divergence family.
+
+Cost, for V (m, n), W (m, k), H (k, n) and X = W H::
+
+    D_beta(V | X) = sum_ij d_beta(v_ij | x_ij)
+
+    d_beta(v | x) = v/x - log(v/x) - 1                              beta = 0 (Itakura-Saito)
+                  = v log(v/x) - v + x                              beta = 1 (Kullback-Leibler)
+                  = (v - x)^2 / 2                                   beta = 2 (squared Euclidean)
+                  = (v^b + (b-1) x^b - b v x^(b-1)) / (b (b-1))     otherwise
+
+Updates (Lee & Seung 2001; Fevotte & Idier 2011, "Algorithms for nonnegative matrix factorization
+with the beta-divergence", Neural Computation 23(9)); penalties enter through the positive and
+negative parts of their gradients (l1 in the denominator)::
+
+    H <- H * ( W^T (V * X^(beta-2)) / (W^T X^(beta-1) + l1_H) )^gamma
+    W <- W * ( (V * X^(beta-2)) H^T / (X^(beta-1) H^T + l1_W) )^gamma
+
+    gamma = 1/(2-beta) for beta < 1,  1 for 1 <= beta <= 2,  1/(beta-1) for beta > 2
+
+With this exponent each update is a majorization-minimization step, so the divergence never
+increases (Fevotte & Idier 2011, Theorem 1). For beta = 1 the denominators are the column sums of
+W and row sums of H; for beta = 2 neither update forms X (W^T V, W^T W, V H^T, H H^T suffice).
+
+Layout and speed. Internally frames are rows: Vt = V^T (n, m) and Ht = H^T (n, k), C-contiguous,
+so a block of frames is a contiguous slice. One ``sweep`` per iteration goes over blocks of BLOCK
+frames; per block it forms X_b = H_b W^T once into a preallocated buffer, runs one fused numba pass
+(ratio, powers, and the divergence of the current factors on the way), updates H_b, forms X_b
+again with the new H_b and adds the block's part of the W numerator, while the block is still in
+cache. Frames are independent given W, so this is exact; W is updated once all blocks are in.
+Blocks are shared out over threads (BLAS single-threaded inside), one buffer set per thread.
+No temporary the size of V is made.
+
+Zeros: X is floored at ``floor`` (see ``nmfsep.nmf.numerical_floor``) wherever it is divided by or
+raised to a negative power, so zeros in V or X give no NaN or Inf. For beta <= 0, where d(0 | x)
+is infinite, the caller floors V itself.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import _kernels
+
+BLOCK = 256
+
+
+def gamma_exponent(beta):
+    """Fevotte & Idier's exponent that makes the multiplicative update monotone."""
+    if beta < 1:
+        return 1.0 / (2.0 - beta)
+    if beta > 2:
+        return 1.0 / (beta - 1.0)
+    return 1.0
+
+
+def beta_divergence(V, WH, beta, floor=0.0):
+    """D_beta(V | WH) by its definition, in float64 on whole arrays (the naive reference).
+
+    WH is floored at ``floor`` for beta != 2 (as the solvers do); terms with v = 0 take their
+    limits: x for beta = 1, x^beta / beta for beta > 0.
+    """
+    V = np.asarray(V, np.float64)
+    X = np.asarray(WH, np.float64)
+    if beta == 2:
+        return float(0.5 * np.sum((V - X) ** 2))
+    X = np.maximum(X, floor)
+    if beta == 1:
+        positive = V > 0
+        out = X.copy()
+        v, x = V[positive], X[positive]
+        out[positive] = v * np.log(v / x) - v + x
+        return float(out.sum())
+    if beta == 0:
+        ratio = V / X
+        return float(np.sum(ratio - np.log(ratio) - 1))
+    return float(np.sum((V ** beta + (beta - 1) * X ** beta - beta * V * X ** (beta - 1))
+                        / (beta * (beta - 1))))
+
+
+def constant_part(Vt, beta):
+    """The part of D_beta that does not depend on W H: sum v^beta for beta not in {0, 1, 2}."""
+    if beta in (0, 1, 2):
+        return 0.0
+    return _kernels.sum_power(Vt, float(beta))
+
+
+def _ratios(Vb, X, D, beta, floor, want_loss):
+    """X <- V * X^(beta-2), D <- X^(beta-1) in place; the block's divergence part."""
+    if beta == 1:
+        return _kernels.kl_ratio(Vb, X, floor, want_loss)
+    if beta == 0:
+        return _kernels.is_ratio(Vb, X, D, floor, want_loss)
+    return _kernels.beta_ratio(Vb, X, D, float(beta), floor, want_loss)
+
+
+def _apply_ratio(F, numerator, denominator, gamma):
+    """F <- F * (numerator / denominator)^gamma in place (numerator is overwritten), with the
+    denominator floored at float32 eps as scikit-learn does."""
+    np.maximum(denominator, np.finfo(np.float32).eps, out=denominator)
+    np.divide(numerator, denominator, out=numerator)
+    if gamma != 1:
+        np.power(numerator, gamma, out=numerator)
+    F *= numerator
+
+
+def n_threads():
+    """Threads for the blocked sweep: as many as BLAS is allowed (respects OPENBLAS_NUM_THREADS,
+    OMP_NUM_THREADS and threadpoolctl limits set by the caller), at most the usable CPUs."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn / librosa
+        return 1
+    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(min(counts, default=1), cpus or 1))
+
+
+class BlockedMU:
+    """Multiplicative updates for beta != 2 over frame blocks (see the module docstring).
+
+    Holds the buffers; ``sweep`` is one iteration and returns D_beta(V | W H) of the factors it
+    started from. Ht and W are updated in place.
+    """
+
+    def __init__(self, Vt, k, beta, floor, threads=None):
+        self.Vt, self.beta = Vt, float(beta)
+        n, m = Vt.shape
+        dtype = Vt.dtype
+        self.floor = dtype.type(floor)
+        self.gamma = gamma_exponent(beta)
+        self.constant = constant_part(Vt, beta)
+        self.blocks = [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
+        threads = n_threads() if threads is None else threads
+        self.threads = max(1, min(threads, len(self.blocks)))
+        width = min(BLOCK, n)
+        needs_D = self.beta != 1
+        self.buffers = [
+            dict(X=np.empty(width * m, dtype), D=np.empty(width * m, dtype) if needs_D else None,
+                 N=np.empty(width * k, dtype), Nd=np.empty(width * k, dtype),
+                 num=np.zeros((m, k), dtype), den=np.zeros((m, k), dtype),
+                 part=np.empty((m, k), dtype))
+            for _ in range(self.threads)
+        ]
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def divergence_from(self, parts):
+        if self.beta in (0, 1):
+            return parts
+        return (self.constant + parts) / (self.beta * (self.beta - 1))
+
+    def _work(self, index, W, Ht, update_H, accumulate_W, loss_at, h_terms):
+        """The blocks of one thread: returns its divergence part; fills its W numerator."""
+        buf = self.buffers[index]
+        m, k = W.shape
+        beta, floor, gamma = self.beta, self.floor, self.gamma
+        total = 0.0
+        if accumulate_W:
+            buf["num"].fill(0)
+            buf["den"].fill(0)
+        for start, stop in self.blocks[index::self.threads]:
+            b = stop - start
+            Vb, Hb = self.Vt[start:stop], Ht[start:stop]
+            X = buf["X"][:b * m].reshape(b, m)
+            D = None if buf["D"] is None else buf["D"][:b * m].reshape(b, m)
+            np.dot(Hb, W.T, out=X)
+            if update_H:
+                total += _ratios(Vb, X, D, beta, floor, loss_at == "entry")
+                N = buf["N"][:b * k].reshape(b, k)
+                np.dot(X, W, out=N)
+                col_sums, l1_H, smooth = h_terms
+                if D is None:
+                    den = np.broadcast_to(col_sums, (b, k)).copy()
+                else:
+                    den = np.dot(D, W, out=buf["Nd"][:b * k].reshape(b, k))
+                    if l1_H:
+                        den += l1_H
+                if smooth is not None:
+                    N += smooth[1][start:stop]
+                    den += smooth[0][start:stop]
+                _apply_ratio(Hb, N, den, gamma)
+                if accumulate_W or loss_at == "exit":
+                    np.dot(Hb, W.T, out=X)
+                    total += _ratios(Vb, X, D, beta, floor, loss_at == "exit")
+            else:
+                total += _ratios(Vb, X, D, beta, floor, loss_at is not None)
+            if accumulate_W:
+                np.dot(X.T, Hb, out=buf["part"])
+                buf["num"] += buf["part"]
+                if D is not None:
+                    np.dot(D.T, Hb, out=buf["part"])
+                    buf["den"] += buf["part"]
+        return total
+
+    def sweep(self, W, Ht, update_H=True, accumulate_W=True, loss_at="exit", l1_H=0.0,
+              smooth=None):
+        """One pass over the frames: the H update (if asked), then the W numerator and
+        denominator for the new H (if asked; the update itself is ``apply_W``, so that the caller
+        may still drop it).
+
+        loss_at: "entry" returns D_beta(V | W H) of the factors before the H update, "exit"
+        after it, None nothing (nan).
+        """
+        col_sums = (W.sum(axis=0) + l1_H).astype(W.dtype) if self.beta == 1 else None
+        args = (W, Ht, update_H, accumulate_W, loss_at, (col_sums, l1_H, smooth))
+        if self.pool is None:
+            parts = [self._work(0, *args)]
+        else:
+            parts = list(self.pool.map(lambda i: self._work(i, *args), range(self.threads)))
+        return np.nan if loss_at is None else self.divergence_from(sum(parts))
+
+    def apply_W(self, W, Ht, l1_W=0.0, free=None):
+        """W <- W * (numerator / denominator)^gamma on the ``free`` columns (after ``sweep``)."""
+        num = self.buffers[0]["num"]
+        den = self.buffers[0]["den"]
+        for other in self.buffers[1:]:
+            num += other["num"]
+            den += other["den"]
+        if self.beta == 1:
+            den[:] = Ht.sum(axis=0)
+        if l1_W:
+            den += l1_W
+        if free is None:
+            _apply_ratio(W, num, den, self.gamma)
+        else:
+            W_free = W[:, free]
+            _apply_ratio(W_free, num[:, free], den[:, free], self.gamma)
+            W[:, free] = W_free
+
+
+# ---------------------------------------------------------------- squared Euclidean (beta = 2)
+
+def euclidean_loss(norm_V, cross, gram_W, gram_H):
+    """||V - W H||^2 / 2 = (||V||^2 - 2 <W^T V, H> + <W^T W, H H^T>) / 2, in float64.
+
+    ``cross`` is <W^T V, H> (equivalently <V H^T, W>), taken from a product the update needs
+    anyway, so the loss costs O((m + n) k^2) rather than a pass over V.
+    """
+    value = 0.5 * (norm_V - 2.0 * cross + float(np.vdot(gram_W.astype(np.float64),
+                                                           gram_H.astype(np.float64))))
+    return max(value, 0.0)
+
+
+def update_H_euclidean(W, Ht, VtW, WtW, norm_V, l1_H=0.0, smooth=None):
+    """Lee & Seung: H <- H * (W^T V) / (W^T W H + l1_H), on Ht = H^T in place.
+
+    VtW = V^T W (n, k) and WtW = W^T W are passed in (constants when W is fixed). Returns
+    ||V - W H||^2 / 2 of the updated factors.
+    """
+    numerator = VtW.copy()
+    denominator = Ht @ WtW
+    if l1_H:
+        denominator += l1_H
+    if smooth is not None:
+        numerator += smooth[1]
+        denominator += smooth[0]
+    _apply_ratio(Ht, numerator, denominator, 1.0)
+    return euclidean_loss(norm_V, float(np.vdot(VtW.astype(np.float64), Ht)), WtW, Ht.T @ Ht)
+
+
+def update_W_euclidean(W, VHt, HHt, norm_V, l1_W=0.0, free=None):
+    """Lee & Seung: W <- W * (V H^T) / (W H H^T + l1_W) in place on the ``free`` columns.
+
+    VHt = V H^T (m, k) and HHt = H H^T are passed in. Returns ||V - W H||^2 / 2 afterwards.
+    """
+    numerator = VHt.copy()
+    denominator = W @ HHt
+    if l1_W:
+        denominator += l1_W
+    if free is None:
+        _apply_ratio(W, numerator, denominator, 1.0)
+    else:
+        W_free = W[:, free]
+        _apply_ratio(W_free, numerator[:, free], denominator[:, free], 1.0)
+        W[:, free] = W_free
+    return euclidean_loss(norm_V, float(np.vdot(VHt.astype(np.float64), W)), W.T @ W, HHt)
+
+
+def euclidean_divergence(Vt, W, Ht, norm_V):
+    """||V - W H||^2 / 2 via V^T W (one pass over V, no m x n temporary)."""
+    return euclidean_loss(norm_V, float(np.vdot((Vt @ W).astype(np.float64), Ht)),
+                          W.T @ W, Ht.T @ Ht)
