@@ -1,6 +1,7 @@
 """nmfsep: pull the sources out of a single recording with non-negative matrix factorization.
 
-The public API is imported lazily so that ``nmfsep --help`` stays fast.
+The public API is imported lazily so that ``nmfsep --help`` stays fast. The one-input pipeline
+lives in ``nmfsep.pipeline`` (not ``nmfsep.separate``, which would shadow the function).
 """
 
 __version__ = "0.1.0"
@@ -10,7 +11,7 @@ _EXPORTS = {
     "NMFResult": "nmfsep.nmf",
     "kmeans": "nmfsep.nmf",
     "deep_factorize": "nmfsep.nmf",
-    "separate": "nmfsep.separate",
+    "separate": "nmfsep.pipeline",
     "NmfsepError": "nmfsep.errors",
 }
 

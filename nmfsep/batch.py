@@ -14,7 +14,7 @@ import numpy as np
 
 from . import audio
 from .errors import NmfsepError
-from .separate import Progress, Settings, split_sources
+from .pipeline import Progress, Settings, split_sources
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
 PCM_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"}

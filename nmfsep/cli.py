@@ -39,7 +39,7 @@ class Group(click.Group):
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
         try:
-            return super().main(args, prog_name or "nmfsep", standalone_mode=False, **extra)
+            return super().main(args, "nmfsep", standalone_mode=False, **extra)
         except NO_ARGS_IS_HELP as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
             sys.exit(0)
@@ -93,7 +93,7 @@ def split(inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, h
     from rich.console import Console
 
     from .batch import Output, process
-    from .separate import Settings
+    from .pipeline import Settings
 
     settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length)
     output = Output(out_dir, force=force)
@@ -115,6 +115,57 @@ def split(inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, h
         if as_json:
             click.echo(json.dumps(record))
     sys.exit(EXIT_FAILED if failed else 0)
+
+
+@cli.command("eval")
+@click.option("--ref", "refs", multiple=True, required=True, metavar="REF",
+              help="A true source (repeat once per source).")
+@click.argument("estimates", nargs=-1, required=True, metavar="EST...")
+@click.option("--mix", "mix_path", default=None, help="The mixture [default: the sum of the references].")
+@click.option("--no-bss", is_flag=True, help="SI-SDR only (skip the slower SDR/SIR/SAR).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def evaluate(refs, estimates, mix_path, no_bss, as_json):
+    """Score estimated stems against true sources: SI-SDR (and its improvement over the mixture),
+    SDR, SIR and SAR (bss_eval, mir_eval), each reference matched to its best estimate."""
+    import numpy as np
+
+    from . import audio
+    from .evaluate import score
+
+    if len(estimates) < len(refs):
+        raise click.UsageError(f"{len(refs)} references need at least as many estimates, got {len(estimates)}")
+    sounds = [audio.read(p) for p in (*refs, *estimates, *([mix_path] if mix_path else []))]
+    first = sounds[0]
+    for path, sound in zip((*refs, *estimates, mix_path), sounds):
+        if (sound.sample_rate, sound.n_samples, sound.n_channels) != (first.sample_rate, first.n_samples, first.n_channels):
+            raise NmfsepError(f"{path}: {sound.sample_rate} Hz, {sound.n_samples} frames, {sound.n_channels} channels "
+                              f"does not match {refs[0]} ({first.sample_rate} Hz, {first.n_samples} frames, "
+                              f"{first.n_channels} channels)")
+    references = np.stack([s.samples for s in sounds[: len(refs)]])
+    ests = np.stack([s.samples for s in sounds[len(refs): len(refs) + len(estimates)]])
+    mixture = sounds[-1].samples if mix_path else None
+    rows = score(references, ests, mixture, with_bss_eval=not no_bss)
+    for ref, row in zip(refs, rows):
+        row["estimate"] = estimates[row["estimate"]]
+        row["reference"] = ref
+    metrics = [k for k in ("si_sdr", "si_sdr_improvement", "sdr", "sir", "sar") if k in rows[0]]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in metrics}
+    if as_json:
+        click.echo(json.dumps({"references": [{"reference": r["reference"], "estimate": r["estimate"],
+                                               **{k: r[k] for k in metrics}} for r in rows], "mean": mean}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="separation quality (dB)")
+    for column in ("reference", "estimate", *metrics):
+        table.add_column(column.replace("_improvement", " impr.").replace("_", "-"),
+                         justify="left" if column in ("reference", "estimate") else "right",
+                         overflow="fold")
+    for r in rows:
+        table.add_row(r["reference"], r["estimate"], *(f"{r[k]:.2f}" for k in metrics))
+    table.add_row("mean", "", *(f"{mean[k]:.2f}" for k in metrics))
+    Console(stderr=True).print(table)
 
 
 class progress_bar:

@@ -1,6 +1,7 @@
 """Separation quality: scale-invariant SDR and the best matching of estimates to references."""
 
 import itertools
+import warnings
 
 import numpy as np
 
@@ -35,3 +36,38 @@ def si_sdr_improvement(references: np.ndarray, estimates: np.ndarray, mixture: n
     _, scores = best_permutation(references, estimates)
     baseline = np.array([si_sdr(ref, mixture) for ref in references])
     return scores - baseline
+
+
+def bss_eval(references: np.ndarray, estimates: np.ndarray) -> dict[str, np.ndarray]:
+    """SDR, SIR, SAR (dB) of each reference against the estimate of the given order (mir_eval).
+
+    references, estimates: (n_sources, n_samples, ...); channels are laid end to end, so a
+    stereo source is scored as one signal twice as long.
+    """
+    from mir_eval.separation import bss_eval_sources
+
+    def flat(x):
+        x = np.asarray(x, dtype=np.float64)
+        return np.moveaxis(x, 1, -1).reshape(len(x), -1) if x.ndim == 3 else x
+
+    with warnings.catch_warnings():  # mir_eval 0.8 marks bss_eval_sources deprecated; it still works
+        warnings.simplefilter("ignore", FutureWarning)
+        sdr, sir, sar, _ = bss_eval_sources(flat(references), flat(estimates), compute_permutation=False)
+    return {"sdr": sdr, "sir": sir, "sar": sar}
+
+
+def score(references: np.ndarray, estimates: np.ndarray, mixture: np.ndarray | None = None,
+          with_bss_eval: bool = True) -> list[dict]:
+    """One row per reference: its best-matched estimate (index), SI-SDR, improvement, SDR/SIR/SAR.
+
+    The mixture defaults to the sum of the references (true when they are a full separation).
+    """
+    mixture = references.sum(axis=0) if mixture is None else mixture
+    order, scores = best_permutation(references, estimates)
+    rows = [{"estimate": j, "si_sdr": float(s), "si_sdr_improvement": float(s - si_sdr(ref, mixture))}
+            for ref, j, s in zip(references, order, scores)]
+    if with_bss_eval:
+        metrics = bss_eval(references, estimates[list(order)])
+        for i, row in enumerate(rows):
+            row.update({name: float(values[i]) for name, values in metrics.items()})
+    return rows

@@ -7,12 +7,14 @@ are distinct: exactly the structure NMF recovers.
 
 import numpy as np
 
-# Fundamentals (Hz), harmonic roll-offs and note periods (s) of the default sources: a low tone
-# with bright harmonics, a middle tone with a steep roll-off, a high tone with odd harmonics.
+# Fundamentals (Hz), harmonic roll-offs and note periods (s) of the default sources, listed by
+# spectral centroid, lowest first (the order split writes stems in): a low dull tone, a middle
+# tone with odd harmonics, a higher bright tone. No fundamental is
+# near a harmonic of another (587.33 / 220 = 2.67, 830.61 / 220 = 3.78, 830.61 / 587.33 = 1.41).
 DEFAULT_SOURCES = [
-    {"f0": 196.0, "rolloff": 0.75, "odd_only": False, "period": 0.50},
-    {"f0": 587.3, "rolloff": 0.45, "odd_only": False, "period": 0.70},
-    {"f0": 1318.5, "rolloff": 0.60, "odd_only": True, "period": 0.90},
+    {"f0": 220.0, "rolloff": 0.50, "odd_only": False, "period": 0.50},
+    {"f0": 587.33, "rolloff": 0.60, "odd_only": True, "period": 0.70},
+    {"f0": 830.61, "rolloff": 0.70, "odd_only": False, "period": 0.90},
 ]
 
 

@@ -96,10 +96,10 @@ def test_one_bad_input_does_not_stop_the_others(wav_file, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["-k", "0"], "nmfsep split: error: Invalid value for '-k': 0 is not in the range x>=1. (see 'nmfsep split --help')\n"),
-    (["-k", "two"], "nmfsep split: error: Invalid value for '-k': 'two' is not a valid integer. (see 'nmfsep split --help')\n"),
+    (["-k", "two"], "nmfsep split: error: Invalid value for '-k': 'two' is not a valid integer range. (see 'nmfsep split --help')\n"),
     (["--beta", "foo"], "nmfsep split: error: Invalid value for '--beta': 'foo' is not kl, is, euclidean or a number (see 'nmfsep split --help')\n"),
     (["--iter", "-3"], "nmfsep split: error: Invalid value for '--iter': -3 is not in the range x>=1. (see 'nmfsep split --help')\n"),
-    (["--bogus"], "nmfsep split: error: No such option: --bogus (see 'nmfsep split --help')\n"),
+    (["--bogus"], "nmfsep split: error: No such option '--bogus'. (see 'nmfsep split --help')\n"),
 ])
 def test_usage_errors_are_one_line_exit_2(wav_file, args, message):
     result = run("split", wav_file(), *args)

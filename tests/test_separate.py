@@ -4,6 +4,7 @@ import pytest
 import nmfsep
 from nmfsep.errors import NmfsepError
 from nmfsep.evaluate import si_sdr_improvement
+from nmfsep.grouping import spectral_centroids
 
 
 def test_stems_sum_to_the_mono_input(tones):
@@ -31,8 +32,10 @@ def test_demo_sources_come_apart_by_10_db(tones):
 def test_stems_are_ordered_by_spectral_centroid(tones):
     mix, sources, rate = tones
     stems = nmfsep.separate(mix, rate, k=2)
-    # synth's first source is the lower tone: it must come out as source1.
-    assert np.corrcoef(stems[0], sources[0])[0, 1] > np.corrcoef(stems[0], sources[1])[0, 1]
+    true_centroids = spectral_centroids(np.abs(np.fft.rfft(sources, axis=1)))
+    lowest = int(np.argmin(true_centroids))
+    assert np.corrcoef(stems[0], sources[lowest])[0, 1] > 0.9
+    assert np.corrcoef(stems[1], sources[1 - lowest])[0, 1] > 0.9
 
 
 def test_digital_silence_gives_silent_stems():

@@ -135,28 +135,30 @@ def hals_rows(F, B, A, l1, free, n_sweeps, delta):
 
         F[:, j] <- max(0, F[:, j] + (B[:, j] - l1 - F A[:, j]) / A[j, j])   for free j, A[j, j] > 0
 
-    F (r, k) is H^T (with B = V^T W, A = W^T W) or W (with B = V H^T, A = H H^T). Repeats up to
-    n_sweeps times and stops early once a sweep changes F by less than delta times the first
-    sweep did (Gillis & Glineur 2012). Returns the number of sweeps made.
+    F (r, k) is H^T (with B = V^T W, A = W^T W) or W (with B = V H^T, A = H H^T); A is symmetric,
+    so A[:, j] is read as the contiguous row A[j]. Repeats up to n_sweeps times and stops early
+    once a sweep changes F by less than delta times what the first sweep did (Gillis & Glineur
+    2012). Returns the number of sweeps made.
     """
     rows, k = F.shape
+    zero = F.dtype.type(0.0)
     first = 0.0
     done = 0
     for sweep in range(n_sweeps):
         change = 0.0
         for i in range(rows):
+            row_change = zero
             for j in range(k):
                 if not free[j] or A[j, j] <= 0:
                     continue
-                dot = 0.0
+                dot = zero
                 for q in range(k):
-                    dot += F[i, q] * A[q, j]
-                new = F[i, j] + (B[i, j] - l1 - dot) / A[j, j]
-                if new < 0:
-                    new = 0.0
-                diff = new - F[i, j]
-                change += diff * diff
+                    dot += F[i, q] * A[j, q]
+                old = F[i, j]
+                new = max(old + (B[i, j] - l1 - dot) / A[j, j], zero)
                 F[i, j] = new
+                row_change += (new - old) * (new - old)
+            change += row_change
         done = sweep + 1
         if sweep == 0:
             first = change
