@@ -130,15 +130,16 @@ def sum_power(V, beta):
 
 
 @_jit
-def hals_rows(F, B, A, l1, free, n_sweeps, delta):
+def hals_rows(F, G, A, l1, free, n_sweeps, delta):
     """Gauss-Seidel sweeps over the columns of F (rows of the factor are independent)::
 
-        F[:, j] <- max(0, F[:, j] + (B[:, j] - l1 - F A[:, j]) / A[j, j])   for free j, A[j, j] > 0
+        F[:, j] <- max(0, F[:, j] + (G[:, j] - l1) / A[j, j])      for free j with A[j, j] > 0
 
-    F (r, k) is H^T (with B = V^T W, A = W^T W) or W (with B = V H^T, A = H H^T); A is symmetric,
-    so A[:, j] is read as the contiguous row A[j]. Repeats up to n_sweeps times and stops early
-    once a sweep changes F by less than delta times what the first sweep did (Gillis & Glineur
-    2012). Returns the number of sweeps made.
+    where G = B - F A is the negative gradient, kept up to date with one short axpy per change
+    (G[i] -= change * A[j]; A is symmetric), so no dot product is recomputed. F (r, k) is H^T
+    (B = V^T W, A = W^T W) or W (B = V H^T, A = H H^T); G is overwritten. Repeats up to n_sweeps
+    times and stops once a sweep changes F by less than delta times what the first sweep did
+    (Gillis & Glineur 2012). Returns the number of sweeps made.
     """
     rows, k = F.shape
     zero = F.dtype.type(0.0)
@@ -151,13 +152,14 @@ def hals_rows(F, B, A, l1, free, n_sweeps, delta):
             for j in range(k):
                 if not free[j] or A[j, j] <= 0:
                     continue
-                dot = zero
-                for q in range(k):
-                    dot += F[i, q] * A[j, q]
                 old = F[i, j]
-                new = max(old + (B[i, j] - l1 - dot) / A[j, j], zero)
-                F[i, j] = new
-                row_change += (new - old) * (new - old)
+                new = max(old + (G[i, j] - l1) / A[j, j], zero)
+                step = new - old
+                if step != 0:
+                    F[i, j] = new
+                    for q in range(k):
+                        G[i, q] -= step * A[j, q]
+                    row_change += step * step
             change += row_change
         done = sweep + 1
         if sweep == 0:

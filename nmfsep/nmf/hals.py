@@ -41,8 +41,9 @@ def update_H(W, Ht, VtW, WtW, norm_V, l1_H=0.0):
     n, k = Ht.shape
     m = W.shape[0]
     free = np.ones(k, np.bool_)
-    _kernels.hals_rows(Ht, VtW, WtW, Ht.dtype.type(l1_H), free, inner_sweeps(n, m, k, m * n),
-                       DELTA)
+    gradient = VtW - Ht @ WtW
+    _kernels.hals_rows(Ht, gradient, WtW, Ht.dtype.type(l1_H), free,
+                       inner_sweeps(n, m, k, m * n), DELTA)
     return euclidean_loss(norm_V, float(np.vdot(VtW.astype(np.float64), Ht)), WtW, Ht.T @ Ht)
 
 
