@@ -68,16 +68,15 @@ def process(path: str, settings: Settings, output: Output, progress: Progress | 
     """Separate one input and write its stems; never raises for a user error."""
     started = time.perf_counter()
     record = {"input": path, "status": "ok", "error": None, "stems": [], "sample_rate": None,
-              "channels": None, "frames": None, "k": settings.n_sources, "iterations": None,
+              "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
               "loss": None, "seconds": None}
     try:
         settings.check()
         sound = audio.read(path)
         record.update(sample_rate=sound.sample_rate, channels=sound.n_channels, frames=sound.n_samples)
-        names = [f"source{i + 1}" for i in range(settings.n_sources)]
-        paths = stem_paths(output, track_name(path), names, audio.extension(sound.format))
+        paths = stem_paths(output, track_name(path), settings.stem_names, audio.extension(sound.format))
         refuse_existing(paths, output.force)
-        result = split_sources(sound.samples, sound.sample_rate, settings, progress)
+        result = split_sources(sound.samples, sound.sample_rate, settings, progress, name=path)
         write_stems(paths, result.stems, sound)
         record.update(stems=[{"name": n, "path": p} for n, p in zip(result.names, paths)],
                       iterations=result.n_iter, loss=result.loss)

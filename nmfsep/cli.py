@@ -84,18 +84,39 @@ def cli():
               help="FFT size in samples [default: ~46 ms at the input's rate].")
 @click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
               help="Hop in samples [default: n_fft/4].")
+@click.option("--model", "model_paths", multiple=True, metavar="FILE",
+              help="Learned bases of one source (from `nmfsep learn`); repeat for each source. "
+                   "One stem per model, named after it.")
+@click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --model: extra bases learned on the mixture, written as the 'residual' stem.")
 @click.option("--force", is_flag=True, help="Overwrite existing stems.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def split(inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, hop_length,
-          force, as_json, quiet):
-    """Split each INPUT (an audio file, or - for a WAV stream on stdin) into stems."""
+@click.pass_context
+def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, hop_length,
+          model_paths, n_free, force, as_json, quiet):
+    """Split each INPUT (an audio file, or - for a WAV stream on stdin) into stems.
+
+    Blind by default (-k stems, source1 = lowest spectral centroid). With --model, the models'
+    bases are held fixed and each model gives a stem named after it (supervised); --free N adds
+    N bases learned on the mixture for whatever the models do not cover (semi-supervised).
+    """
     from rich.console import Console
 
     from .batch import Output, process
+    from .model import load
     from .pipeline import Settings
 
-    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length)
+    if n_free and not model_paths:
+        raise click.BadParameter("--free needs at least one --model", param_hint="'--free'")
+    if model_paths and ctx.get_parameter_source("n_sources").name == "COMMANDLINE":
+        stems = len(model_paths) + (1 if n_free else 0)
+        if n_sources != stems:
+            raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
+                                     f"{' and --free' if n_free else ''} give {stems}", param_hint="'-k'")
+    models = tuple(load(p) for p in model_paths)
+    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free)
+    settings.check()
     output = Output(out_dir, force=force)
     console = Console(stderr=True)
     show_progress = not quiet and console.is_terminal
@@ -115,6 +136,49 @@ def split(inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, h
         if as_json:
             click.echo(json.dumps(record))
     sys.exit(EXIT_FAILED if failed else 0)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="FILE...")
+@click.option("-o", "--output", "model_path", required=True, metavar="MODEL.npz",
+              help="Where to write the model.")
+@click.option("-k", "n_bases", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Number of bases (spectral templates) to learn.")
+@click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
+@click.option("--beta", type=Beta(), default="kl", show_default=True,
+              help="Divergence: kl (1), is (0), euclidean (2) or any number.")
+@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Maximum NMF iterations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--n-fft", type=click.IntRange(min=16), default=None,
+              help="FFT size in samples [default: ~46 ms at the input's rate].")
+@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
+              help="Hop in samples [default: n_fft/4].")
+@click.option("--force", is_flag=True, help="Overwrite an existing model file.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def learn(inputs, model_path, n_bases, name, beta, max_iter, seed, n_fft, hop_length, force, quiet):
+    """Learn what one source sounds like from clean recordings of it (FILEs, laid end to end)."""
+    import os
+
+    from . import audio
+    from .model import save
+    from .pipeline import learn as learn_bases
+
+    if os.path.exists(model_path) and not force:
+        raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
+    sounds = [audio.read(p) for p in inputs]
+    for path, sound in zip(inputs, sounds):
+        if sound.sample_rate != sounds[0].sample_rate:
+            raise NmfsepError(f"{path}: {sound.sample_rate} Hz, but {inputs[0]} is "
+                              f"{sounds[0].sample_rate} Hz (all training files need one rate)")
+    name = name or os.path.splitext(os.path.basename(model_path))[0]
+    model = learn_bases([s.samples for s in sounds], sounds[0].sample_rate, n_bases, name=name,
+                        beta=beta, max_iter=max_iter, seed=seed, n_fft=n_fft, hop_length=hop_length)
+    save(model, model_path)
+    if not quiet:
+        seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate
+        click.echo(f"{model_path}: {n_bases} bases of {name!r} from {seconds:.1f} s of audio "
+                   f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length})", err=True)
 
 
 @cli.command("eval")

@@ -1,10 +1,16 @@
-"""The pipeline for one input: STFT -> factorize -> group -> mask -> ISTFT.
+"""The pipeline for one input: STFT -> factorize -> group -> mask -> ISTFT, and learning bases.
 
     samples (n_samples, n_channels) --STFT--> X (n_channels, n_bins, n_frames)
     V = mean over channels of |X|           (one model for the file keeps the stereo image)
     V ≈ W H                                 (nmfsep.nmf.factorize)
     M_s = soft mask of W_s H_s              (nmfsep.masks)
     stem_s = ISTFT(M_s * X)                 (the stems add back up to the input)
+
+Blind: W and H are learned on the mixture and each of the k components is a source, ordered by
+spectral centroid. Supervised (Smaragdis 2007): W is the concatenation of the models' learned
+bases, held fixed, and only H is learned; each model's columns make one stem, named after it.
+Semi-supervised: ``n_free`` more bases are learned on the mixture beside the fixed ones and make a
+``residual`` stem (what the models do not cover).
 """
 
 from dataclasses import dataclass, field
@@ -15,18 +21,22 @@ import numpy as np
 from . import masks, spectrum
 from .errors import NmfsepError
 from .grouping import order_by_centroid
+from .model import Model
 from .nmf import factorize
 
 Progress = Callable[[int, int], None]
+RESIDUAL = "residual"
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides a separation, with the CLI's defaults.
 
-    n_sources: stems written. beta: divergence (1 = KL, the best on magnitude spectra for
-    speech and music). power: mask exponent (2 = power ratio, a Wiener filter). n_fft/hop_length:
-    None follows the sample rate (see nmfsep.spectrum.default_params).
+    n_sources: stems written in blind separation. beta: divergence (1 = KL, the best on magnitude
+    spectra for speech and music). power: mask exponent (2 = power ratio, a Wiener filter).
+    n_fft/hop_length: None follows the sample rate (see nmfsep.spectrum.default_params) or the
+    models. models: learned bases, one stem each (supervised); n_free: extra bases learned on the
+    mixture, written as the 'residual' stem.
     """
 
     n_sources: int = 2
@@ -37,6 +47,8 @@ class Settings:
     power: float = 2.0
     n_fft: int | None = None
     hop_length: int | None = None
+    models: tuple[Model, ...] = ()
+    n_free: int = 0
 
     def check(self) -> "Settings":
         if self.n_sources < 1:
@@ -47,12 +59,44 @@ class Settings:
             raise NmfsepError(f"tol must be >= 0, got {self.tol}")
         if not self.power > 0:
             raise NmfsepError(f"power must be > 0, got {self.power}")
+        if self.n_free < 0:
+            raise NmfsepError(f"free must be >= 0, got {self.n_free}")
+        if self.n_free and not self.models:
+            raise NmfsepError("--free adds bases beside learned models: give at least one --model")
+        names = [m.name for m in self.models]
+        duplicate = next((n for n in names if names.count(n) > 1 or n == RESIDUAL and self.n_free), None)
+        if duplicate is not None:
+            raise NmfsepError(f"two stems would be named {duplicate!r}: learn the models with distinct --name")
         return self
+
+    @property
+    def stem_names(self) -> list[str]:
+        if not self.models:
+            return [f"source{i + 1}" for i in range(self.n_sources)]
+        return [m.name for m in self.models] + ([RESIDUAL] if self.n_free else [])
+
+    def stft_params(self, sample_rate: int, name: str = "input") -> spectrum.StftParams:
+        """The STFT of the models where there are models (and they must fit), else the default."""
+        if not self.models:
+            return spectrum.default_params(sample_rate, self.n_fft, self.hop_length)
+        first = self.models[0]
+        for m in self.models:
+            if m.sample_rate != sample_rate:
+                raise NmfsepError(
+                    f"{name}: {sample_rate} Hz, but model {m.name!r} was learned at {m.sample_rate} Hz "
+                    f"(resample the input, e.g. sox IN -r {m.sample_rate} OUT, or learn the model at {sample_rate} Hz)")
+            if (m.n_fft, m.hop_length) != (first.n_fft, first.hop_length):
+                raise NmfsepError(f"models {first.name!r} and {m.name!r} use different STFT sizes "
+                                  f"({first.n_fft}/{first.hop_length} and {m.n_fft}/{m.hop_length})")
+        if self.n_fft not in (None, first.n_fft) or self.hop_length not in (None, first.hop_length):
+            raise NmfsepError(f"the models were learned with n_fft {first.n_fft} and hop {first.hop_length}: "
+                              "leave --n-fft/--hop out or match them")
+        return spectrum.StftParams(first.n_fft, first.hop_length).check()
 
 
 @dataclass
 class Separation:
-    """stems: float32 (n_sources, n_samples, n_channels) in source order; names: one per stem."""
+    """stems: float32 (n_stems, n_samples, n_channels) in stem order; names: one per stem."""
 
     stems: np.ndarray
     names: list[str]
@@ -62,56 +106,120 @@ class Separation:
     activations: np.ndarray = field(repr=False)
 
 
+def analyse(samples: np.ndarray, params: spectrum.StftParams) -> tuple[np.ndarray, np.ndarray]:
+    """(X (n_channels, n_bins, n_frames), V (n_bins, n_frames)) of samples (n_samples, n_channels)."""
+    mixture = spectrum.stft(np.ascontiguousarray(samples.T, dtype=np.float32), params)
+    return mixture, np.abs(mixture).mean(axis=0)
+
+
 def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
-                  progress: Progress | None = None) -> Separation:
-    """Separate float samples (n_samples, n_channels) into settings.n_sources stems."""
+                  progress: Progress | None = None, name: str = "input") -> Separation:
+    """Separate float samples (n_samples, n_channels) into the stems settings.stem_names."""
     settings.check()
-    params = spectrum.default_params(sample_rate, settings.n_fft, settings.hop_length)
-    channels_first = np.ascontiguousarray(samples.T, dtype=np.float32)
-    mixture = spectrum.stft(channels_first, params)
-    magnitude = np.abs(mixture).mean(axis=0)
-    k = settings.n_sources
+    params = settings.stft_params(sample_rate, name)
+    mixture, magnitude = analyse(samples, params)
+    known = np.concatenate([m.bases for m in settings.models], axis=1) if settings.models else None
+    n_known = 0 if known is None else known.shape[1]
+    k = n_known + settings.n_free if settings.models else settings.n_sources
 
     scale = float(magnitude.mean())
     if scale == 0.0:  # digital silence: nothing to model, every stem is silent
-        W = np.zeros((magnitude.shape[0], k), np.float32)
+        W = np.zeros((magnitude.shape[0], k), np.float32) if known is None else known
         H = np.zeros((k, magnitude.shape[1]), np.float32)
         n_iter, loss = 0, 0.0
     else:
         callback = None if progress is None else (lambda it, _loss: progress(it, settings.max_iter))
-        result = factorize(
-            magnitude / scale, k, beta=settings.beta, max_iter=settings.max_iter, tol=settings.tol,
-            seed=settings.seed, init="nndsvda" if k <= min(magnitude.shape) else "random",
-            callback=callback,
-        )
+        options = dict(beta=settings.beta, max_iter=settings.max_iter, tol=settings.tol,
+                       seed=settings.seed, callback=callback)
+        if known is None:
+            result = factorize(magnitude / scale, k, init="nndsvda" if k <= min(magnitude.shape) else "random",
+                               **options)
+        elif settings.n_free:
+            result = _semi_supervised(magnitude / scale, known, settings.n_free, options)
+        else:
+            result = factorize(magnitude / scale, k, W=known, update_W=False, **options)
         W, H, n_iter = result.W, result.H, result.n_iter
         loss = float(result.losses[-1]) if len(result.losses) else None
 
-    groups = order_by_centroid([np.array([c]) for c in range(k)], W, H)
-    models = np.stack([W[:, g] @ H[g] for g in groups])
-    source_masks = masks.soft_masks(models, settings.power)
+    if settings.models:
+        edges = np.cumsum([0] + [m.n_bases for m in settings.models] + ([settings.n_free] if settings.n_free else []))
+        groups = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    else:
+        groups = order_by_centroid([np.array([c]) for c in range(k)], W, H)
+    source_models = np.stack([W[:, g] @ H[g] for g in groups])
+    source_masks = masks.soft_masks(source_models, settings.power)
     stems = np.stack([
         spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
     ])
-    names = [f"source{i + 1}" for i in range(k)]
-    return Separation(stems, names, n_iter, loss, W, H)
+    return Separation(stems, settings.stem_names, n_iter, loss, W, H)
 
 
-def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, beta: float = 1.0,
-             max_iter: int = 200, tol: float = 1e-4, seed: int = 0, power: float = 2.0,
-             n_fft: int | None = None, hop_length: int | None = None,
-             progress: Progress | None = None) -> np.ndarray:
-    """Split a recording into k stems that add back up to it.
+def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict):
+    """Fixed known bases plus n_free learned ones, warm-started so the free bases do not take over.
 
-    samples: float array (n_samples,) for mono or (n_samples, n_channels).
-    Returns float32 stems (k, *samples.shape), lowest spectral centroid first.
+    Started from a generic init, free bases soon model the known source too (measured on the demo
+    tones: 3-13 dB instead of 25-38 dB). So: fit the known bases alone, start the free bases from
+    what they leave unexplained, max(V - W_known H_known, 0), then learn all activations and the
+    free bases together, the known bases fixed.
     """
+    r = known.shape[1]
+    quick = dict(options, max_iter=min(options["max_iter"], 100), callback=None)
+    alone = factorize(V, r, W=known, update_W=False, **quick)
+    unexplained = np.maximum(V - alone.W @ alone.H, 0) + 1e-3 * float(V.mean())
+    free = factorize(unexplained, n_free, init="nndsvda" if n_free <= min(V.shape) else "random", **quick)
+    return factorize(V, r + n_free, W=np.concatenate([known, free.W], axis=1),
+                     H=np.concatenate([alone.H, free.H]), init="custom", fixed_W_columns=range(r), **options)
+
+
+def _as_2d(samples: np.ndarray) -> np.ndarray:
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim not in (1, 2) or samples.shape[0] == 0:
         raise NmfsepError(f"samples must be (n_samples,) or (n_samples, n_channels), got {samples.shape}")
     if not np.isfinite(samples).all():
         raise NmfsepError("samples contain NaN or infinite values")
-    settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length)
-    two_d = samples.reshape(samples.shape[0], -1)
-    stems = split_sources(two_d, sample_rate, settings, progress).stems
-    return stems.reshape((k,) + samples.shape)
+    return samples.reshape(samples.shape[0], -1)
+
+
+def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[Model] = (),
+             n_free: int = 0, beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
+             seed: int = 0, power: float = 2.0, n_fft: int | None = None,
+             hop_length: int | None = None, progress: Progress | None = None) -> np.ndarray:
+    """Split a recording into stems that add back up to it.
+
+    samples: float array (n_samples,) for mono or (n_samples, n_channels).
+    Blind (no models): k stems, lowest spectral centroid first. With models (see ``learn``): one
+    stem per model in the given order, plus a residual stem when n_free > 0 (k is ignored).
+    Returns float32 stems (n_stems, *samples.shape).
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length, tuple(models), n_free)
+    stems = split_sources(_as_2d(samples), sample_rate, settings, progress).stems
+    return stems.reshape((len(stems),) + samples.shape)
+
+
+def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: int = 32, *,
+          name: str = "source", beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
+          seed: int = 0, n_fft: int | None = None, hop_length: int | None = None,
+          progress: Progress | None = None) -> Model:
+    """Learn n_bases spectral templates of one source from clean recordings of it.
+
+    recordings: one array or a list of arrays (n_samples,) or (n_samples, n_channels), all at
+    sample_rate; their spectrograms are laid end to end (no seam is made in the audio).
+    Returns a Model whose bases (n_bins, n_bases) have unit-norm columns.
+    """
+    if isinstance(recordings, np.ndarray):
+        recordings = [recordings]
+    if not recordings:
+        raise NmfsepError("learn needs at least one recording")
+    if n_bases < 1:
+        raise NmfsepError(f"k (number of bases) must be at least 1, got {n_bases}")
+    params = spectrum.default_params(sample_rate, n_fft, hop_length)
+    magnitude = np.concatenate([analyse(_as_2d(r), params)[1] for r in recordings], axis=1)
+    scale = float(magnitude.mean())
+    if scale == 0.0:
+        raise NmfsepError("the training audio is silent: there is nothing to learn")
+    callback = None if progress is None else (lambda it, _loss: progress(it, max_iter))
+    result = factorize(magnitude / scale, n_bases, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
+                       init="nndsvda" if n_bases <= min(magnitude.shape) else "random", callback=callback)
+    bases = result.W / np.maximum(np.linalg.norm(result.W, axis=0), np.finfo(np.float32).tiny)
+    return Model(bases.astype(np.float32), sample_rate, params.n_fft, params.hop_length, float(beta), name)

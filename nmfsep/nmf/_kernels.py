@@ -49,6 +49,12 @@ def fast_log(r):
     return x + y + _f32(0.693359375) * e
 
 
+@numba.njit(inline="always", error_model="numpy", cache=True)
+def exact_log(r):
+    """libm's log, for float64 work where the float32 accuracy of fast_log is not enough."""
+    return np.log(r)
+
+
 @_jit
 def log_array(values, out):
     """out <- fast_log(values), element-wise (for testing fast_log)."""
@@ -56,19 +62,24 @@ def log_array(values, out):
         out[j] = fast_log(values[j])
 
 
+def log_for(dtype):
+    """The log the ratio kernels use for arrays of this dtype."""
+    return fast_log if dtype == np.float32 else exact_log
+
+
 @_jit
-def kl_ratio(V, X, floor, want_loss):
+def kl_ratio(V, X, floor, want_loss, log):
     rows, cols = V.shape
     total = 0.0
     if want_loss:
         for i in range(rows):
-            acc = _f32(0.0)
+            acc = X.dtype.type(0.0)
             for j in range(cols):
                 x = max(X[i, j], floor)
                 v = V[i, j]
                 r = v / x
                 X[i, j] = r
-                acc += x - v + v * fast_log(max(r, _TINY))
+                acc += x - v + v * log(max(r, _TINY))
             total += acc
     else:
         for i in range(rows):
@@ -78,11 +89,11 @@ def kl_ratio(V, X, floor, want_loss):
 
 
 @_jit
-def is_ratio(V, X, D, floor, want_loss):
+def is_ratio(V, X, D, floor, want_loss, log):
     rows, cols = V.shape
     total = 0.0
     for i in range(rows):
-        acc = _f32(0.0)
+        acc = X.dtype.type(0.0)
         for j in range(cols):
             inv = _f32(1.0) / max(X[i, j], floor)
             v = V[i, j]
@@ -90,7 +101,7 @@ def is_ratio(V, X, D, floor, want_loss):
             D[i, j] = inv
             X[i, j] = r * inv
             if want_loss:
-                acc += r - fast_log(max(r, _TINY)) - _f32(1.0)
+                acc += r - log(max(r, _TINY)) - _f32(1.0)
         total += acc
     return total
 

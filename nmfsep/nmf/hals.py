@@ -53,6 +53,7 @@ def update_W(W, Ht, VHt, HHt, norm_V, l1_W=0.0, free=None):
     m, k = W.shape
     n = Ht.shape[0]
     free = np.ones(k, np.bool_) if free is None else free
-    _kernels.hals_rows(W, VHt, HHt, W.dtype.type(l1_W), free, inner_sweeps(m, n, k, m * n),
+    gradient = VHt - W @ HHt
+    _kernels.hals_rows(W, gradient, HHt, W.dtype.type(l1_W), free, inner_sweeps(m, n, k, m * n),
                        DELTA)
     return euclidean_loss(norm_V, float(np.vdot(VHt.astype(np.float64), W)), W.T @ W, HHt)
