@@ -205,6 +205,10 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
         Only when both factors learn, and not with l1_W > 0 (which fixes the scale itself).
     callback : called as callback(iteration, loss) after each iteration; returning True stops.
 
+    Precision: for beta = 2 the objective comes from W^T V and H H^T (no n_bins x n_frames
+    temporary), so in float32 it is exact only up to about 1e-6 * ||V||^2 / 2; pass float64 V
+    for an exact loss curve. Other betas sum the divergence in float64 (float32 terms).
+
     Zeros: W H is floored at ``numerical_floor(V)`` (float32 eps * mean(V)) wherever it is
     divided by or raised to a negative power; for beta <= 0 V is floored there too, so zeros in
     V give neither NaN nor Inf.
