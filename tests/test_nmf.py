@@ -9,6 +9,7 @@ from nmfsep.errors import NmfsepError
 from nmfsep.nmf import (beta_divergence, deep_factorize, factorize, kmeans, mu,
                         numerical_floor)
 from nmfsep.nmf import _kernels
+from nmfsep.nmf._parallel import Workers
 from nmfsep.nmf.penalties import temporal_continuity
 
 BETAS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
@@ -112,11 +113,12 @@ def test_threaded_sweep_matches_the_single_threaded_one():
     W0, H0 = (F.astype(np.float32) for F in custom_start(40, V.shape[1], 4))
     results = []
     for threads in (1, 2):
-        solver = mu.BlockedMU(Vt, 4, 1.0, numerical_floor(V), threads=threads)
+        workers = Workers(threads)
+        solver = mu.BlockedMU(Vt, 4, 1.0, numerical_floor(V), workers)
         W, Ht = W0.copy(), np.ascontiguousarray(H0.T)
         loss = solver.sweep(W, Ht)
         solver.apply_W(W, Ht)
-        solver.close()
+        workers.close()
         results.append((loss, W, Ht))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import NmfsepError
 from . import hals, mu
+from ._parallel import Workers
 from .init import INITS, constant_complement, initialize
 from .penalties import penalty, temporal_continuity_gradient
 
@@ -252,7 +253,10 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     Vt = np.ascontiguousarray(V.T, dtype=dtype)      # frames as rows; a copy unless V is F-order
     if beta <= 0:
         Vt = np.maximum(Vt, dtype(floor))
-    run = _Run(Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free_arg)
+    # beta = 2 also reads V by rows (V H^T is fastest that way): the caller's array when it is
+    # already C-ordered in the work dtype, else one more copy.
+    V_rows = np.ascontiguousarray(V, dtype=dtype) if beta == 2 else None
+    run = _Run(V_rows, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free_arg)
     run.free_mask = free
     try:
         losses, n_iter = run.iterate(max_iter, tol, update_W, update_H, normalize, callback)
@@ -272,26 +276,20 @@ class _Run:
     update is then applied at the start of the next iteration, or dropped when the loop stops.
     """
 
-    def __init__(self, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free):
-        self.Vt, self.W, self.Ht = Vt, W, Ht
+    def __init__(self, V, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free):
+        self.V, self.Vt, self.W, self.Ht = V, Vt, W, Ht
         self.beta, self.solver = beta, solver
         self.l1_W, self.l1_H, self.smooth_H, self.free = l1_W, l1_H, smooth_H, free
-        self.blocked = None
-        self.limits = None
         self.cache = {}
+        self.workers = Workers.for_size(Vt.size)
+        self.blocked = None
         if beta == 2:
             self.norm_V = float(np.einsum("ij,ij->", Vt, Vt, dtype=np.float64))
         else:
-            self.blocked = mu.BlockedMU(Vt, W.shape[1], beta, floor)
-            if self.blocked.threads > 1:       # one BLAS thread per worker thread
-                from threadpoolctl import threadpool_limits
-                self.limits = threadpool_limits(1, user_api="blas")
+            self.blocked = mu.BlockedMU(Vt, W.shape[1], beta, floor, self.workers)
 
     def close(self):
-        if self.blocked is not None:
-            self.blocked.close()
-        if self.limits is not None:
-            self.limits.restore_original_limits()
+        self.workers.close()
 
     def penalty(self):
         return penalty(self.W, self.Ht, self.l1_W, self.l1_H, self.smooth_H)
@@ -302,7 +300,9 @@ class _Run:
     def start(self, update_W):
         """The objective of the starting factors (and, for beta != 2, the first W numerator)."""
         if self.beta == 2:
-            return mu.euclidean_divergence(self.Vt, self.W, self.Ht, self.norm_V) + self.penalty()
+            VtW, WtW = self.products("W", fixed=not update_W)
+            cross = float(np.vdot(VtW.astype(np.float64), self.Ht))
+            return mu.euclidean_loss(self.norm_V, cross, WtW, self.Ht.T @ self.Ht) + self.penalty()
         div = self.blocked.sweep(self.W, self.Ht, update_H=False, accumulate_W=update_W,
                                  loss_at="exit")
         return div + self.penalty()
@@ -312,9 +312,9 @@ class _Run:
         if name in self.cache:
             return self.cache[name]
         if name == "W":
-            value = (self.Vt @ self.W, self.W.T @ self.W)
+            value = (self.workers.matmul_rows(self.Vt, self.W), self.W.T @ self.W)
         else:
-            value = (self.Vt.T @ self.Ht, self.Ht.T @ self.Ht)
+            value = (self.workers.matmul_rows(self.V, self.Ht), self.Ht.T @ self.Ht)
         if fixed:
             self.cache[name] = value
         return value
@@ -334,7 +334,8 @@ class _Run:
         if update_W:
             VHt, HHt = self.products("H", fixed=not update_H)
             if solver is hals:
-                div = hals.update_W(W, Ht, VHt, HHt, self.norm_V, self.l1_W, self.free)
+                div = hals.update_W(W, Ht, VHt, HHt, self.norm_V, self.workers, self.l1_W,
+                                    self.free)
             else:
                 div = mu.update_W_euclidean(W, VHt, HHt, self.norm_V, self.l1_W, self.free)
             if normalize:
@@ -342,7 +343,7 @@ class _Run:
         if update_H:
             VtW, WtW = self.products("W", fixed=not update_W)
             if solver is hals:
-                div = hals.update_H(W, Ht, VtW, WtW, self.norm_V, self.l1_H)
+                div = hals.update_H(W, Ht, VtW, WtW, self.norm_V, self.workers, self.l1_H)
             else:
                 div = mu.update_H_euclidean(W, Ht, VtW, WtW, self.norm_V, self.l1_H,
                                             self.smoothness())

@@ -178,3 +178,23 @@ def hals_rows(F, G, A, l1, free, n_sweeps, delta):
         elif change <= delta * delta * first:
             break
     return done
+
+
+@_jit
+def scale_columns(F, N, inverse):
+    """F <- F * N * inverse[j] (the KL update of a block of H^T: inverse = 1 / column sums of W)."""
+    rows, k = F.shape
+    for i in range(rows):
+        for j in range(k):
+            F[i, j] *= N[i, j] * inverse[j]
+
+
+@_jit
+def scale_by_ratio(F, N, D, l1, gamma):
+    """F <- F * (N / max(D + l1, eps))^gamma, eps = float32 eps (scikit-learn's floor)."""
+    rows, k = F.shape
+    eps = F.dtype.type(1.1920929e-07)
+    for i in range(rows):
+        for j in range(k):
+            ratio = N[i, j] / max(D[i, j] + l1, eps)
+            F[i, j] *= ratio if gamma == 1.0 else ratio ** gamma

@@ -17,7 +17,9 @@ a sweep changes the factor by less than delta times the first one (alpha = 0.5, 
 paper's choice).
 
 The sweeps run in ``_kernels.hals_rows`` on the solver's layout Ht = H^T (n, k) and W (m, k), so
-one routine serves both factors.
+one routine serves both factors. Rows (frames of H, bins of W) are independent given the other
+factor, so they are split over threads in contiguous chunks; each chunk applies the stopping
+rule to its own rows.
 """
 
 import numpy as np
@@ -35,25 +37,30 @@ def inner_sweeps(rows, other, k, m_times_n):
     return 1 + int(ALPHA * rho)
 
 
-def update_H(W, Ht, VtW, WtW, norm_V, l1_H=0.0):
+def sweep_rows(F, B, A, l1, free, n_sweeps, workers):
+    """HALS sweeps on the rows of F given B and A (see ``_kernels.hals_rows``), in place, the
+    rows split over the workers."""
+    gradient = B - F @ A
+    l1 = F.dtype.type(l1)
+    workers.map(lambda span: _kernels.hals_rows(F[span[0]:span[1]], gradient[span[0]:span[1]],
+                                                A, l1, free, n_sweeps, DELTA),
+                workers.chunks(F.shape[0]))
+
+
+def update_H(W, Ht, VtW, WtW, norm_V, workers, l1_H=0.0):
     """HALS sweeps on H, in place on Ht = H^T; VtW = V^T W and WtW = W^T W are given (constants
     when W is fixed). Returns ||V - W H||^2 / 2 of the updated factors."""
     n, k = Ht.shape
     m = W.shape[0]
-    free = np.ones(k, np.bool_)
-    gradient = VtW - Ht @ WtW
-    _kernels.hals_rows(Ht, gradient, WtW, Ht.dtype.type(l1_H), free,
-                       inner_sweeps(n, m, k, m * n), DELTA)
+    sweep_rows(Ht, VtW, WtW, l1_H, np.ones(k, np.bool_), inner_sweeps(n, m, k, m * n), workers)
     return euclidean_loss(norm_V, float(np.vdot(VtW.astype(np.float64), Ht)), WtW, Ht.T @ Ht)
 
 
-def update_W(W, Ht, VHt, HHt, norm_V, l1_W=0.0, free=None):
+def update_W(W, Ht, VHt, HHt, norm_V, workers, l1_W=0.0, free=None):
     """HALS sweeps on the ``free`` columns of W (in place); VHt = V H^T and HHt = H H^T are
     given. Returns ||V - W H||^2 / 2 of the updated factors."""
     m, k = W.shape
     n = Ht.shape[0]
     free = np.ones(k, np.bool_) if free is None else free
-    gradient = VHt - W @ HHt
-    _kernels.hals_rows(W, gradient, HHt, W.dtype.type(l1_W), free, inner_sweeps(m, n, k, m * n),
-                       DELTA)
+    sweep_rows(W, VHt, HHt, l1_W, free, inner_sweeps(m, n, k, m * n), workers)
     return euclidean_loss(norm_V, float(np.vdot(VHt.astype(np.float64), W)), W.T @ W, HHt)

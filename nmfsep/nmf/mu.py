@@ -36,9 +36,6 @@ raised to a negative power, so zeros in V or X give no NaN or Inf. For beta <= 0
 is infinite, the caller floors V itself.
 """
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from . import _kernels
@@ -105,18 +102,6 @@ def _apply_ratio(F, numerator, denominator, gamma):
     F *= numerator
 
 
-def n_threads():
-    """Threads for the blocked sweep: as many as BLAS is allowed (respects OPENBLAS_NUM_THREADS,
-    OMP_NUM_THREADS and threadpoolctl limits set by the caller), at most the usable CPUs."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn / librosa
-        return 1
-    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(min(counts, default=1), cpus or 1))
-
-
 class BlockedMU:
     """Multiplicative updates for beta != 2 over frame blocks (see the module docstring).
 
@@ -124,7 +109,7 @@ class BlockedMU:
     started from. Ht and W are updated in place.
     """
 
-    def __init__(self, Vt, k, beta, floor, threads=None):
+    def __init__(self, Vt, k, beta, floor, workers):
         self.Vt, self.beta = Vt, float(beta)
         n, m = Vt.shape
         dtype = Vt.dtype
@@ -132,8 +117,8 @@ class BlockedMU:
         self.gamma = gamma_exponent(beta)
         self.constant = constant_part(Vt, beta)
         self.blocks = [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
-        threads = n_threads() if threads is None else threads
-        self.threads = max(1, min(threads, len(self.blocks)))
+        self.workers = workers
+        self.threads = max(1, min(workers.threads, len(self.blocks)))
         width = min(BLOCK, n)
         needs_D = self.beta != 1
         self.buffers = [
@@ -143,11 +128,6 @@ class BlockedMU:
                  part=np.empty((m, k), dtype))
             for _ in range(self.threads)
         ]
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.shutdown()
 
     def divergence_from(self, parts):
         if self.beta in (0, 1):
@@ -159,6 +139,7 @@ class BlockedMU:
         buf = self.buffers[index]
         m, k = W.shape
         beta, floor, gamma = self.beta, self.floor, self.gamma
+        dtype = W.dtype.type
         total = 0.0
         if accumulate_W:
             buf["num"].fill(0)
@@ -173,17 +154,19 @@ class BlockedMU:
                 total += _ratios(Vb, X, D, beta, floor, loss_at == "entry")
                 N = buf["N"][:b * k].reshape(b, k)
                 np.dot(X, W, out=N)
-                col_sums, l1_H, smooth = h_terms
-                if D is None:
-                    den = np.broadcast_to(col_sums, (b, k)).copy()
+                inverse, col_sums, l1_H, smooth = h_terms
+                if D is None and smooth is None:
+                    _kernels.scale_columns(Hb, N, inverse)
                 else:
-                    den = np.dot(D, W, out=buf["Nd"][:b * k].reshape(b, k))
-                    if l1_H:
-                        den += l1_H
-                if smooth is not None:
-                    N += smooth[1][start:stop]
-                    den += smooth[0][start:stop]
-                _apply_ratio(Hb, N, den, gamma)
+                    den = buf["Nd"][:b * k].reshape(b, k)
+                    if D is None:
+                        den[:] = col_sums
+                    else:
+                        np.dot(D, W, out=den)
+                    if smooth is not None:
+                        N += smooth[1][start:stop]
+                        den += smooth[0][start:stop]
+                    _kernels.scale_by_ratio(Hb, N, den, dtype(l1_H), gamma)
                 if accumulate_W or loss_at == "exit":
                     np.dot(Hb, W.T, out=X)
                     total += _ratios(Vb, X, D, beta, floor, loss_at == "exit")
@@ -206,12 +189,13 @@ class BlockedMU:
         loss_at: "entry" returns D_beta(V | W H) of the factors before the H update, "exit"
         after it, None nothing (nan).
         """
-        col_sums = (W.sum(axis=0) + l1_H).astype(W.dtype) if self.beta == 1 else None
-        args = (W, Ht, update_H, accumulate_W, loss_at, (col_sums, l1_H, smooth))
-        if self.pool is None:
-            parts = [self._work(0, *args)]
-        else:
-            parts = list(self.pool.map(lambda i: self._work(i, *args), range(self.threads)))
+        inverse = col_sums = None
+        if self.beta == 1:      # the KL denominator: column sums of W (+ l1_H), floored
+            col_sums = W.sum(axis=0, dtype=np.float64)
+            inverse = (1.0 / np.maximum(col_sums + l1_H, np.finfo(np.float32).eps))
+            col_sums, inverse = col_sums.astype(W.dtype), inverse.astype(W.dtype)
+        args = (W, Ht, update_H, accumulate_W, loss_at, (inverse, col_sums, l1_H, smooth))
+        parts = self.workers.map(lambda i: self._work(i, *args), range(self.threads))
         return np.nan if loss_at is None else self.divergence_from(sum(parts))
 
     def apply_W(self, W, Ht, l1_W=0.0, free=None):
@@ -280,8 +264,3 @@ def update_W_euclidean(W, VHt, HHt, norm_V, l1_W=0.0, free=None):
         W[:, free] = W_free
     return euclidean_loss(norm_V, float(np.vdot(VHt.astype(np.float64), W)), W.T @ W, HHt)
 
-
-def euclidean_divergence(Vt, W, Ht, norm_V):
-    """||V - W H||^2 / 2 via V^T W (one pass over V, no m x n temporary)."""
-    return euclidean_loss(norm_V, float(np.vdot((Vt @ W).astype(np.float64), Ht)),
-                          W.T @ W, Ht.T @ Ht)
