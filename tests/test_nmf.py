@@ -8,7 +8,7 @@ import pytest
 from nmfsep.errors import NmfsepError
 from nmfsep.nmf import (beta_divergence, deep_factorize, factorize, kmeans, mu,
                         numerical_floor)
-from nmfsep.nmf import _kernels
+from nmfsep.nmf import _kernels, _parallel
 from nmfsep.nmf._parallel import Workers
 from nmfsep.nmf.penalties import temporal_continuity
 
@@ -123,6 +123,21 @@ def test_threaded_sweep_matches_the_single_threaded_one():
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
     np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+@pytest.mark.parametrize("beta, solver", [(1.0, "mu"), (0.5, "mu"), (2.0, "hals"), (2.0, "mu")])
+def test_worker_threads_give_the_single_threaded_result(monkeypatch, beta, solver):
+    V = low_rank(n=3 * mu.BLOCK + 17, noise=0.2)
+    single = factorize(V, 4, beta=beta, solver=solver, max_iter=10, tol=0, seed=0)
+    monkeypatch.setattr(_parallel, "MIN_PARALLEL_SIZE", 0)
+    monkeypatch.setattr(_parallel, "n_threads", lambda: 2)
+    threaded = factorize(V, 4, beta=beta, solver=solver, max_iter=10, tol=0, seed=0)
+    # MU: only the order of the W-numerator sums differs. HALS: each chunk of rows applies the
+    # inner stopping rule on its own, so the sweep counts (not the fixed point) may differ.
+    rtol = 1e-5 if solver == "mu" else 1e-3
+    np.testing.assert_allclose(threaded.W @ threaded.H, single.W @ single.H, rtol=rtol,
+                               atol=rtol * 1e-2 * V.max())
+    assert threaded.losses[-1] == pytest.approx(single.losses[-1], rel=rtol)
 
 
 def test_fast_log_is_accurate_to_float32_precision():

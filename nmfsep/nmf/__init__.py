@@ -244,6 +244,8 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
 
     dtype = _work_dtype(V)
     floor = numerical_floor(V)
+    if V.dtype != dtype:                             # integers, float16: one float32 copy
+        V = V.astype(dtype)
     W, Ht = _start(V, k, init, seed, W, H, dtype)
     free = ~_column_mask(fixed_W_columns, k) if update_W else np.zeros(k, np.bool_)
     update_W = bool(free.any())

@@ -28,17 +28,19 @@ def n_threads():
 
 
 class Workers:
-    """A pool of ``threads`` workers with BLAS limited to one thread each while it is open."""
+    """A pool of ``threads`` workers; BLAS is limited to one thread while it is open (also with
+    a single worker: a multi-threaded BLAS on the solvers' small products loses badly as soon as
+    another process holds a core)."""
 
     def __init__(self, threads):
         self.threads = max(1, int(threads))
-        self.pool = None
-        self.limits = None
-        if self.threads > 1:
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        try:
             from threadpoolctl import threadpool_limits
-
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn / librosa
+            self.limits = None
+        else:
             self.limits = threadpool_limits(1, user_api="blas")
-            self.pool = ThreadPoolExecutor(self.threads)
 
     @classmethod
     def for_size(cls, size, threads=None):
