@@ -18,6 +18,7 @@ normal float32 inputs (tested), about 5x faster than the libm call in a loop.
 
 import numba
 import numpy as np
+from numba.extending import overload
 
 # reassociation lets the sums vectorise; no 'nnan'/'ninf', which would break max() with floors.
 _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
@@ -49,10 +50,17 @@ def fast_log(r):
     return x + y + _f32(0.693359375) * e
 
 
-@numba.njit(inline="always", error_model="numpy", cache=True)
-def exact_log(r):
-    """libm's log, for float64 work where the float32 accuracy of fast_log is not enough."""
+def log_of(r):
+    """log(r) in the kernels: fast_log for float32, libm's log for float64 (where the float32
+    accuracy of fast_log would not do). Chosen at compile time and inlined."""
     return np.log(r)
+
+
+@overload(log_of, inline="always")
+def _log_of(r):
+    if r == numba.types.float32:
+        return lambda r: fast_log(r)
+    return lambda r: np.log(r)
 
 
 @_jit
@@ -62,13 +70,8 @@ def log_array(values, out):
         out[j] = fast_log(values[j])
 
 
-def log_for(dtype):
-    """The log the ratio kernels use for arrays of this dtype."""
-    return fast_log if dtype == np.float32 else exact_log
-
-
 @_jit
-def kl_ratio(V, X, floor, want_loss, log):
+def kl_ratio(V, X, floor, want_loss):
     rows, cols = V.shape
     total = 0.0
     if want_loss:
@@ -79,7 +82,7 @@ def kl_ratio(V, X, floor, want_loss, log):
                 v = V[i, j]
                 r = v / x
                 X[i, j] = r
-                acc += x - v + v * log(max(r, _TINY))
+                acc += x - v + v * log_of(max(r, X.dtype.type(_TINY)))
             total += acc
     else:
         for i in range(rows):
@@ -89,7 +92,7 @@ def kl_ratio(V, X, floor, want_loss, log):
 
 
 @_jit
-def is_ratio(V, X, D, floor, want_loss, log):
+def is_ratio(V, X, D, floor, want_loss):
     rows, cols = V.shape
     total = 0.0
     for i in range(rows):
@@ -101,7 +104,7 @@ def is_ratio(V, X, D, floor, want_loss, log):
             D[i, j] = inv
             X[i, j] = r * inv
             if want_loss:
-                acc += r - log(max(r, _TINY)) - _f32(1.0)
+                acc += r - log_of(max(r, X.dtype.type(_TINY))) - _f32(1.0)
         total += acc
     return total
 

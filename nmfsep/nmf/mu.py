@@ -86,9 +86,9 @@ def constant_part(Vt, beta):
 def _ratios(Vb, X, D, beta, floor, want_loss):
     """X <- V * X^(beta-2), D <- X^(beta-1) in place; the block's divergence part."""
     if beta == 1:
-        return _kernels.kl_ratio(Vb, X, floor, want_loss, _kernels.log_for(X.dtype))
+        return _kernels.kl_ratio(Vb, X, floor, want_loss)
     if beta == 0:
-        return _kernels.is_ratio(Vb, X, D, floor, want_loss, _kernels.log_for(X.dtype))
+        return _kernels.is_ratio(Vb, X, D, floor, want_loss)
     return _kernels.beta_ratio(Vb, X, D, float(beta), floor, want_loss)
 
 
