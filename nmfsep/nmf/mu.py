@@ -134,7 +134,7 @@ class BlockedMU:
             return parts
         return (self.constant + parts) / (self.beta * (self.beta - 1))
 
-    def _work(self, index, W, Ht, update_H, accumulate_W, loss_at, h_terms):
+    def _work(self, index, W, Wt, Ht, update_H, accumulate_W, loss_at, h_terms):
         """The blocks of one thread: returns its divergence part; fills its W numerator."""
         buf = self.buffers[index]
         m, k = W.shape
@@ -149,7 +149,7 @@ class BlockedMU:
             Vb, Hb = self.Vt[start:stop], Ht[start:stop]
             X = buf["X"][:b * m].reshape(b, m)
             D = None if buf["D"] is None else buf["D"][:b * m].reshape(b, m)
-            np.dot(Hb, W.T, out=X)
+            np.dot(Hb, Wt, out=X)
             if update_H:
                 total += _ratios(Vb, X, D, beta, floor, loss_at == "entry")
                 N = buf["N"][:b * k].reshape(b, k)
@@ -168,7 +168,7 @@ class BlockedMU:
                         den += smooth[0][start:stop]
                     _kernels.scale_by_ratio(Hb, N, den, dtype(l1_H), gamma)
                 if accumulate_W or loss_at == "exit":
-                    np.dot(Hb, W.T, out=X)
+                    np.dot(Hb, Wt, out=X)
                     total += _ratios(Vb, X, D, beta, floor, loss_at == "exit")
             else:
                 total += _ratios(Vb, X, D, beta, floor, loss_at is not None)
@@ -194,7 +194,8 @@ class BlockedMU:
             col_sums = W.sum(axis=0, dtype=np.float64)
             inverse = (1.0 / np.maximum(col_sums + l1_H, np.finfo(np.float32).eps))
             col_sums, inverse = col_sums.astype(W.dtype), inverse.astype(W.dtype)
-        args = (W, Ht, update_H, accumulate_W, loss_at, (inverse, col_sums, l1_H, smooth))
+        Wt = np.ascontiguousarray(W.T)       # X_b = H_b W^T runs faster with W^T stored
+        args = (W, Wt, Ht, update_H, accumulate_W, loss_at, (inverse, col_sums, l1_H, smooth))
         parts = self.workers.map(lambda i: self._work(i, *args), range(self.threads))
         return np.nan if loss_at is None else self.divergence_from(sum(parts))
 
