@@ -176,6 +176,8 @@ def test_zeros_in_V_give_no_nan_or_inf(beta):
     result = factorize(V, 4, beta=beta, max_iter=40, seed=0)
     assert np.all(np.isfinite(result.losses))
     assert np.all(np.isfinite(result.W)) and np.all(np.isfinite(result.H))
+    assert result.losses[-1] == pytest.approx(beta_divergence(V, result.W, result.H, beta),
+                                              rel=1e-5)
 
 
 # ------------------------------------------------------------------ agreement and recovery

@@ -55,14 +55,17 @@ def gamma_exponent(beta):
 def beta_divergence(V, WH, beta, floor=0.0):
     """D_beta(V | WH) by its definition, in float64 on whole arrays (the naive reference).
 
-    WH is floored at ``floor`` for beta != 2 (as the solvers do); terms with v = 0 take their
-    limits: x for beta = 1, x^beta / beta for beta > 0.
+    WH is floored at ``floor`` for beta != 2, and V too for beta <= 0, where d(0 | x) would be
+    infinite (as the solvers do); terms with v = 0 take their limits for beta > 0: x for
+    beta = 1, x^beta / beta otherwise.
     """
     V = np.asarray(V, np.float64)
     X = np.asarray(WH, np.float64)
     if beta == 2:
         return float(0.5 * np.sum((V - X) ** 2))
     X = np.maximum(X, floor)
+    if beta <= 0:
+        V = np.maximum(V, floor)
     if beta == 1:
         positive = V > 0
         out = X.copy()
