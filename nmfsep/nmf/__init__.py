@@ -203,7 +203,9 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     l1_W, l1_H : L1 (sparsity) weights. smooth_H : weight of Virtanen's temporal continuity.
     normalize_W : scale each learned column of W to unit L2 norm after every W update, moving
         the scale into H (W H and the divergence unchanged; this is what makes l1_H meaningful).
-        Only when both factors learn, and not with l1_W > 0 (which fixes the scale itself).
+        Only when both factors learn, and not with l1_W > 0 (which fixes the scale itself). With
+        l1_H > 0 the rescaling changes the penalty, so that objective is then not guaranteed to
+        fall at every iteration (the divergence part is unchanged by it).
     callback : called as callback(iteration, loss) after each iteration; returning True stops.
 
     Precision: for beta = 2 the objective comes from W^T V and H H^T (no n_bins x n_frames
@@ -249,7 +251,6 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     W, Ht = _start(V, k, init, seed, W, H, dtype)
     free = ~_column_mask(fixed_W_columns, k) if update_W else np.zeros(k, np.bool_)
     update_W = bool(free.any())
-    free_arg = None if free.all() else free
     normalize = normalize_W and not l1_W and update_W and update_H
 
     Vt = np.ascontiguousarray(V.T, dtype=dtype)      # frames as rows; a copy unless V is F-order
@@ -258,14 +259,11 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     # beta = 2 also reads V by rows (V H^T is fastest that way): the caller's array when it is
     # already C-ordered in the work dtype, else one more copy.
     V_rows = np.ascontiguousarray(V, dtype=dtype) if beta == 2 else None
-    run = _Run(V_rows, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free_arg)
-    run.free_mask = free
+    run = _Run(V_rows, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free)
     try:
         losses, n_iter = run.iterate(max_iter, tol, update_W, update_H, normalize, callback)
     finally:
         run.close()
-    if normalize:
-        _normalize_columns(W, Ht, free)
     return NMFResult(W, np.ascontiguousarray(Ht.T), np.asarray(losses, np.float64), n_iter)
 
 
@@ -281,7 +279,9 @@ class _Run:
     def __init__(self, V, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free):
         self.V, self.Vt, self.W, self.Ht = V, Vt, W, Ht
         self.beta, self.solver = beta, solver
-        self.l1_W, self.l1_H, self.smooth_H, self.free = l1_W, l1_H, smooth_H, free
+        self.l1_W, self.l1_H, self.smooth_H = l1_W, l1_H, smooth_H
+        self.free_mask = free                         # columns of W that learn
+        self.free = None if free.all() else free      # None: all of them (no masking needed)
         self.cache = {}
         self.workers = Workers.for_size(Vt.size)
         self.blocked = None
