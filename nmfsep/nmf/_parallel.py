@@ -13,6 +13,9 @@ import numpy as np
 
 # Below this many matrix entries a factorization runs in the calling thread.
 MIN_PARALLEL_SIZE = 200_000
+# Rows per task when row-wise work is shared out: fixed, so that results do not depend on the
+# number of threads, and small enough that a worker slowed by another process takes fewer tasks.
+CHUNK_ROWS = 512
 
 
 def n_threads():
@@ -53,13 +56,13 @@ class Workers:
             return [function(item) for item in items]
         return list(self.pool.map(function, items))
 
-    def chunks(self, n_rows):
-        """Contiguous (start, stop) row ranges, one per thread."""
-        edges = np.linspace(0, n_rows, min(self.threads, max(n_rows, 1)) + 1).astype(int)
-        return list(zip(edges[:-1], edges[1:]))
+    @staticmethod
+    def chunks(n_rows):
+        """Contiguous (start, stop) row ranges of CHUNK_ROWS rows, the tasks handed out."""
+        return [(start, min(start + CHUNK_ROWS, n_rows)) for start in range(0, n_rows, CHUNK_ROWS)]
 
     def matmul_rows(self, A, B, out=None):
-        """A @ B computed in row chunks of A, one per thread (A C-contiguous)."""
+        """A @ B computed in row chunks of A shared out over the workers (A C-contiguous)."""
         if out is None:
             out = np.empty((A.shape[0], B.shape[1]), np.result_type(A, B))
         self.map(lambda span: np.dot(A[span[0]:span[1]], B, out=out[span[0]:span[1]]),

@@ -18,8 +18,8 @@ paper's choice).
 
 The sweeps run in ``_kernels.hals_rows`` on the solver's layout Ht = H^T (n, k) and W (m, k), so
 one routine serves both factors. Rows (frames of H, bins of W) are independent given the other
-factor, so they are split over threads in contiguous chunks; each chunk applies the stopping
-rule to its own rows.
+factor, so they are handed to the worker threads in chunks of rows (``_parallel.CHUNK_ROWS``);
+each chunk applies the stopping rule to its own rows.
 """
 
 import numpy as np

@@ -48,7 +48,8 @@ def nndsvd(V, k, rng, fill="zeros"):
     (by ||u+|| ||v+|| vs ||u-|| ||v-||): W[:, j] = sqrt(s_j sigma) u / ||u||, H[j] likewise.
     Entries below 1e-6 become 0 ("zeros", plain NNDSVD), the mean of V ("mean", NNDSVDa, better
     for multiplicative updates, which cannot leave zero), or |mean(V) N(0,1) / 100| ("random",
-    NNDSVDar).
+    NNDSVDar). These constants are scikit-learn's and assume a V of mean about 1 (normalise V,
+    as ``nmfsep.separate`` does); ``random_init`` scales with V whatever its level.
     """
     U, S, Vt = truncated_svd(V, k, rng)
     W = np.zeros((V.shape[0], k))

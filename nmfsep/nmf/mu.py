@@ -28,13 +28,15 @@ frames; per block it forms X_b = H_b W^T once into a preallocated buffer, runs o
 (ratio, powers, and the divergence of the current factors on the way), updates H_b, forms X_b
 again with the new H_b and adds the block's part of the W numerator, while the block is still in
 cache. Frames are independent given W, so this is exact; W is updated once all blocks are in.
-Blocks are shared out over threads (BLAS single-threaded inside), one buffer set per thread.
-No temporary the size of V is made.
+Blocks are shared out over worker threads (BLAS single-threaded inside), one buffer set per
+thread. No temporary the size of V is made (the per-block W numerators are k / BLOCK of it).
 
 Zeros: X is floored at ``floor`` (see ``nmfsep.nmf.numerical_floor``) wherever it is divided by or
 raised to a negative power, so zeros in V or X give no NaN or Inf. For beta <= 0, where d(0 | x)
 is infinite, the caller floors V itself.
 """
+
+import threading
 
 import numpy as np
 
@@ -108,80 +110,83 @@ def _apply_ratio(F, numerator, denominator, gamma):
 class BlockedMU:
     """Multiplicative updates for beta != 2 over frame blocks (see the module docstring).
 
-    Holds the buffers; ``sweep`` is one iteration and returns D_beta(V | W H) of the factors it
-    started from. Ht and W are updated in place.
+    ``sweep`` is one pass over the blocks; ``apply_W`` then updates W. Blocks are handed to the
+    workers one at a time (a worker slowed by another process simply takes fewer), each worker
+    with its own buffers; every block writes its own divergence part and W numerator, summed in
+    block order afterwards, so the result does not depend on the number of threads or on which
+    thread took which block.
     """
 
     def __init__(self, Vt, k, beta, floor, workers):
         self.Vt, self.beta = Vt, float(beta)
         n, m = Vt.shape
-        dtype = Vt.dtype
-        self.floor = dtype.type(floor)
+        self.shape, self.dtype = (n, m, k), Vt.dtype
+        self.floor = Vt.dtype.type(floor)
         self.gamma = gamma_exponent(beta)
         self.constant = constant_part(Vt, beta)
         self.blocks = [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
         self.workers = workers
-        self.threads = max(1, min(workers.threads, len(self.blocks)))
-        width = min(BLOCK, n)
-        needs_D = self.beta != 1
-        self.buffers = [
-            dict(X=np.empty(width * m, dtype), D=np.empty(width * m, dtype) if needs_D else None,
-                 N=np.empty(width * k, dtype), Nd=np.empty(width * k, dtype),
-                 num=np.zeros((m, k), dtype), den=np.zeros((m, k), dtype),
-                 part=np.empty((m, k), dtype))
-            for _ in range(self.threads)
-        ]
+        self.local = threading.local()
+        self.parts = np.zeros(len(self.blocks))
+        self.num = self.den = None          # (n_blocks, m, k) W numerator/denominator parts
+
+    def _buffers(self):
+        """This thread's block buffers (X, D, N, Nd), made on first use."""
+        buffers = getattr(self.local, "buffers", None)
+        if buffers is None:
+            n, m, k = self.shape
+            width = min(BLOCK, n)
+            dtype = self.dtype
+            buffers = dict(X=np.empty(width * m, dtype),
+                           D=np.empty(width * m, dtype) if self.beta != 1 else None,
+                           N=np.empty(width * k, dtype), Nd=np.empty(width * k, dtype))
+            self.local.buffers = buffers
+        return buffers
 
     def divergence_from(self, parts):
         if self.beta in (0, 1):
             return parts
         return (self.constant + parts) / (self.beta * (self.beta - 1))
 
-    def _work(self, index, W, Wt, Ht, update_H, accumulate_W, loss_at, h_terms):
-        """The blocks of one thread: returns its divergence part; fills its W numerator."""
-        buf = self.buffers[index]
+    def _block(self, index, W, Wt, Ht, update_H, accumulate_W, loss_at, h_terms):
+        """One block of frames: its divergence part, H update and W numerator part."""
+        buf = self._buffers()
+        start, stop = self.blocks[index]
         m, k = W.shape
-        beta, floor, gamma = self.beta, self.floor, self.gamma
-        dtype = W.dtype.type
-        total = 0.0
-        if accumulate_W:
-            buf["num"].fill(0)
-            buf["den"].fill(0)
-        for start, stop in self.blocks[index::self.threads]:
-            b = stop - start
-            Vb, Hb = self.Vt[start:stop], Ht[start:stop]
-            X = buf["X"][:b * m].reshape(b, m)
-            D = None if buf["D"] is None else buf["D"][:b * m].reshape(b, m)
-            np.dot(Hb, Wt, out=X)
-            if update_H:
-                total += _ratios(Vb, X, D, beta, floor, loss_at == "entry")
-                N = buf["N"][:b * k].reshape(b, k)
-                np.dot(X, W, out=N)
-                inverse, col_sums, l1_H, smooth = h_terms
-                if D is None and smooth is None:
-                    _kernels.scale_columns(Hb, N, inverse)
-                else:
-                    den = buf["Nd"][:b * k].reshape(b, k)
-                    if D is None:
-                        den[:] = col_sums
-                    else:
-                        np.dot(D, W, out=den)
-                    if smooth is not None:
-                        N += smooth[1][start:stop]
-                        den += smooth[0][start:stop]
-                    _kernels.scale_by_ratio(Hb, N, den, dtype(l1_H), gamma)
-                if accumulate_W or loss_at == "exit":
-                    np.dot(Hb, Wt, out=X)
-                    total += _ratios(Vb, X, D, beta, floor, loss_at == "exit")
+        b = stop - start
+        beta, floor = self.beta, self.floor
+        Vb, Hb = self.Vt[start:stop], Ht[start:stop]
+        X = buf["X"][:b * m].reshape(b, m)
+        D = None if buf["D"] is None else buf["D"][:b * m].reshape(b, m)
+        part = 0.0
+        np.dot(Hb, Wt, out=X)
+        if update_H:
+            part += _ratios(Vb, X, D, beta, floor, loss_at == "entry")
+            N = buf["N"][:b * k].reshape(b, k)
+            np.dot(X, W, out=N)
+            inverse, col_sums, l1_H, smooth = h_terms
+            if D is None and smooth is None:
+                _kernels.scale_columns(Hb, N, inverse)
             else:
-                total += _ratios(Vb, X, D, beta, floor, loss_at is not None)
-            if accumulate_W:
-                np.dot(X.T, Hb, out=buf["part"])
-                buf["num"] += buf["part"]
-                if D is not None:
-                    np.dot(D.T, Hb, out=buf["part"])
-                    buf["den"] += buf["part"]
-        return total
+                den = buf["Nd"][:b * k].reshape(b, k)
+                if D is None:
+                    den[:] = col_sums
+                else:
+                    np.dot(D, W, out=den)
+                if smooth is not None:
+                    N += smooth[1][start:stop]
+                    den += smooth[0][start:stop]
+                _kernels.scale_by_ratio(Hb, N, den, W.dtype.type(l1_H), self.gamma)
+            if accumulate_W or loss_at == "exit":
+                np.dot(Hb, Wt, out=X)
+                part += _ratios(Vb, X, D, beta, floor, loss_at == "exit")
+        else:
+            part += _ratios(Vb, X, D, beta, floor, loss_at is not None)
+        if accumulate_W:
+            np.dot(X.T, Hb, out=self.num[index])
+            if D is not None:
+                np.dot(D.T, Hb, out=self.den[index])
+        self.parts[index] = part
 
     def sweep(self, W, Ht, update_H=True, accumulate_W=True, loss_at="exit", l1_H=0.0,
               smooth=None):
@@ -192,6 +197,10 @@ class BlockedMU:
         loss_at: "entry" returns D_beta(V | W H) of the factors before the H update, "exit"
         after it, None nothing (nan).
         """
+        n, m, k = self.shape
+        if accumulate_W and self.num is None:
+            self.num = np.empty((len(self.blocks), m, k), self.dtype)
+            self.den = np.empty_like(self.num) if self.beta != 1 else None
         inverse = col_sums = None
         if self.beta == 1:      # the KL denominator: column sums of W (+ l1_H), floored
             col_sums = W.sum(axis=0, dtype=np.float64)
@@ -199,18 +208,17 @@ class BlockedMU:
             col_sums, inverse = col_sums.astype(W.dtype), inverse.astype(W.dtype)
         Wt = np.ascontiguousarray(W.T)       # X_b = H_b W^T runs faster with W^T stored
         args = (W, Wt, Ht, update_H, accumulate_W, loss_at, (inverse, col_sums, l1_H, smooth))
-        parts = self.workers.map(lambda i: self._work(i, *args), range(self.threads))
-        return np.nan if loss_at is None else self.divergence_from(sum(parts))
+        self.parts[:] = 0.0
+        self.workers.map(lambda index: self._block(index, *args), range(len(self.blocks)))
+        return np.nan if loss_at is None else self.divergence_from(float(self.parts.sum()))
 
     def apply_W(self, W, Ht, l1_W=0.0, free=None):
         """W <- W * (numerator / denominator)^gamma on the ``free`` columns (after ``sweep``)."""
-        num = self.buffers[0]["num"]
-        den = self.buffers[0]["den"]
-        for other in self.buffers[1:]:
-            num += other["num"]
-            den += other["den"]
+        num = self.num.sum(axis=0)
         if self.beta == 1:
-            den[:] = Ht.sum(axis=0)
+            den = np.broadcast_to(Ht.sum(axis=0), num.shape).copy()
+        else:
+            den = self.den.sum(axis=0)
         if l1_W:
             den += l1_W
         if free is None:
