@@ -24,12 +24,13 @@ W and row sums of H; for beta = 2 neither update forms X (W^T V, W^T W, V H^T, H
 
 Layout and speed. Internally frames are rows: Vt = V^T (n, m) and Ht = H^T (n, k), C-contiguous,
 so a block of frames is a contiguous slice. One ``sweep`` per iteration goes over blocks of BLOCK
-frames; per block it forms X_b = H_b W^T once into a preallocated buffer, runs one fused numba pass
-(ratio, powers, and the divergence of the current factors on the way), updates H_b, forms X_b
-again with the new H_b and adds the block's part of the W numerator, while the block is still in
-cache. Frames are independent given W, so this is exact; W is updated once all blocks are in.
-Blocks are shared out over worker threads (BLAS single-threaded inside), one buffer set per
-thread. No temporary the size of V is made (the per-block W numerators are k / BLOCK of it).
+frames; per block it forms X_b = H_b W^T into a preallocated buffer, runs one fused numba pass
+(ratio and powers), updates H_b, forms X_b again with the new H_b, runs the fused pass again
+(now also summing the divergence of the updated factors) and adds the block's part of the W
+numerator, while the block is still in cache. Frames are independent given W, so this is exact.
+W itself is updated at the start of the next iteration (``apply_W``), which keeps scikit-learn's
+order (W, then H) and lets a stop drop the pending update. 8 m n k flops per iteration, as
+scikit-learn, but no n_bins x n_frames temporary (the per-block W numerators are k / BLOCK of V).
 
 Zeros: X is floored at ``floor`` (see ``nmfsep.nmf.numerical_floor``) wherever it is divided by or
 raised to a negative power, so zeros in V or X give no NaN or Inf. For beta <= 0, where d(0 | x)
