@@ -36,7 +36,8 @@ class Settings:
     spectra for speech and music). power: mask exponent (2 = power ratio, a Wiener filter).
     n_fft/hop_length: None follows the sample rate (see nmfsep.spectrum.default_params) or the
     models. models: learned bases, one stem each (supervised); n_free: extra bases learned on the
-    mixture, written as the 'residual' stem.
+    mixture, written as the 'residual' stem. sparsity, smoothness: L1 weight on the activations
+    and Virtanen's temporal-continuity weight on them (relative to the normalised spectrogram).
     """
 
     n_sources: int = 2
@@ -49,6 +50,8 @@ class Settings:
     hop_length: int | None = None
     models: tuple[Model, ...] = ()
     n_free: int = 0
+    sparsity: float = 0.0
+    smoothness: float = 0.0
 
     def check(self) -> "Settings":
         if self.n_sources < 1:
@@ -59,6 +62,8 @@ class Settings:
             raise NmfsepError(f"tol must be >= 0, got {self.tol}")
         if not self.power > 0:
             raise NmfsepError(f"power must be > 0, got {self.power}")
+        if not (self.sparsity >= 0 and self.smoothness >= 0):
+            raise NmfsepError("sparsity and smoothness must be >= 0")
         if self.n_free < 0:
             raise NmfsepError(f"free must be >= 0, got {self.n_free}")
         if self.n_free and not self.models:
@@ -130,7 +135,8 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     else:
         callback = None if progress is None else (lambda it, _loss: progress(it, settings.max_iter))
         options = dict(beta=settings.beta, max_iter=settings.max_iter, tol=settings.tol,
-                       seed=settings.seed, callback=callback)
+                       seed=settings.seed, callback=callback, l1_H=settings.sparsity,
+                       smooth_H=settings.smoothness)
         if known is None:
             result = factorize(magnitude / scale, k, init="nndsvda" if k <= min(magnitude.shape) else "random",
                                **options)

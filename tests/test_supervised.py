@@ -1,0 +1,153 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+import nmfsep
+from nmfsep import model, synth
+from nmfsep.cli import cli
+from nmfsep.evaluate import si_sdr, si_sdr_improvement
+from nmfsep.pipeline import learn
+
+RATE = 22050
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A mixture of two synthetic sources, and other (differently timed) audio of each to learn from."""
+    mix, sources = synth.mixture(2, sample_rate=RATE, duration=3.0, seed=0)
+    _, training = synth.mixture(2, sample_rate=RATE, duration=4.0, seed=7)
+    return mix, sources, training
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_learn_then_split_recovers_each_source_by_15_db(data):
+    mix, sources, training = data
+    models = [learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid"))]
+    stems = nmfsep.separate(mix, RATE, models=models)
+    assert stems.shape == (2,) + mix.shape
+    gains = [si_sdr(s, e) - si_sdr(s, mix) for s, e in zip(sources, stems)]  # in model order
+    assert min(gains) >= 15, gains
+    assert np.abs(stems.sum(axis=0) - mix).max() <= 1e-4 * np.abs(mix).max()
+
+
+@pytest.mark.parametrize("known", [0, 1])
+def test_free_bases_recover_an_unmodelled_source(data, known):
+    mix, sources, training = data
+    voice = learn(training[known], RATE, 8, name="known")
+    stems = nmfsep.separate(mix, RATE, models=[voice], n_free=4)
+    other = 1 - known
+    assert si_sdr(sources[other], stems[1]) - si_sdr(sources[other], mix) >= 10
+    assert si_sdr(sources[known], stems[0]) - si_sdr(sources[known], mix) >= 10
+
+
+def test_learned_bases_are_unit_norm_and_fixed_during_split(data):
+    mix, _, training = data
+    m = learn(training[0], RATE, 6, name="low")
+    np.testing.assert_allclose(np.linalg.norm(m.bases, axis=0), 1.0, rtol=1e-5)
+    from nmfsep.pipeline import Settings, split_sources
+
+    result = split_sources(mix[:, None], RATE, Settings(models=(m,), n_free=2))
+    np.testing.assert_array_equal(result.bases[:, :6], m.bases)
+    assert result.names == ["low", "residual"]
+
+
+def test_cli_learn_split_eval_round_trip(data, tmp_path):
+    mix, sources, training = data
+    for name, t, s in zip(("low", "mid"), training, sources):
+        sf.write(tmp_path / f"train_{name}.wav", t, RATE, subtype="FLOAT")
+        sf.write(tmp_path / f"ref_{name}.wav", s, RATE, subtype="FLOAT")
+        result = run("learn", tmp_path / f"train_{name}.wav", "-o", tmp_path / f"{name}.npz", "-k", 8, "-q")
+        assert result.exit_code == 0, result.output
+    sf.write(tmp_path / "mix.wav", mix, RATE, subtype="FLOAT")
+    result = run("split", tmp_path / "mix.wav", "--model", tmp_path / "low.npz", "--model", tmp_path / "mid.npz",
+                 "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert [s["name"] for s in record["stems"]] == ["low", "mid"] and record["k"] == 2
+    result = run("eval", "--ref", tmp_path / "ref_low.wav", "--ref", tmp_path / "ref_mid.wav",
+                 tmp_path / "out" / "mix" / "mid.wav", tmp_path / "out" / "mix" / "low.wav", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = report["references"]
+    assert [r["estimate"].rsplit("/", 1)[-1] for r in rows] == ["low.wav", "mid.wav"]  # best permutation
+    for row, ref in zip(rows, sources):
+        estimate = sf.read(row["estimate"], dtype="float32")[0]
+        assert row["si_sdr"] == pytest.approx(si_sdr(ref, estimate), abs=1e-6)
+        assert row["si_sdr_improvement"] == pytest.approx(si_sdr(ref, estimate) - si_sdr(ref, mix), abs=1e-3)
+        assert {"sdr", "sir", "sar"} <= set(row) and row["sdr"] > 10
+    assert report["mean"]["si_sdr"] == pytest.approx(np.mean([r["si_sdr"] for r in rows]))
+
+
+def test_split_refuses_a_model_of_another_sample_rate(data, tmp_path):
+    mix, _, training = data
+    model.save(learn(training[0], 16000, 4, name="low"), str(tmp_path / "low.npz"))
+    sf.write(tmp_path / "mix.wav", mix, RATE)
+    result = run("split", tmp_path / "mix.wav", "--model", tmp_path / "low.npz", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr == (f"nmfsep: error: {tmp_path / 'mix.wav'}: 22050 Hz, but model 'low' was learned at "
+                             "16000 Hz (resample the input, e.g. sox IN -r 16000 OUT, or learn the model at 22050 Hz)\n")
+    assert not (tmp_path / "out" / "mix").exists()
+
+
+def test_split_refuses_a_file_that_is_not_a_model(wav_file, tmp_path):
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_bytes(b"PK\x03\x04 not really a zip")
+    result = run("split", wav_file(), "--model", bogus, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr == f"nmfsep: error: {bogus}: not an nmfsep model (not an .npz archive)\n"
+
+
+def test_split_refuses_a_newer_model_format(data, wav_file, tmp_path):
+    _, _, training = data
+    m = learn(training[0], RATE, 4, name="low")
+    m.format_version = model.FORMAT_VERSION + 1
+    model.save(m, str(tmp_path / "new.npz"))
+    result = run("split", wav_file(), "--model", tmp_path / "new.npz", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "model format version 2 is newer than this nmfsep reads (1); upgrade nmfsep" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--free", "2"], "Invalid value for '--free': --free needs at least one --model"),
+    (["--model", "M", "-k", "3"], "Invalid value for '-k': 3 stems asked, but 1 models give 1"),
+])
+def test_model_option_usage_errors(wav_file, tmp_path, args, message):
+    args = [str(tmp_path / "m.npz") if a == "M" else a for a in args]
+    result = run("split", wav_file(), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_two_models_with_one_name_are_refused(data, wav_file, tmp_path):
+    _, _, training = data
+    model.save(learn(training[0], RATE, 4, name="same"), str(tmp_path / "a.npz"))
+    model.save(learn(training[1], RATE, 4, name="same"), str(tmp_path / "b.npz"))
+    result = run("split", wav_file(), "--model", tmp_path / "a.npz", "--model", tmp_path / "b.npz")
+    assert result.exit_code == 1
+    assert result.stderr == "nmfsep: error: two stems would be named 'same': learn the models with distinct --name\n"
+
+
+def test_learn_refuses_to_overwrite_and_mixed_rates(wav_file, tmp_path):
+    a = wav_file("a.wav")
+    b = wav_file("b.wav", rate=16000)
+    result = run("learn", a, b, "-o", tmp_path / "m.npz")
+    assert result.exit_code == 1
+    assert result.stderr == f"nmfsep: error: {b}: 16000 Hz, but {a} is 22050 Hz (all training files need one rate)\n"
+    (tmp_path / "m.npz").write_bytes(b"mine")
+    result = run("learn", a, "-o", tmp_path / "m.npz")
+    assert result.exit_code == 1 and "already exists (use --force to overwrite)" in result.stderr
+    assert (tmp_path / "m.npz").read_bytes() == b"mine"
+
+
+def test_eval_improvement_is_over_the_given_mixture(data):
+    mix, sources, _ = data
+    estimates = sources[::-1] + 0.01
+    improvement = si_sdr_improvement(sources, estimates, mix)
+    expected = [si_sdr(s, e) - si_sdr(s, mix) for s, e in zip(sources, sources + 0.01)]
+    np.testing.assert_allclose(improvement, expected)
