@@ -22,7 +22,10 @@ install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/nmfsep split sample_audio/tones_mix.wav -k 2 -o separated
+	$(BIN)/nmfsep split sample_audio/tones_mix.wav -k 2 -o separated --force
+	$(BIN)/nmfsep eval --ref sample_audio/tones_src1.wav --ref sample_audio/tones_src2.wav \
+		separated/tones_mix/source1.wav separated/tones_mix/source2.wav
+	@echo "Listen: separated/tones_mix/source1.wav and source2.wav (the mixture: sample_audio/tones_mix.wav)"
 
 test: dev
 	$(BIN)/python -m pytest -q
