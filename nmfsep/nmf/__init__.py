@@ -248,22 +248,25 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     floor = numerical_floor(V)
     if V.dtype != dtype:                             # integers, float16: one float32 copy
         V = V.astype(dtype)
-    W, Ht = _start(V, k, init, seed, W, H, dtype)
-    free = ~_column_mask(fixed_W_columns, k) if update_W else np.zeros(k, np.bool_)
-    update_W = bool(free.any())
-    normalize = normalize_W and not l1_W and update_W and update_H
-
-    Vt = np.ascontiguousarray(V.T, dtype=dtype)      # frames as rows; a copy unless V is F-order
-    if beta <= 0:
-        Vt = np.maximum(Vt, dtype(floor))
-    # beta = 2 also reads V by rows (V H^T is fastest that way): the caller's array when it is
-    # already C-ordered in the work dtype, else one more copy.
-    V_rows = np.ascontiguousarray(V, dtype=dtype) if beta == 2 else None
-    run = _Run(V_rows, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free)
+    # BLAS stays single-threaded from here on, the init's SVD included: a multi-threaded BLAS
+    # stalls badly on these products as soon as another process holds a core.
+    workers = Workers.for_size(V.size)
     try:
+        W, Ht = _start(V, k, init, seed, W, H, dtype)
+        free = ~_column_mask(fixed_W_columns, k) if update_W else np.zeros(k, np.bool_)
+        update_W = bool(free.any())
+        normalize = normalize_W and not l1_W and update_W and update_H
+
+        Vt = np.ascontiguousarray(V.T, dtype=dtype)  # frames as rows; a copy unless V is F-order
+        if beta <= 0:
+            Vt = np.maximum(Vt, dtype(floor))
+        # beta = 2 also reads V by rows (V H^T is fastest that way): the caller's array when it
+        # is already C-ordered in the work dtype, else one more copy.
+        V_rows = np.ascontiguousarray(V, dtype=dtype) if beta == 2 else None
+        run = _Run(V_rows, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free, workers)
         losses, n_iter = run.iterate(max_iter, tol, update_W, update_H, normalize, callback)
     finally:
-        run.close()
+        workers.close()
     return NMFResult(W, np.ascontiguousarray(Ht.T), np.asarray(losses, np.float64), n_iter)
 
 
@@ -276,22 +279,19 @@ class _Run:
     update is then applied at the start of the next iteration, or dropped when the loop stops.
     """
 
-    def __init__(self, V, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free):
+    def __init__(self, V, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free, workers):
         self.V, self.Vt, self.W, self.Ht = V, Vt, W, Ht
         self.beta, self.solver = beta, solver
         self.l1_W, self.l1_H, self.smooth_H = l1_W, l1_H, smooth_H
         self.free_mask = free                         # columns of W that learn
         self.free = None if free.all() else free      # None: all of them (no masking needed)
         self.cache = {}
-        self.workers = Workers.for_size(Vt.size)
+        self.workers = workers
         self.blocked = None
         if beta == 2:
             self.norm_V = float(np.einsum("ij,ij->", Vt, Vt, dtype=np.float64))
         else:
             self.blocked = mu.BlockedMU(Vt, W.shape[1], beta, floor, self.workers)
-
-    def close(self):
-        self.workers.close()
 
     def penalty(self):
         return penalty(self.W, self.Ht, self.l1_W, self.l1_H, self.smooth_H)

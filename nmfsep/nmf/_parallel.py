@@ -69,6 +69,12 @@ class Workers:
                  self.chunks(A.shape[0]))
         return out
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         if self.pool is not None:
             self.pool.shutdown()

@@ -24,6 +24,7 @@ from functools import reduce
 import numpy as np
 
 from ..errors import NmfsepError
+from ._parallel import Workers
 from .mu import beta_divergence, gamma_exponent
 
 
@@ -99,6 +100,12 @@ def deep_factorize(V, ranks, *, beta=1.0, init="nndsvda", max_iter=200, layer_it
         target = result.H
     H = target.astype(dtype)
 
+    with Workers(1):                       # BLAS single-threaded, as in factorize
+        return _fine_tune(Vw, layers, H, beta, floor, max_iter, tol, callback)
+
+
+def _fine_tune(Vw, layers, H, beta, floor, max_iter, tol, callback):
+    """Joint multiplicative updates of all factors (in place); returns the DeepNMFResult."""
     gamma = gamma_exponent(beta)
 
     def loss():

@@ -21,6 +21,7 @@ initial centroids both reach the same labels and the same inertia.
 import numpy as np
 
 from ..errors import NmfsepError
+from ._parallel import Workers
 
 
 def kmeans_plusplus(points, k, rng):
@@ -93,13 +94,21 @@ def kmeans(V, k, *, seed=None, init="k-means++", max_iter=300, callback=None):
     iteration's centroids and labels. Note: ``factorize(beta=2)`` reports half of the squared
     error, so compare ``2 * factorize(...).losses[-1]`` with ``kmeans(...).losses[-1]``.
     """
-    from . import NMFResult, check_spectrogram
+    from . import check_spectrogram
 
     V = check_spectrogram(V)
     dtype = np.float64 if V.dtype == np.float64 else np.float32
     m, n = V.shape
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise NmfsepError(f"k must be an integer in [1, n_frames = {n}], got {k!r}")
+    with Workers(1):                       # BLAS single-threaded, as in factorize
+        return _lloyd(V, k, seed, init, max_iter, callback, dtype)
+
+
+def _lloyd(V, k, seed, init, max_iter, callback, dtype):
+    from . import NMFResult, check_spectrogram
+
+    m, n = V.shape
     points = np.ascontiguousarray(V.T, dtype=np.float64)
     norms = np.einsum("ij,ij->i", points, points)
     if isinstance(init, str):
