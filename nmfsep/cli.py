@@ -14,6 +14,7 @@ from .errors import NmfsepError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+GROUPINGS = ["auto", "none"]  # kept in step with nmfsep.grouping.METHODS (not imported: --help stays fast)
 # click >= 8.2 raises this for a bare `nmfsep`; older versions print the help and exit 0 themselves.
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -84,6 +85,11 @@ def cli():
               help="FFT size in samples [default: ~46 ms at the input's rate].")
 @click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
               help="Hop in samples [default: n_fft/4].")
+@click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
+              help="NMF components to factorize before grouping them into -k sources "
+                   "[default: chosen from the input's length].")
+@click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
+              help="How components are grouped into sources in blind separation.")
 @click.option("--model", "model_paths", multiple=True, metavar="FILE",
               help="Learned bases of one source (from `nmfsep learn`); repeat for each source. "
                    "One stem per model, named after it.")
@@ -94,7 +100,7 @@ def cli():
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.pass_context
 def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, hop_length,
-          model_paths, n_free, force, as_json, quiet):
+          n_components, grouping, model_paths, n_free, force, as_json, quiet):
     """Split each INPUT (an audio file, or - for a WAV stream on stdin) into stems.
 
     Blind by default (-k stems, source1 = lowest spectral centroid). With --model, the models'
@@ -115,7 +121,8 @@ def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_f
             raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
                                      f"{' and --free' if n_free else ''} give {stems}", param_hint="'-k'")
     models = tuple(load(p) for p in model_paths)
-    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free)
+    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
+                        n_components=n_components, grouping=grouping)
     settings.check()
     output = Output(out_dir, force=force)
     console = Console(stderr=True)

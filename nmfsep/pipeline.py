@@ -52,6 +52,8 @@ class Settings:
     n_free: int = 0
     sparsity: float = 0.0
     smoothness: float = 0.0
+    n_components: int | None = None
+    grouping: str = "auto"
 
     def check(self) -> "Settings":
         if self.n_sources < 1:
