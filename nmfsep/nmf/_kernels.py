@@ -14,6 +14,10 @@ reduction of musl's ``logf`` and Cephes' degree-9 polynomial: relative error bel
 normal float32 inputs (tested), about 5x faster than the libm call in a loop.
 
 ``hals_rows`` is the inner loop of HALS, the same for both factors (see ``nmfsep.nmf.hals``).
+
+The kernels that update a factor set entries below ``flush`` (1e-9 times the floor, about 1e-16
+mean(V)) to exactly 0, as scikit-learn zeroes H below 2.2e-16: multiplicative updates otherwise
+drive such entries on into float32 subnormals, which make every later product many times slower.
 """
 
 import numba
@@ -144,12 +148,12 @@ def sum_power(V, beta):
 
 
 @_jit
-def hals_rows(F, G, A, l1, free, n_sweeps, delta):
+def hals_rows(F, G, A, l1, free, n_sweeps, delta, flush):
     """Gauss-Seidel sweeps over the columns of F (rows of the factor are independent)::
 
         F[:, j] <- max(0, F[:, j] + (G[:, j] - l1) / A[j, j])      for free j with A[j, j] > 0
 
-    where G = B - F A is the negative gradient, kept up to date with one short axpy per change
+    (values below ``flush`` also become 0), where G = B - F A is the negative gradient, kept up to date with one short axpy per change
     (G[i] -= change * A[j]; A is symmetric), so no dot product is recomputed. F (r, k) is H^T
     (B = V^T W, A = W^T W) or W (B = V H^T, A = H H^T); G is overwritten. Repeats up to n_sweeps
     times and stops once a sweep changes F by less than delta times what the first sweep did
@@ -167,7 +171,9 @@ def hals_rows(F, G, A, l1, free, n_sweeps, delta):
                 if not free[j] or A[j, j] <= 0:
                     continue
                 old = F[i, j]
-                new = max(old + (G[i, j] - l1) / A[j, j], zero)
+                new = old + (G[i, j] - l1) / A[j, j]
+                if new < flush:
+                    new = zero
                 step = new - old
                 if step != 0:
                     F[i, j] = new
@@ -184,20 +190,26 @@ def hals_rows(F, G, A, l1, free, n_sweeps, delta):
 
 
 @_jit
-def scale_columns(F, N, inverse):
-    """F <- F * N * inverse[j] (the KL update of a block of H^T: inverse = 1 / column sums of W)."""
+def scale_columns(F, N, inverse, flush):
+    """F <- F * N * inverse[j] (the KL update of a block of H^T: inverse = 1 / column sums of W);
+    entries below ``flush`` become 0."""
     rows, k = F.shape
+    zero = F.dtype.type(0.0)
     for i in range(rows):
         for j in range(k):
-            F[i, j] *= N[i, j] * inverse[j]
+            value = F[i, j] * N[i, j] * inverse[j]
+            F[i, j] = value if value >= flush else zero
 
 
 @_jit
-def scale_by_ratio(F, N, D, l1, gamma):
-    """F <- F * (N / max(D + l1, eps))^gamma, eps = float32 eps (scikit-learn's floor)."""
+def scale_by_ratio(F, N, D, l1, gamma, flush):
+    """F <- F * (N / max(D + l1, eps))^gamma, eps = float32 eps (scikit-learn's floor); entries
+    below ``flush`` become 0."""
     rows, k = F.shape
     eps = F.dtype.type(1.1920929e-07)
+    zero = F.dtype.type(0.0)
     for i in range(rows):
         for j in range(k):
             ratio = N[i, j] / max(D[i, j] + l1, eps)
-            F[i, j] *= ratio if gamma == 1.0 else ratio ** gamma
+            value = F[i, j] * (ratio if gamma == 1.0 else ratio ** gamma)
+            F[i, j] = value if value >= flush else zero

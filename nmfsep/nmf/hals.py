@@ -37,30 +37,32 @@ def inner_sweeps(rows, other, k, m_times_n):
     return 1 + int(ALPHA * rho)
 
 
-def sweep_rows(F, B, A, l1, free, n_sweeps, workers):
+def sweep_rows(F, B, A, l1, free, n_sweeps, workers, flush):
     """HALS sweeps on the rows of F given B and A (see ``_kernels.hals_rows``), in place, the
     rows split over the workers."""
     gradient = B - F @ A
     l1 = F.dtype.type(l1)
     workers.map(lambda span: _kernels.hals_rows(F[span[0]:span[1]], gradient[span[0]:span[1]],
-                                                A, l1, free, n_sweeps, DELTA),
+                                                A, l1, free, n_sweeps, DELTA, flush),
                 workers.chunks(F.shape[0]))
 
 
-def update_H(W, Ht, VtW, WtW, norm_V, workers, l1_H=0.0):
+def update_H(W, Ht, VtW, WtW, norm_V, workers, flush, l1_H=0.0):
     """HALS sweeps on H, in place on Ht = H^T; VtW = V^T W and WtW = W^T W are given (constants
     when W is fixed). Returns ||V - W H||^2 / 2 of the updated factors."""
     n, k = Ht.shape
     m = W.shape[0]
-    sweep_rows(Ht, VtW, WtW, l1_H, np.ones(k, np.bool_), inner_sweeps(n, m, k, m * n), workers)
+    sweep_rows(Ht, VtW, WtW, l1_H, np.ones(k, np.bool_), inner_sweeps(n, m, k, m * n), workers,
+               Ht.dtype.type(flush))
     return euclidean_loss(norm_V, float(np.vdot(VtW.astype(np.float64), Ht)), WtW, Ht.T @ Ht)
 
 
-def update_W(W, Ht, VHt, HHt, norm_V, workers, l1_W=0.0, free=None):
+def update_W(W, Ht, VHt, HHt, norm_V, workers, flush, l1_W=0.0, free=None):
     """HALS sweeps on the ``free`` columns of W (in place); VHt = V H^T and HHt = H H^T are
     given. Returns ||V - W H||^2 / 2 of the updated factors."""
     m, k = W.shape
     n = Ht.shape[0]
     free = np.ones(k, np.bool_) if free is None else free
-    sweep_rows(W, VHt, HHt, l1_W, free, inner_sweeps(m, n, k, m * n), workers)
+    sweep_rows(W, VHt, HHt, l1_W, free, inner_sweeps(m, n, k, m * n), workers,
+               W.dtype.type(flush))
     return euclidean_loss(norm_V, float(np.vdot(VHt.astype(np.float64), W)), W.T @ W, HHt)

@@ -44,6 +44,8 @@ import numpy as np
 from . import _kernels
 
 BLOCK = 256
+# Factor entries below FLUSH * floor are set to 0 (see _kernels): about 1e-16 mean(V).
+FLUSH = 1e-9
 
 
 def gamma_exponent(beta):
@@ -98,14 +100,16 @@ def _ratios(Vb, X, D, beta, floor, want_loss):
     return _kernels.beta_ratio(Vb, X, D, float(beta), floor, want_loss)
 
 
-def _apply_ratio(F, numerator, denominator, gamma):
+def _apply_ratio(F, numerator, denominator, gamma, flush):
     """F <- F * (numerator / denominator)^gamma in place (numerator is overwritten), with the
-    denominator floored at float32 eps as scikit-learn does."""
+    denominator floored at float32 eps as scikit-learn does; entries below ``flush`` become 0
+    (see ``FLUSH``)."""
     np.maximum(denominator, np.finfo(np.float32).eps, out=denominator)
     np.divide(numerator, denominator, out=numerator)
     if gamma != 1:
         np.power(numerator, gamma, out=numerator)
     F *= numerator
+    F[F < flush] = 0
 
 
 class BlockedMU:
@@ -123,6 +127,7 @@ class BlockedMU:
         n, m = Vt.shape
         self.shape, self.dtype = (n, m, k), Vt.dtype
         self.floor = Vt.dtype.type(floor)
+        self.flush = Vt.dtype.type(FLUSH * floor)
         self.gamma = gamma_exponent(beta)
         self.constant = constant_part(Vt, beta)
         self.blocks = [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
@@ -167,7 +172,7 @@ class BlockedMU:
             np.dot(X, W, out=N)
             inverse, col_sums, l1_H, smooth = h_terms
             if D is None and smooth is None:
-                _kernels.scale_columns(Hb, N, inverse)
+                _kernels.scale_columns(Hb, N, inverse, self.flush)
             else:
                 den = buf["Nd"][:b * k].reshape(b, k)
                 if D is None:
@@ -177,7 +182,7 @@ class BlockedMU:
                 if smooth is not None:
                     N += smooth[1][start:stop]
                     den += smooth[0][start:stop]
-                _kernels.scale_by_ratio(Hb, N, den, W.dtype.type(l1_H), self.gamma)
+                _kernels.scale_by_ratio(Hb, N, den, W.dtype.type(l1_H), self.gamma, self.flush)
             if accumulate_W or loss_at == "exit":
                 np.dot(Hb, Wt, out=X)
                 part += _ratios(Vb, X, D, beta, floor, loss_at == "exit")
@@ -223,10 +228,10 @@ class BlockedMU:
         if l1_W:
             den += l1_W
         if free is None:
-            _apply_ratio(W, num, den, self.gamma)
+            _apply_ratio(W, num, den, self.gamma, self.flush)
         else:
             W_free = W[:, free]
-            _apply_ratio(W_free, num[:, free], den[:, free], self.gamma)
+            _apply_ratio(W_free, num[:, free], den[:, free], self.gamma, self.flush)
             W[:, free] = W_free
 
 
@@ -243,7 +248,7 @@ def euclidean_loss(norm_V, cross, gram_W, gram_H):
     return max(value, 0.0)
 
 
-def update_H_euclidean(W, Ht, VtW, WtW, norm_V, l1_H=0.0, smooth=None):
+def update_H_euclidean(W, Ht, VtW, WtW, norm_V, flush, l1_H=0.0, smooth=None):
     """Lee & Seung: H <- H * (W^T V) / (W^T W H + l1_H), on Ht = H^T in place.
 
     VtW = V^T W (n, k) and WtW = W^T W are passed in (constants when W is fixed). Returns
@@ -256,11 +261,11 @@ def update_H_euclidean(W, Ht, VtW, WtW, norm_V, l1_H=0.0, smooth=None):
     if smooth is not None:
         numerator += smooth[1]
         denominator += smooth[0]
-    _apply_ratio(Ht, numerator, denominator, 1.0)
+    _apply_ratio(Ht, numerator, denominator, 1.0, flush)
     return euclidean_loss(norm_V, float(np.vdot(VtW.astype(np.float64), Ht)), WtW, Ht.T @ Ht)
 
 
-def update_W_euclidean(W, VHt, HHt, norm_V, l1_W=0.0, free=None):
+def update_W_euclidean(W, VHt, HHt, norm_V, flush, l1_W=0.0, free=None):
     """Lee & Seung: W <- W * (V H^T) / (W H H^T + l1_W) in place on the ``free`` columns.
 
     VHt = V H^T (m, k) and HHt = H H^T are passed in. Returns ||V - W H||^2 / 2 afterwards.
@@ -270,10 +275,10 @@ def update_W_euclidean(W, VHt, HHt, norm_V, l1_W=0.0, free=None):
     if l1_W:
         denominator += l1_W
     if free is None:
-        _apply_ratio(W, numerator, denominator, 1.0)
+        _apply_ratio(W, numerator, denominator, 1.0, flush)
     else:
         W_free = W[:, free]
-        _apply_ratio(W_free, numerator[:, free], denominator[:, free], 1.0)
+        _apply_ratio(W_free, numerator[:, free], denominator[:, free], 1.0, flush)
         W[:, free] = W_free
     return euclidean_loss(norm_V, float(np.vdot(VHt.astype(np.float64), W)), W.T @ W, HHt)
 
