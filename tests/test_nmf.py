@@ -160,6 +160,20 @@ def test_zeros_in_V_give_no_nan_or_inf(beta):
                                               rel=1e-5)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
+def test_an_all_zero_V_gives_the_floor_loss_and_finite_factors(beta):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # no overflow or invalid-value warnings either
+        V = np.zeros((10, 20), np.float32)
+        result = factorize(V, 2, beta=beta, init="random", max_iter=10)
+    assert np.all(np.isfinite(result.W)) and np.all(np.isfinite(result.H))
+    # the best W H can do is the floor itself: d(0 | floor) per entry (0 for beta <= 0, where
+    # V is floored too)
+    floor = numerical_floor(V)
+    best = 0.0 if beta <= 0 else V.size * floor ** beta / beta
+    assert result.losses[-1] <= best * (1 + 1e-5) + 1e-12
+
+
 def test_a_quiet_spectrogram_factorizes_like_a_loud_one():
     V = low_rank(noise=0.1)
     V[V < np.quantile(V, 0.2)] = 0

@@ -54,7 +54,7 @@ def numerical_floor(V):
     absolute floor (scikit-learn uses 1.2e-7) would distort it.
     """
     mean = float(np.mean(V, dtype=np.float64))
-    return _FLOOR * mean if mean > 0 else float(np.finfo(np.float32).tiny)
+    return _FLOOR * mean if mean > 0 else _FLOOR       # an all-zero V: as if mean(V) were 1
 
 
 def beta_divergence(V, W, H, beta=1.0):
