@@ -333,10 +333,10 @@ class _Run:
             div = self.blocked.sweep(W, Ht, update_H, update_W and not last, "exit", self.l1_H,
                                      self.smoothness())
             return div + self.penalty()
-        solver = hals if self.solver == "hals" else None
+        use_hals = self.solver == "hals"
         if update_W:
             VHt, HHt = self.products("H", fixed=not update_H)
-            if solver is hals:
+            if use_hals:
                 div = hals.update_W(W, Ht, VHt, HHt, self.norm_V, self.workers, self.flush,
                                     self.l1_W, self.free)
             else:
@@ -346,7 +346,7 @@ class _Run:
                 _normalize_columns(W, Ht, self.free_mask)
         if update_H:
             VtW, WtW = self.products("W", fixed=not update_W)
-            if solver is hals:
+            if use_hals:
                 div = hals.update_H(W, Ht, VtW, WtW, self.norm_V, self.workers, self.flush,
                                     self.l1_H)
             else:
