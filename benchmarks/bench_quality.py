@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from nmfsep import masks, spectrum
-from nmfsep.evaluate import si_sdr
+from nmfsep.evaluate import si_sdr, si_sdr_improvement
 from nmfsep.pipeline import Settings, analyse, learn, split_sources
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -81,6 +81,74 @@ def sklearn_recipe(case, n_bases=20):
     return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
 
 
+def nmfsep_blind(case, grouping="auto", n_components=None):
+    settings = Settings(n_sources=len(case["refs"]), grouping=grouping, n_components=n_components)
+    return split_sources(case["mix"][:, None], case["rate"], settings).stems[..., 0]
+
+
+def librosa_recipe(case):
+    """librosa.decompose.decompose with k = number of sources, soft masks (librosa.util.softmask)."""
+    import librosa
+
+    params = spectrum.default_params(case["rate"])
+    X, V = analyse(case["mix"][:, None], params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        W, H = librosa.decompose.decompose(V, n_components=len(case["refs"]), sort=True, random_state=0)
+    models = np.stack([np.outer(W[:, i], H[i]) for i in range(W.shape[1])])
+    total = models.sum(axis=0)
+    source_masks = [librosa.util.softmask(m, total - m, power=1) for m in models]
+    return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
+
+
+def components(case, n_components=24):
+    """The 24 KL components the grouping rows share: (X, W, H, params)."""
+    from nmfsep.nmf import factorize
+
+    params = spectrum.default_params(case["rate"])
+    X, V = analyse(case["mix"][:, None], params)
+    result = factorize(V / V.mean(), n_components, beta=1.0, max_iter=200, seed=0)
+    return X, result.W, result.H, params
+
+
+def grouped_stems(case, X, W, H, params, labels):
+    groups = [np.flatnonzero(labels == s) for s in range(len(case["refs"]))]
+    models = np.stack([W[:, g] @ H[g] for g in groups])
+    source_masks = masks.soft_masks(models, 2.0)
+    return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
+
+
+def nussl_recipe(case):
+    """nussl-style NMF-MFCC: 24 KL components, MFCCs of their bases clustered by sklearn KMeans."""
+    import librosa
+    from sklearn.cluster import KMeans
+
+    X, W, H, params = components(case)
+    log_mel = np.log(librosa.filters.mel(sr=case["rate"], n_fft=params.n_fft, n_mels=40) @ W + 1e-8)
+    mfccs = librosa.feature.mfcc(S=log_mel, n_mfcc=13)[1:].T
+    labels = KMeans(len(case["refs"]), n_init=10, random_state=0).fit_predict(mfccs)
+    return grouped_stems(case, X, W, H, params, labels)
+
+
+def oracle_grouping(case):
+    """The same 24 components, each given to the source whose true power it overlaps most."""
+    X, W, H, params = components(case)
+    power = np.stack([np.abs(analyse(r[:, None], params)[0][0]) ** 2 for r in case["refs"]])
+    share = power / np.maximum(power.sum(axis=0), 1e-20)
+    overlap = np.array([[np.sum(np.outer(W[:, c], H[c]) * s) for s in share] for c in range(W.shape[1])])
+    labels = overlap.argmax(axis=1)
+    if len(set(labels)) < len(case["refs"]):  # every source gets at least its best component
+        for s in range(len(case["refs"])):
+            if s not in labels:
+                labels[np.argmax(overlap[:, s] / overlap.sum(axis=1))] = s
+    return grouped_stems(case, X, W, H, params, labels)
+
+
+def best_improvement(case, stems):
+    """Blind stems come in centroid order: score them under the best permutation."""
+    return float(si_sdr_improvement(case["refs"], stems, case["mix"]).mean())
+
+
 def oracle(case, power):
     params = spectrum.default_params(case["rate"])
     X = analyse(case["mix"][:, None], params)[0]
@@ -119,6 +187,7 @@ def table(rows, cases):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levers", action="store_true", help="also measure each quality lever")
+    parser.add_argument("--blind", action="store_true", help="also measure blind separation")
     args = parser.parse_args()
     cases = load_cases()
     started = time.perf_counter()
@@ -134,6 +203,22 @@ def main():
     print(f"nmfsep / oracle: {100 * ours.mean() / ceiling.mean():.0f}% (target >= 80%)")
     print(f"cases below the recipe: {int((ours < recipe).sum())} (target 0)")
     print(f"({time.perf_counter() - started:.0f} s)")
+    if args.blind:
+        print("\nBlind separation (-k = number of sources), SI-SDR improvement (dB), best permutation\n")
+        from nmfsep.grouping import METHODS
+
+        blind = [(f"nmfsep blind ({m})", [best_improvement(c, nmfsep_blind(c, m)) for c in cases.values()])
+                 for m in METHODS]
+        blind += [(f"nmfsep pitch, C={n}", [best_improvement(c, nmfsep_blind(c, "pitch", n)) for c in cases.values()])
+                  for n in (8, 16, 32)]
+        blind += [("librosa decompose k=N", [best_improvement(c, librosa_recipe(c)) for c in cases.values()]),
+                  ("nussl MFCC k-means, 24", [best_improvement(c, nussl_recipe(c)) for c in cases.values()]),
+                  ("oracle grouping, 24", [best_improvement(c, oracle_grouping(c)) for c in cases.values()])]
+        table(blind, cases)
+        ours = np.array(blind[0][1])
+        print(f"\nnmfsep blind (auto): mean {ours.mean():+.2f} dB (target >= +6), "
+              f"{int((ours < 0).sum())} mixtures below 0 dB (target 0), "
+              f"behind a library recipe on {int(((ours < np.array(blind[-3][1])) | (ours < np.array(blind[-2][1]))).sum())} (target 0)")
     if args.levers:
         print("\nLevers, one at a time from the default (SI-SDR improvement, dB)\n")
         table([(label, [improvement(c, nmfsep_supervised(c, **kw)) for c in cases.values()])

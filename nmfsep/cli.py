@@ -14,7 +14,8 @@ from .errors import NmfsepError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-GROUPINGS = ["auto", "none"]  # kept in step with nmfsep.grouping.METHODS (not imported: --help stays fast)
+# The same as nmfsep.grouping.METHODS (tested), not imported from it so that --help stays fast.
+GROUPINGS = ["auto", "none", "timbre", "coactivation", "pitch", "flatness"]
 # click >= 8.2 raises this for a bare `nmfsep`; older versions print the help and exit 0 themselves.
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 

@@ -1,6 +1,25 @@
-"""From NMF components to sources: which components make up each source, and in what order."""
+"""From NMF components to sources: which components make up each source, and in what order.
+
+Blind separation factorizes the mixture into C components and groups them into the n sources a
+listener hears. Each method describes every component by a few numbers and clusters them with the
+core's k-means (k-means as NMF, ``nmfsep.nmf.kmeans``), weighting nothing; all return exactly n
+non-empty groups.
+
+    none          C = n: each component is a source (plain NMF)
+    timbre        MFCCs of each basis (log mel spectrum, DCT, c1..c12), as nussl's NMF-MFCC
+    coactivation  the rows of log H, unit-normalised: components that sound together group
+    pitch         cepstral pitch of each basis and its spectral flatness: register and
+                  harmonic-vs-noisy, a rough source-filter description
+    flatness      spectral flatness alone: harmonic versus percussive or noisy components
+
+``auto`` is the method the quality benchmark (benchmarks/bench_quality.py) measured best.
+"""
 
 import numpy as np
+
+METHODS = ("auto", "none", "timbre", "coactivation", "pitch", "flatness")
+DEFAULT_METHOD = "timbre"
+TINY = 1e-10
 
 
 def spectral_centroids(source_spectra: np.ndarray) -> np.ndarray:
@@ -21,3 +40,71 @@ def order_by_centroid(groups: list[np.ndarray], W: np.ndarray, H: np.ndarray) ->
     spectra = np.stack([W[:, g] @ activation[g] for g in groups])
     order = np.argsort(spectral_centroids(spectra), kind="stable")
     return [groups[i] for i in order]
+
+
+def flatness(W: np.ndarray) -> np.ndarray:
+    """Spectral flatness of each basis: geometric over arithmetic mean, in (0, 1]."""
+    logs = np.log(W.astype(np.float64) + TINY)
+    return np.exp(logs.mean(axis=0)) / (W.mean(axis=0, dtype=np.float64) + TINY)
+
+
+def cepstral_pitch(W: np.ndarray, sample_rate: int, low: float = 60.0, high: float = 1200.0) -> np.ndarray:
+    """Fundamental (Hz) of each basis: the real-cepstrum peak between 1/high and 1/low seconds."""
+    logs = np.log(W.astype(np.float64) + 1e-6 * W.max(axis=0, initial=0) + TINY)
+    cepstrum = np.fft.irfft(logs, axis=0)
+    first = max(int(sample_rate / high), 1)
+    last = max(min(int(sample_rate / low), cepstrum.shape[0] // 2), first + 1)
+    return sample_rate / (first + np.argmax(cepstrum[first:last], axis=0))
+
+
+def mfcc(W: np.ndarray, sample_rate: int, n_fft: int, n_mels: int = 40) -> np.ndarray:
+    """MFCCs c1..c12 of each basis (components, 12)."""
+    import librosa
+    import scipy.fft
+
+    mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+    log_mel = np.log(mel @ (W / (W.sum(axis=0) + TINY)) + 1e-8)
+    return scipy.fft.dct(log_mel, axis=0, norm="ortho")[1:13].T
+
+
+def features(method: str, W: np.ndarray, H: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
+    """What each method clusters: (components, n_features)."""
+    if method == "timbre":
+        return mfcc(W, sample_rate, n_fft)
+    if method == "coactivation":
+        logs = np.log(H.astype(np.float64) + 1e-6 * H.max() + TINY)
+        logs -= logs.mean(axis=1, keepdims=True)
+        return logs / (np.linalg.norm(logs, axis=1, keepdims=True) + TINY)
+    if method == "pitch":
+        return np.stack([np.log(cepstral_pitch(W, sample_rate)), np.log(flatness(W))], axis=1)
+    if method == "flatness":
+        return np.log(flatness(W))[:, None]
+    raise ValueError(f"unknown grouping method {method!r}")
+
+
+def group_components(W: np.ndarray, H: np.ndarray, n_sources: int, method: str, sample_rate: int,
+                     n_fft: int, seed: int = 0) -> list[np.ndarray]:
+    """Exactly n_sources non-empty groups of component indices (not yet in source order)."""
+    from .nmf import kmeans
+
+    n_components = W.shape[1]
+    if method == "auto":
+        method = DEFAULT_METHOD
+    if method == "none" or n_components == n_sources:
+        return [np.array([c]) for c in range(n_components)][:n_sources]
+    points = features(method, W, H, sample_rate, n_fft)
+    points = (points - points.mean(axis=0)) / (points.std(axis=0) + TINY)
+    points -= points.min(axis=0)  # k-means is shift-invariant; the NMF core wants V >= 0
+    labels = kmeans(np.ascontiguousarray(points.T, dtype=np.float32), n_sources, seed=seed).H.argmax(axis=0)
+    return fill_empty([np.flatnonzero(labels == i) for i in range(n_sources)])
+
+
+def fill_empty(groups: list[np.ndarray]) -> list[np.ndarray]:
+    """Give each empty group a component from the largest group (identical features can leave
+    a k-means cluster empty)."""
+    groups = [g.copy() for g in groups]
+    for i, group in enumerate(groups):
+        if len(group) == 0:
+            largest = max(range(len(groups)), key=lambda j: len(groups[j]))
+            groups[i], groups[largest] = groups[largest][-1:], groups[largest][:-1]
+    return groups

@@ -20,12 +20,13 @@ import numpy as np
 
 from . import masks, spectrum
 from .errors import NmfsepError
-from .grouping import order_by_centroid
+from .grouping import METHODS, group_components, order_by_centroid
 from .model import Model
 from .nmf import factorize
 
 Progress = Callable[[int, int], None]
 RESIDUAL = "residual"
+DEFAULT_COMPONENTS = 24
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Settings:
             raise NmfsepError(f"power must be > 0, got {self.power}")
         if not (self.sparsity >= 0 and self.smoothness >= 0):
             raise NmfsepError("sparsity and smoothness must be >= 0")
+        if self.grouping not in METHODS:
+            raise NmfsepError(f"unknown grouping {self.grouping!r} (choose from {', '.join(METHODS)})")
+        if self.n_components is not None and self.n_components < self.n_sources and not self.models:
+            raise NmfsepError(f"--components {self.n_components} is fewer than the {self.n_sources} sources asked")
         if self.n_free < 0:
             raise NmfsepError(f"free must be >= 0, got {self.n_free}")
         if self.n_free and not self.models:
@@ -75,6 +80,15 @@ class Settings:
         if duplicate is not None:
             raise NmfsepError(f"two stems would be named {duplicate!r}: learn the models with distinct --name")
         return self
+
+    def n_components_for(self, n_frames: int) -> int:
+        """Components factorized in blind separation: --components, else DEFAULT_COMPONENTS (at
+        least one per source; fewer for inputs too short to support them)."""
+        if self.grouping == "none":
+            return self.n_sources
+        if self.n_components is not None:
+            return self.n_components
+        return max(self.n_sources, min(DEFAULT_COMPONENTS, n_frames // 4))
 
     @property
     def stem_names(self) -> list[str]:
@@ -127,7 +141,7 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     mixture, magnitude = analyse(samples, params)
     known = np.concatenate([m.bases for m in settings.models], axis=1) if settings.models else None
     n_known = 0 if known is None else known.shape[1]
-    k = n_known + settings.n_free if settings.models else settings.n_sources
+    k = n_known + settings.n_free if settings.models else settings.n_components_for(magnitude.shape[1])
 
     scale = float(magnitude.mean())
     if scale == 0.0:  # digital silence: nothing to model, every stem is silent
@@ -153,7 +167,9 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
         edges = np.cumsum([0] + [m.n_bases for m in settings.models] + ([settings.n_free] if settings.n_free else []))
         groups = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:])]
     else:
-        groups = order_by_centroid([np.array([c]) for c in range(k)], W, H)
+        groups = group_components(W, H, settings.n_sources, settings.grouping, sample_rate,
+                                  params.n_fft, settings.seed)
+        groups = order_by_centroid(groups, W, H)
     source_models = np.stack([W[:, g] @ H[g] for g in groups])
     source_masks = masks.soft_masks(source_models, settings.power)
     stems = np.stack([
@@ -189,18 +205,21 @@ def _as_2d(samples: np.ndarray) -> np.ndarray:
 
 
 def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[Model] = (),
-             n_free: int = 0, beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
+             n_free: int = 0, n_components: int | None = None, grouping: str = "auto",
+             beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
              seed: int = 0, power: float = 2.0, n_fft: int | None = None,
              hop_length: int | None = None, progress: Progress | None = None) -> np.ndarray:
     """Split a recording into stems that add back up to it.
 
     samples: float array (n_samples,) for mono or (n_samples, n_channels).
-    Blind (no models): k stems, lowest spectral centroid first. With models (see ``learn``): one
+    Blind (no models): k stems, lowest spectral centroid first, from n_components NMF components
+    grouped by ``grouping`` (see nmfsep.grouping). With models (see ``learn``): one
     stem per model in the given order, plus a residual stem when n_free > 0 (k is ignored).
     Returns float32 stems (n_stems, *samples.shape).
     """
     samples = np.asarray(samples, dtype=np.float32)
-    settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length, tuple(models), n_free)
+    settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length, tuple(models), n_free,
+                        n_components=n_components, grouping=grouping)
     stems = split_sources(_as_2d(samples), sample_rate, settings, progress).stems
     return stems.reshape((len(stems),) + samples.shape)
 

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+import nmfsep
+from nmfsep import synth
+from nmfsep.evaluate import si_sdr_improvement
+from nmfsep.grouping import METHODS, fill_empty, group_components
+from nmfsep.nmf import factorize
+from nmfsep.pipeline import analyse
+from nmfsep.spectrum import default_params
+
+
+@pytest.fixture(scope="module")
+def components():
+    mix, _ = synth.mixture(3, sample_rate=16000, duration=3.0, seed=2)
+    params = default_params(16000)
+    V = analyse(mix[:, None], params)[1]
+    result = factorize(V / V.mean(), 12, max_iter=50, seed=0)
+    return result.W, result.H, params.n_fft
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n_sources", [1, 2, 3, 5])
+def test_every_method_returns_exactly_n_nonempty_groups(components, method, n_sources):
+    W, H, n_fft = components
+    groups = group_components(W, H, n_sources, method, 16000, n_fft)
+    assert len(groups) == n_sources
+    assert all(len(g) > 0 for g in groups)
+    used = np.concatenate(groups)
+    assert len(set(used.tolist())) == len(used)  # no component in two sources
+    if method != "none":
+        assert sorted(used.tolist()) == list(range(W.shape[1]))  # and none left out
+
+
+def test_identical_components_still_fill_every_group():
+    W = np.ones((65, 6), np.float32)
+    H = np.ones((6, 40), np.float32)
+    groups = group_components(W, H, 3, "timbre", 16000, 128)
+    assert [len(g) > 0 for g in groups] == [True] * 3
+
+
+def test_fill_empty_moves_one_component():
+    groups = fill_empty([np.array([0, 1, 2]), np.array([], int), np.array([3])])
+    assert sorted(np.concatenate(groups).tolist()) == [0, 1, 2, 3]
+    assert all(len(g) for g in groups)
+
+
+@pytest.mark.parametrize("grouping", ["auto", "none"])
+def test_blind_split_recovers_disjoint_harmonic_sources(tones, grouping):
+    mix, sources, rate = tones
+    stems = nmfsep.separate(mix, rate, k=2, grouping=grouping)
+    improvement = si_sdr_improvement(sources, stems, mix)
+    assert improvement.min() >= 10, improvement
+
+
+def test_stem_order_is_stable_across_seeds(tones):
+    mix, sources, rate = tones
+    firsts = []
+    for seed in range(3):
+        stems = nmfsep.separate(mix, rate, k=2, seed=seed)
+        firsts.append(int(np.argmax([abs(np.corrcoef(stems[0], s)[0, 1]) for s in sources])))
+    assert len(set(firsts)) == 1
+
+
+def test_fewer_components_than_sources_is_refused(tones):
+    mix, _, rate = tones
+    with pytest.raises(nmfsep.NmfsepError, match="--components 2 is fewer than the 3 sources asked"):
+        nmfsep.separate(mix, rate, k=3, n_components=2)
+
+
+def test_cli_offers_exactly_the_grouping_methods():
+    from nmfsep.cli import GROUPINGS
+
+    assert tuple(GROUPINGS) == METHODS
