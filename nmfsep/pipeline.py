@@ -117,7 +117,12 @@ class Settings:
 
 @dataclass
 class Separation:
-    """stems: float32 (n_stems, n_samples, n_channels) in stem order; names: one per stem."""
+    """stems: float32 (n_stems, n_samples, n_channels) in stem order; names: one per stem.
+
+    For figures and reports: bases W (n_bins, C), activations H (C, n_frames), groups (the
+    component indices of each stem, in stem order), masks (n_stems, n_bins, n_frames), losses
+    (the objective per iteration) and the STFT params used.
+    """
 
     stems: np.ndarray
     names: list[str]
@@ -125,6 +130,10 @@ class Separation:
     loss: float | None
     bases: np.ndarray = field(repr=False)
     activations: np.ndarray = field(repr=False)
+    groups: list[np.ndarray] = field(repr=False, default_factory=list)
+    masks: np.ndarray | None = field(repr=False, default=None)
+    losses: np.ndarray | None = field(repr=False, default=None)
+    params: spectrum.StftParams | None = None
 
 
 def analyse(samples: np.ndarray, params: spectrum.StftParams) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +156,7 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     if scale == 0.0:  # digital silence: nothing to model, every stem is silent
         W = np.zeros((magnitude.shape[0], k), np.float32) if known is None else known
         H = np.zeros((k, magnitude.shape[1]), np.float32)
-        n_iter, loss = 0, 0.0
+        n_iter, loss, losses = 0, 0.0, np.zeros(0)
     else:
         callback = None if progress is None else (lambda it, _loss: progress(it, settings.max_iter))
         options = dict(beta=settings.beta, max_iter=settings.max_iter, tol=settings.tol,
@@ -160,8 +169,8 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
             result = _semi_supervised(magnitude / scale, known, settings.n_free, options)
         else:
             result = factorize(magnitude / scale, k, W=known, update_W=False, **options)
-        W, H, n_iter = result.W, result.H, result.n_iter
-        loss = float(result.losses[-1]) if len(result.losses) else None
+        W, H, n_iter, losses = result.W, result.H, result.n_iter, np.asarray(result.losses)
+        loss = float(losses[-1]) if len(losses) else None
 
     if settings.models:
         edges = np.cumsum([0] + [m.n_bases for m in settings.models] + ([settings.n_free] if settings.n_free else []))
@@ -175,7 +184,7 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     stems = np.stack([
         spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
     ])
-    return Separation(stems, settings.stem_names, n_iter, loss, W, H)
+    return Separation(stems, settings.stem_names, n_iter, loss, W, H, groups, source_masks, losses, params)
 
 
 def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict):
