@@ -205,11 +205,12 @@ def main():
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.blind:
         print("\nBlind separation (-k = number of sources), SI-SDR improvement (dB), best permutation\n")
-        from nmfsep.grouping import METHODS
+        from nmfsep.grouping import DEFAULT_METHOD, METHODS
 
         blind = [(f"nmfsep blind ({m})", [best_improvement(c, nmfsep_blind(c, m)) for c in cases.values()])
                  for m in METHODS]
-        blind += [(f"nmfsep pitch, C={n}", [best_improvement(c, nmfsep_blind(c, "pitch", n)) for c in cases.values()])
+        blind += [(f"nmfsep {DEFAULT_METHOD}, C={n}", [best_improvement(c, nmfsep_blind(c, DEFAULT_METHOD, n))
+                                                     for c in cases.values()])
                   for n in (8, 16, 32)]
         blind += [("librosa decompose k=N", [best_improvement(c, librosa_recipe(c)) for c in cases.values()]),
                   ("nussl MFCC k-means, 24", [best_improvement(c, nussl_recipe(c)) for c in cases.values()]),

@@ -6,7 +6,8 @@ core's k-means (k-means as NMF, ``nmfsep.nmf.kmeans``), weighting nothing; all r
 non-empty groups.
 
     none          C = n: each component is a source (plain NMF)
-    timbre        MFCCs of each basis (log mel spectrum, DCT, c1..c12), as nussl's NMF-MFCC
+    timbre        MFCCs of each basis (log mel spectrum, DCT, c1..c12), as nussl's NMF-MFCC, plus
+                  its spectral flatness (harmonic or noisy), which MFCCs alone blur
     coactivation  the rows of log H, unit-normalised: components that sound together group
     pitch         cepstral pitch of each basis and its spectral flatness: register and
                   harmonic-vs-noisy, a rough source-filter description
@@ -19,6 +20,7 @@ import numpy as np
 
 METHODS = ("auto", "none", "timbre", "coactivation", "pitch", "flatness")
 DEFAULT_METHOD = "timbre"
+N_RESTARTS = 10  # k-means restarts (seeds seed..seed+9); the lowest inertia wins
 TINY = 1e-10
 
 
@@ -70,7 +72,7 @@ def mfcc(W: np.ndarray, sample_rate: int, n_fft: int, n_mels: int = 40) -> np.nd
 def features(method: str, W: np.ndarray, H: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
     """What each method clusters: (components, n_features)."""
     if method == "timbre":
-        return mfcc(W, sample_rate, n_fft)
+        return np.concatenate([mfcc(W, sample_rate, n_fft), np.log(flatness(W))[:, None]], axis=1)
     if method == "coactivation":
         logs = np.log(H.astype(np.float64) + 1e-6 * H.max() + TINY)
         logs -= logs.mean(axis=1, keepdims=True)
@@ -95,7 +97,9 @@ def group_components(W: np.ndarray, H: np.ndarray, n_sources: int, method: str, 
     points = features(method, W, H, sample_rate, n_fft)
     points = (points - points.mean(axis=0)) / (points.std(axis=0) + TINY)
     points -= points.min(axis=0)  # k-means is shift-invariant; the NMF core wants V >= 0
-    labels = kmeans(np.ascontiguousarray(points.T, dtype=np.float32), n_sources, seed=seed).H.argmax(axis=0)
+    points = np.ascontiguousarray(points.T, dtype=np.float32)
+    runs = [kmeans(points, n_sources, seed=seed + i) for i in range(N_RESTARTS)]
+    labels = min(runs, key=lambda r: r.losses[-1]).H.argmax(axis=0)
     return fill_empty([np.flatnonzero(labels == i) for i in range(n_sources)])
 
 
