@@ -85,6 +85,19 @@ def gemm_peak(size=2048, repeats=5):
     return 2.0 * size ** 3 / best
 
 
+def machine_busy_jiffies():
+    """(busy jiffies of the whole machine, CPU seconds of this process), or None off Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:8]]
+    except OSError:
+        return None
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return sum(fields) - fields[3], usage.ru_utime + usage.ru_stime
+
+
 def _timed(function):
     start = time.perf_counter()
     value = function()
@@ -114,6 +127,8 @@ def main(argv=None):
                              "nmfsep's workers): a ratio that another busy process disturbs less")
     args = parser.parse_args(argv)
 
+    before = machine_busy_jiffies()
+    started = time.perf_counter()
     V = music_spectrogram(args.seconds)
     m, n = V.shape
     k, n_iter = args.k, args.iter
@@ -196,6 +211,16 @@ def main(argv=None):
                 _parallel.n_threads = threads
         rows.append(("KL MU s/iter, one thread each", f"{sk1:.4f}", f"{ours1:.4f}",
                      f"{ours1 / sk1:.3f}  ({sk1 / ours1:.1f}x faster)"))
+    after = machine_busy_jiffies()
+    if before and after:
+        import os
+
+        cpus = os.cpu_count() or 1
+        ticks = os.sysconf("SC_CLK_TCK")
+        wall = time.perf_counter() - started
+        others = (after[0] - before[0]) / ticks - (after[1] - before[1])
+        rows.append(("other processes' CPU during the run",
+                     f"{max(others, 0) / (wall * cpus):.0%} of {cpus} CPUs", ""))
     width = max(len(row[0]) for row in rows)
     for row in rows:
         print(row[0].ljust(width), *(cell.ljust(14) for cell in row[1:]), sep="  ")
