@@ -1,13 +1,17 @@
 """Reading and writing audio with soundfile (libsndfile).
 
 Samples are float32 arrays of shape (n_samples, n_channels), as soundfile gives them. '-' reads a
-stream from stdin or writes one to stdout. Writes are atomic: a temporary file in the target
-folder is renamed over the final name only once it is complete.
+stream from stdin, and ``write_stream`` writes a WAV stream (to stdout). Inputs are untrusted
+bytes: ``open_input`` parses and checks the header (channels, rate, length, truncation) before
+any sample memory is allocated, and ``Source.read`` decodes the samples afterwards. Writes are
+atomic: a temporary file in the target folder is renamed over the final name once complete.
 """
 
 from dataclasses import dataclass
 import io
 import os
+import re
+import stat
 import sys
 import tempfile
 
@@ -20,7 +24,14 @@ from .errors import AudioError
 MAX_CHANNELS = 64
 MAX_SAMPLE_RATE = 768_000
 
+# Formats whose stems are written in the input's format; any other input gives WAV stems.
 EXTENSIONS = {"WAV": "wav", "FLAC": "flac", "OGG": "ogg", "AIFF": "aiff", "W64": "w64", "CAF": "caf"}
+
+# Declared chunk sizes at or above this are streaming placeholders (ffmpeg and sox write
+# 0xFFFFFFFF or 0x7FFFF000 when they cannot seek back), not promises of that much audio.
+_STREAMING_SIZE = 0x7FFF0000
+# libsndfile's log lines for a chunk larger than the file: "data : 88200 (should be 44060)".
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND|riff|Riff size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
 
 
 @dataclass
@@ -41,38 +52,151 @@ class Audio:
         return self.samples.shape[1]
 
 
-def read(path: str) -> Audio:
-    """Read a whole file (or '-' for stdin) as float32; raise AudioError naming the file."""
-    name = "<stdin>" if path == "-" else path
-    if path != "-" and not os.path.exists(path):
-        raise AudioError(f"{name}: no such file")
-    if path != "-" and os.path.isdir(path):
-        raise AudioError(f"{name}: is a folder, not an audio file")
+@dataclass(frozen=True)
+class Header:
+    """What a file says about itself, checked but not yet decoded."""
+
+    sample_rate: int
+    n_channels: int
+    n_frames: int
+    format: str
+    subtype: str
+
+
+def display_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def memory_limit() -> int | None:
+    """Bytes of memory this process may use: physical memory, or a smaller cgroup limit."""
+    limits = []
     try:
-        source = io.BytesIO(sys.stdin.buffer.read()) if path == "-" else path
-        with sf.SoundFile(source) as f:
-            _check_header(name, f.samplerate, f.channels)
-            fmt, subtype = f.format, f.subtype
-            samples = f.read(dtype="float32", always_2d=True)
-            sample_rate = f.samplerate
-    except AudioError:
-        raise
-    except PermissionError:
-        raise AudioError(f"{name}: permission denied") from None
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+class Source:
+    """An opened input whose header has been read and checked; ``read()`` decodes it.
+
+    Use as a context manager: ``with open_input(path) as source: source.header, source.read()``.
+    """
+
+    def __init__(self, name: str, handle: sf.SoundFile, header: Header):
+        self.name = name
+        self.header = header
+        self._file = handle
+
+    def read(self) -> Audio:
+        """All samples as float32 (n_samples, n_channels); AudioError for truncated or NaN data."""
+        name, header = self.name, self.header
+        try:
+            samples = self._file.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as exc:
+            raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+        if samples.shape[0] == 0:
+            raise AudioError(f"{name}: contains no audio samples")
+        if samples.shape[0] < header.n_frames:
+            raise AudioError(f"{name}: truncated file (its header announces {header.n_frames} frames, "
+                             f"it holds {samples.shape[0]})")
+        if not np.isfinite(samples).all():
+            raise AudioError(f"{name}: contains NaN or infinite samples")
+        return Audio(samples, header.sample_rate, header.format, header.subtype)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_input(path: str) -> Source:
+    """Open a file (or '-' for stdin) and check its header; raise AudioError naming the input.
+
+    Pipes and other unseekable inputs (stdin, ``<(sox ...)``) are read into memory first, at most
+    a fraction of the machine's memory: anything longer could not be separated anyway.
+    """
+    name = display_name(path)
+    if path == "-":
+        stdin = sys.stdin
+        if stdin is None or stdin.isatty():
+            raise AudioError(f"{name}: is a terminal; pipe a WAV stream in (sox in.flac -t wav - | nmfsep split - ...)")
+        source = io.BytesIO(_read_capped(getattr(stdin, "buffer", stdin), name))
+    else:
+        source = _open_file(path, name)
+    try:
+        handle = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as exc:
         raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from None
-    if samples.shape[0] == 0:
+    try:
+        header = Header(handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype)
+        _check_header(name, header, handle.extra_info)
+    except BaseException:
+        handle.close()
+        raise
+    return Source(name, handle, header)
+
+
+def read(path: str) -> Audio:
+    """Read a whole file (or '-' for stdin) as float32; raise AudioError naming the file."""
+    with open_input(path) as source:
+        return source.read()
+
+
+def _open_file(path: str, name: str):
+    """The path itself for a regular file (libsndfile opens it), else its bytes in memory."""
+    if not os.path.exists(path):
+        raise AudioError(f"{name}: no such file" + (" (a broken link)" if os.path.islink(path) else ""))
+    if os.path.isdir(path):
+        raise AudioError(f"{name}: is a folder, not an audio file")
+    try:
+        with open(path, "rb") as handle:
+            if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return path
+            return io.BytesIO(_read_capped(handle, name))
+    except PermissionError:
+        raise AudioError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise AudioError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_capped(stream, name: str) -> bytes:
+    limit = memory_limit()
+    limit = None if limit is None else limit // 16
+    data = stream.read() if limit is None else stream.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise AudioError(f"{name}: stream longer than {limit / 2**30:.1f} GiB, too long to separate in memory")
+    return data
+
+
+def _check_header(name: str, header: Header, log: str) -> None:
+    if not 1 <= header.n_channels <= MAX_CHANNELS:
+        raise AudioError(f"{name}: {header.n_channels} channels (at most {MAX_CHANNELS} are supported)")
+    if not 1 <= header.sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{name}: sample rate {header.sample_rate} Hz is not supported")
+    if header.n_frames <= 0:
         raise AudioError(f"{name}: contains no audio samples")
-    if not np.isfinite(samples).all():
-        raise AudioError(f"{name}: contains NaN or infinite samples")
-    return Audio(samples, sample_rate, fmt, subtype)
-
-
-def _check_header(name: str, sample_rate: int, channels: int) -> None:
-    if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(f"{name}: {channels} channels (at most {MAX_CHANNELS} are supported)")
-    if not 1 <= sample_rate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{name}: sample rate {sample_rate} Hz is not supported")
+    limit = memory_limit()
+    if limit is not None and header.n_frames * header.n_channels * 4 > limit // 2:
+        raise AudioError(f"{name}: {header.n_frames} frames x {header.n_channels} channels would not fit "
+                         f"in memory (its header may be corrupt)")
+    for _, declared, actual in _SHORT_CHUNK.findall(log):
+        declared, actual = int(declared), int(actual)
+        if actual < declared < _STREAMING_SIZE:
+            raise AudioError(f"{name}: truncated file (its header announces {declared} bytes, "
+                             f"it holds {actual})")
 
 
 def _reason(exc: Exception) -> str:
@@ -81,25 +205,55 @@ def _reason(exc: Exception) -> str:
     return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
 
 
+def output_format(fmt: str) -> str:
+    """The format stems are written in for an input of format ``fmt`` (soundfile's names)."""
+    return fmt if fmt in EXTENSIONS else "WAV"
+
+
 def extension(fmt: str) -> str:
     return EXTENSIONS.get(fmt, "wav")
 
 
 def write_temp(path: str, samples: np.ndarray, sample_rate: int, fmt: str, subtype: str) -> str:
-    """Write to a hidden temporary file beside ``path`` and return its name (rename it to commit)."""
+    """Write to a hidden temporary file beside ``path`` and return its name (rename it to commit).
+
+    The file is flushed to disk and given the permissions a new file would get (mkstemp's are
+    owner-only), so renaming it gives a complete, ordinary file. On any failure, Ctrl-C included,
+    the temporary file is removed.
+    """
     folder = os.path.dirname(path) or "."
     handle, temp = tempfile.mkstemp(prefix=".nmfsep-", suffix="." + extension(fmt), dir=folder)
     os.close(handle)
     try:
         sf.write(temp, samples, sample_rate, format=fmt, subtype=subtype)
+        handle = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.chmod(temp, 0o666 & ~_UMASK)
     except BaseException:
         os.unlink(temp)
         raise
     return temp
 
 
+def _read_umask() -> int:
+    try:  # Linux: read it without changing it
+        with open("/proc/self/status") as f:
+            return int(re.search(r"^Umask:\s*([0-7]+)", f.read(), re.M).group(1), 8)
+    except (OSError, AttributeError, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) -> None:
-    """Write a WAV stream (for stdout); the whole file is built in memory first."""
+    """Write a WAV stream (for stdout); the whole file is built in memory first, so a failure
+    before the write sends nothing."""
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate, format="WAV", subtype=subtype)
     stream.write(buffer.getvalue())
@@ -107,5 +261,10 @@ def write_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) ->
 
 
 def writable_subtype(fmt: str, subtype: str) -> str:
-    """The input's subtype where the output format can hold it, else the format's default."""
-    return subtype if sf.check_format(fmt, subtype) else sf.default_subtype(fmt)
+    """The input's subtype where the output format can hold it; else 24-bit for float or 32-bit
+    input where the format has it (FLAC), else the format's default."""
+    if sf.check_format(fmt, subtype):
+        return subtype
+    if subtype in ("FLOAT", "DOUBLE", "PCM_32") and sf.check_format(fmt, "PCM_24"):
+        return "PCM_24"
+    return sf.default_subtype(fmt)

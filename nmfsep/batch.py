@@ -1,33 +1,108 @@
-"""Many inputs: output paths, refusing to overwrite, atomic writes and one record per input.
+"""Many inputs: discovery, output paths, parallel jobs, atomic writes and one record per input.
+
+    INPUT... --find_inputs--> jobs --check_collisions--> run(jobs, n_jobs) --> records
+    process(job): header -> checks (paths, existing stems, memory) -> read -> split -> write
 
 Each input gives one record (the `--json` line): a failure is caught here, reported in its
-record, and leaves none of its stems on disk; the other inputs go on.
+record, and leaves none of its stems on disk; the other inputs go on. Inputs are checked from
+their header before their samples are decoded, and stems are written to temporary files that
+are renamed only once all of them are complete.
 """
 
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+import fnmatch
+import multiprocessing
 import os
 import re
+import signal
 import string
 import time
+from typing import Iterator, Protocol
 
 import numpy as np
+import soundfile as sf
 
-from . import audio
+from . import audio, spectrum
 from .errors import NmfsepError
 from .pipeline import Progress, Settings, split_sources
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
 PCM_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"}
+# What a folder is searched for without --glob: the extensions of the formats libsndfile reads
+# (soundfile.available_formats()), headerless RAW excepted. Matched case-insensitively.
+AUDIO_EXTENSIONS = frozenset({
+    "wav", "wave", "bwf", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "aifc", "au", "snd",
+    "caf", "w64", "rf64", "voc", "ircam", "sf", "nist", "sph", "paf", "svx", "8svx", "mat", "pvf",
+    "xi", "htk", "sds", "avr", "wve", "sd2",
+})
+# A frame longer than this is no STFT frame any more (1.5 s at 44.1 kHz; the default is at most
+# 32768, at 768 kHz), and its buffers grow with it whatever the input's length.
+MAX_N_FFT = 65536
+# Peak memory of a separation, in bytes per sample of the framed signal (n_frames * n_fft per
+# channel), per stem: measured 2.3-3.5 bytes per framed sample (hop n_fft/4) for 2-6 stems.
+BYTES_PER_FRAMED_SAMPLE = 32
+BYTES_PER_FRAMED_SAMPLE_PER_STEM = 2
+# Float inputs louder than this are separated scaled down (and their stems scaled back up).
+MAX_PEAK = 1e6
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input: its path as given or found ('-' is stdin), its {track} name, and an error
+    known before any work (a folder with no audio in it)."""
+
+    input: str
+    track: str
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class Output:
-    """Where and how stems are written."""
+    """Where and how stems are written.
+
+    format: 'WAV' or 'FLAC' (None keeps the input's format); subtype: soundfile's sample format
+    (None keeps the input's where the format holds it); stdout_stem: write only this stem, as WAV,
+    to the stream given to ``process`` instead of files.
+    """
 
     folder: str = "separated"
     template: str = DEFAULT_TEMPLATE
     force: bool = False
+    skip_existing: bool = False
+    format: str | None = None
+    subtype: str | None = None
+    stdout_stem: str | None = None
 
+    def check(self) -> "Output":
+        """Refuse, before any work, a template or format/subtype pair that cannot work."""
+        check_template(self.template)
+        fmt = "WAV" if self.stdout_stem else self.format
+        if fmt and self.subtype and not sf.check_format(fmt, self.subtype):
+            raise NmfsepError(f"{fmt} files cannot hold {self.subtype} samples (choose another --subtype)")
+        return self
+
+    def file_format(self, input_format: str, input_subtype: str) -> tuple[str, str]:
+        """(format, subtype) of the stems of an input with this format and subtype."""
+        fmt = "WAV" if self.stdout_stem else (self.format or audio.output_format(input_format))
+        if self.subtype is None:
+            return fmt, audio.writable_subtype(fmt, input_subtype)
+        if not sf.check_format(fmt, self.subtype):
+            raise NmfsepError(f"{fmt} files cannot hold {self.subtype} samples "
+                              f"(choose another --subtype, or --format wav)")
+        return fmt, self.subtype
+
+
+class Listener(Protocol):
+    """What ``run`` reports while it works (the CLI draws progress bars from it)."""
+
+    def started(self, job: Job) -> None: ...
+
+    def progress(self, job: Job, done: int, total: int) -> None: ...
+
+
+# --- finding inputs and naming outputs --------------------------------------------------------
 
 def safe_name(name: str) -> str:
     """A file-name part with path separators, '..' and control characters neutralised."""
@@ -40,9 +115,71 @@ def track_name(path: str) -> str:
     return "stdin" if path == "-" else safe_name(os.path.splitext(os.path.basename(path))[0])
 
 
+def find_inputs(inputs: list[str], recursive: bool = False, pattern: str | None = None,
+                exclude: str | None = None) -> list[Job]:
+    """Jobs for files, folders and '-', each input once, in the order given.
+
+    A folder gives the files in it (in its subfolders too with ``recursive``) that match
+    ``pattern`` (fnmatch on the file name, or on the path below the folder when the pattern has
+    a '/'), by default those with an audio extension; hidden files and the folder ``exclude``
+    (the output folder) are left out. Their track names keep the path below the folder
+    (``live/set1``), so files of the same name in different subfolders do not collide. A folder
+    with nothing to process gives a job that fails with the reason.
+    """
+    jobs: list[Job] = []
+    seen: set[str] = set()
+
+    def add(job: Job, key: str) -> None:
+        if key not in seen:
+            seen.add(key)
+            jobs.append(job)
+
+    for given in inputs:
+        if given == "-":
+            add(Job("-", "stdin"), "-")
+        elif os.path.isdir(given):
+            found = list(_walk(given, recursive, pattern, exclude))
+            for path, track in found:
+                add(Job(path, track), os.path.realpath(path))
+            if not found:
+                add(Job(given, track_name(given.rstrip("/\\")) or "_",
+                        error=_nothing_found(given, recursive, pattern)), "dir:" + os.path.realpath(given))
+        else:
+            add(Job(given, track_name(given)), os.path.realpath(given))
+    return jobs
+
+
+def _walk(folder: str, recursive: bool, pattern: str | None, exclude: str | None) -> Iterator[tuple[str, str]]:
+    excluded = os.path.realpath(exclude) if exclude else None
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if recursive and not d.startswith(".")
+                         and os.path.realpath(os.path.join(root, d)) != excluded)
+        for name in sorted(files):
+            relative = os.path.relpath(os.path.join(root, name), folder)
+            if not name.startswith(".") and _matches(name, relative, pattern):
+                parts = os.path.splitext(relative)[0].split(os.sep)
+                yield os.path.join(root, name), "/".join(safe_name(p) for p in parts)
+
+
+def _matches(name: str, relative: str, pattern: str | None) -> bool:
+    if pattern is None:
+        return os.path.splitext(name)[1][1:].lower() in AUDIO_EXTENSIONS
+    return fnmatch.fnmatchcase(relative.replace(os.sep, "/") if "/" in pattern else name, pattern)
+
+
+def _nothing_found(folder: str, recursive: bool, pattern: str | None) -> str:
+    what = f"no files matching {pattern!r}" if pattern else "no audio files"
+    has_subfolders = any(entry.is_dir() and not entry.name.startswith(".") for entry in os.scandir(folder))
+    hint = " (use -r to look in its subfolders)" if has_subfolders and not recursive else ""
+    return f"{folder}: {what} in this folder{hint}"
+
+
 def check_template(template: str) -> None:
     """Refuse templates with unknown fields or that could leave the output folder."""
-    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise NmfsepError(f"--filename: {exc} (use {{track}}, {{stem}}, {{ext}})") from None
     unknown = fields - {"track", "stem", "ext"}
     if unknown:
         raise NmfsepError(f"--filename: unknown field {{{sorted(unknown)[0]}}} (use {{track}}, {{stem}}, {{ext}})")
@@ -64,28 +201,163 @@ def stem_paths(output: Output, track: str, stem_names: list[str], ext: str) -> l
     return paths
 
 
-def process(path: str, settings: Settings, output: Output, progress: Progress | None = None) -> dict:
-    """Separate one input and write its stems; never raises for a user error."""
-    started = time.perf_counter()
-    record = {"input": path, "status": "ok", "error": None, "stems": [], "sample_rate": None,
-              "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
-              "loss": None, "seconds": None}
+def check_collisions(jobs: list[Job], output: Output, stem_names: list[str]) -> None:
+    """Refuse, before any work, two inputs that would write the same stem file.
+
+    The stems' extension comes from --format or from each file's header (unreadable files are
+    left to fail on their own).
+    """
+    if output.stdout_stem:
+        return
+    owners: dict[str, Job] = {}
+    for job in jobs:
+        ext = None if job.error else _planned_extension(job.input, output)
+        if ext is None:
+            continue
+        for path in stem_paths(output, job.track, stem_names, ext):
+            owner = owners.setdefault(os.path.abspath(path), job)
+            if owner is not job:
+                raise NmfsepError(f"{owner.input} and {job.input} would both write {path} "
+                                  "(rename one, or split them into different -o folders)")
+
+
+def _planned_extension(path: str, output: Output) -> str | None:
+    if output.format:
+        return audio.extension(output.format)
+    if path == "-":
+        return "wav"
     try:
+        if not os.path.isfile(path):
+            return None
+        return audio.extension(audio.output_format(sf.info(path).format))
+    except Exception:  # an unreadable file: it fails in process(), with its reason
+        return None
+
+
+def check_output_folder(folder: str) -> None:
+    """Refuse an output folder that is a file or cannot be created or written."""
+    _check_writable(folder)
+
+
+def _check_writable(folder: str) -> None:
+    """The folder exists and is writable, or its nearest existing parent is a writable folder."""
+    path = os.path.abspath(folder or ".")
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        where = folder if path == os.path.abspath(folder) else f"{folder} ({path} is a file)"
+        raise NmfsepError(f"{where}: not a folder, cannot write stems there")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise NmfsepError(f"{folder}: cannot write stems there (permission denied)")
+
+
+# --- one input --------------------------------------------------------------------------------
+
+def new_record(job: Job, settings: Settings) -> dict:
+    return {"input": job.input, "status": "ok", "error": None, "stems": [], "sample_rate": None,
+            "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
+            "loss": None, "seconds": None}
+
+
+def process(job: Job | str, settings: Settings, output: Output, progress: Progress | None = None,
+            stream=None) -> dict:
+    """Separate one input and write its stems (or its stdout stem to ``stream``); return its
+    record. Never raises, except for KeyboardInterrupt and SystemExit: a failure is the
+    record's "error" (one line that names the input), and leaves no stem of it on disk."""
+    if isinstance(job, str):
+        job = Job(job, track_name(job))
+    started = time.perf_counter()
+    record = new_record(job, settings)
+    name = audio.display_name(job.input)
+    try:
+        if job.error:
+            raise NmfsepError(job.error)
         settings.check()
-        sound = audio.read(path)
-        record.update(sample_rate=sound.sample_rate, channels=sound.n_channels, frames=sound.n_samples)
-        paths = stem_paths(output, track_name(path), settings.stem_names, audio.extension(sound.format))
-        refuse_existing(paths, output.force)
-        result = split_sources(sound.samples, sound.sample_rate, settings, progress, name=path)
-        write_stems(paths, result.stems, sound)
-        record.update(stems=[{"name": n, "path": p} for n, p in zip(result.names, paths)],
-                      iterations=result.n_iter, loss=result.loss)
+        with audio.open_input(job.input) as source:
+            header = source.header
+            record.update(sample_rate=header.sample_rate, channels=header.n_channels, frames=header.n_frames)
+            fmt, subtype = output.file_format(header.format, header.subtype)
+            paths = []
+            if stream is None:
+                paths = stem_paths(output, job.track, settings.stem_names, audio.extension(fmt))
+                if output.skip_existing and all(os.path.exists(p) for p in paths):
+                    record.update(status="skipped", stems=_stem_list(settings.stem_names, paths))
+                    return record
+                refuse_existing(paths, output.force)
+                for folder in dict.fromkeys(os.path.dirname(p) for p in paths):
+                    _check_writable(folder)
+            check_memory(name, header, settings)
+            sound = source.read()
+        samples, gain = sound.samples, float(np.abs(sound.samples).max())
+        if gain > MAX_PEAK:  # float samples far outside +-1: separate a scaled copy (the pipeline
+            samples = samples / gain  # is linear) so that its float32 sums cannot overflow
+        result = split_sources(samples, sound.sample_rate, settings, progress, name=name)
+        stems = result.stems * np.float32(gain) if gain > MAX_PEAK else result.stems
+        if not np.isfinite(stems).all():
+            raise NmfsepError(f"{name}: the separation overflowed (peak sample {gain:.3g}; is it really audio?)")
+        if stream is None:
+            write_stems(paths, stems, sound.sample_rate, fmt, subtype)
+            record.update(stems=_stem_list(result.names, paths))
+        else:
+            stem = stems[result.names.index(output.stdout_stem)]
+            _write_to_stream(stream, _clipped(stem, subtype), sound.sample_rate, subtype)
+            record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
+        record.update(iterations=result.n_iter, loss=result.loss)
     except NmfsepError as exc:
-        record.update(status="error", error=str(exc))
+        message = str(exc) if str(exc).startswith(name + ": ") else f"{name}: {exc}"
+        record.update(status="error", error=_one_line(message))
     except MemoryError:
-        record.update(status="error", error=f"{path}: not enough memory to separate this input")
-    record["seconds"] = round(time.perf_counter() - started, 3)
+        record.update(status="error", error=f"{name}: not enough memory to separate this input")
+    except Exception as exc:  # a bug, reported for this input without stopping the others
+        record.update(status="error", error=_one_line(f"{name}: internal error: {type(exc).__name__}: {exc}"))
+    finally:
+        record["seconds"] = round(time.perf_counter() - started, 3)
     return record
+
+
+def _stem_list(names: list[str], paths: list[str]) -> list[dict]:
+    return [{"name": n, "path": p} for n, p in zip(names, paths)]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_record(job: Job, settings: Settings, message: str) -> dict:
+    record = new_record(job, settings)
+    record.update(status="error", error=_one_line(message), seconds=0.0)
+    return record
+
+
+def memory_needed(n_frames: int, n_channels: int, params: spectrum.StftParams, n_stems: int) -> int:
+    """Bytes a separation of n_frames x n_channels needs at its peak (a measured upper bound)."""
+    framed = spectrum.n_frames(n_frames, params) * params.n_fft * n_channels
+    return framed * (BYTES_PER_FRAMED_SAMPLE + BYTES_PER_FRAMED_SAMPLE_PER_STEM * n_stems)
+
+
+def check_options(settings: Settings) -> None:
+    """Check, once before any input, the STFT sizes given on the command line."""
+    if settings.n_fft is not None:
+        spectrum.StftParams(settings.n_fft, settings.hop_length or max(settings.n_fft // 4, 1)).check()
+        if settings.n_fft > MAX_N_FFT:
+            raise NmfsepError(f"n_fft {settings.n_fft} is too large (at most {MAX_N_FFT} samples)")
+
+
+def check_memory(name: str, header: audio.Header, settings: Settings) -> None:
+    """Refuse, from its header, an input whose separation would not fit in memory."""
+    params = settings.stft_params(header.sample_rate, name)
+    if params.n_fft > MAX_N_FFT:
+        raise NmfsepError(f"n_fft {params.n_fft} is too large (at most {MAX_N_FFT} samples)")
+    limit = audio.memory_limit()
+    need = memory_needed(header.n_frames, header.n_channels, params, len(settings.stem_names))
+    if limit is not None and need > limit:
+        minutes = header.n_frames / header.sample_rate / 60
+        raise NmfsepError(f"{name}: too long to separate in memory ({minutes:.0f} min x {header.n_channels} "
+                          f"channels needs about {need / 2**30:.0f} GiB, this machine has {limit / 2**30:.0f} GiB); "
+                          "cut it into shorter files")
 
 
 def refuse_existing(paths: list[str], force: bool) -> None:
@@ -96,21 +368,169 @@ def refuse_existing(paths: list[str], force: bool) -> None:
         raise NmfsepError(f"{existing[0]} already exists (use --force to overwrite)")
 
 
-def write_stems(paths: list[str], stems: np.ndarray, sound: audio.Audio) -> None:
-    """Write every stem to a temporary file, then rename them all; on failure none is left."""
-    subtype = audio.writable_subtype(sound.format, sound.subtype)
-    temps = []
+def _clipped(stem: np.ndarray, subtype: str) -> np.ndarray:
+    # integer formats wrap around instead of clipping
+    return np.clip(stem, -1.0, 1.0) if subtype in PCM_SUBTYPES else stem
+
+
+def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, fmt: str, subtype: str) -> None:
+    """Write every stem to a temporary file beside it, then rename them all.
+
+    On any failure, Ctrl-C included, the temporary files and the stems already renamed are
+    removed: an input's stems appear together or not at all.
+    """
+    temps, renamed = [], []
     try:
         for path, stem in zip(paths, stems):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            if subtype in PCM_SUBTYPES:  # integer formats wrap around instead of clipping
-                stem = np.clip(stem, -1.0, 1.0)
-            temps.append(audio.write_temp(path, stem, sound.sample_rate, sound.format, subtype))
+            temps.append(audio.write_temp(path, _clipped(stem, subtype), sample_rate, fmt, subtype))
         for temp, path in zip(temps, paths):
             os.replace(temp, path)
-    except OSError as exc:
-        for temp in temps:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        where = exc.filename or os.path.dirname(paths[0])
-        raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
+            renamed.append(path)
+    except BaseException as exc:
+        for leftover in temps[len(renamed):] + renamed:
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            where = exc.filename or os.path.dirname(paths[0])
+            raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
+        raise
+
+
+def _write_to_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) -> None:
+    try:
+        audio.write_stream(stream, samples, sample_rate, subtype)
+    except BrokenPipeError:
+        raise NmfsepError("stdout was closed before the stem was written (broken pipe)") from None
+
+
+# --- many inputs ------------------------------------------------------------------------------
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run(jobs: list[Job], settings: Settings, output: Output, n_jobs: int = 1,
+        listener: Listener | None = None, stream=None) -> Iterator[dict]:
+    """Process every job, yielding each record as its input is done.
+
+    n_jobs > 1 runs that many worker processes (at most one per CPU and per input), each with
+    its BLAS and solver threads limited to cpus // n_jobs, and yields records in the order the
+    inputs finish. stdin is always read here, in this process, first.
+    """
+    local = [j for j in jobs if j.input == "-"]
+    pooled = [j for j in jobs if j.input != "-"]
+    n_jobs = max(1, min(n_jobs, available_cpus(), len(pooled)))
+    if n_jobs == 1:
+        local, pooled = jobs, []
+    for job in local:
+        if listener:
+            listener.started(job)
+        report = None if listener is None else (lambda done, total, job=job: listener.progress(job, done, total))
+        yield process(job, settings, output, report, stream)
+    if pooled:
+        yield from _run_pool(pooled, settings, output, n_jobs, listener)
+
+
+def _run_pool(jobs: list[Job], settings: Settings, output: Output, n_jobs: int,
+              listener: Listener | None) -> Iterator[dict]:
+    """Worker processes (spawned: no inherited threads or locks). A worker that dies (killed, or
+    out of memory) fails the input it was working on; inputs it had not started are retried
+    once in a fresh pool."""
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, available_cpus() // n_jobs)
+    todo, retried = list(enumerate(jobs)), set()
+    while todo:
+        started: set[int] = set()
+        # A SimpleQueue writes from the calling thread (no feeder thread to hang a dying worker),
+        # and a fresh one per pool leaves behind whatever a killed worker held.
+        events = context.SimpleQueue()
+        pool = ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker,
+                                   initargs=(events, threads))
+        try:
+            futures = {pool.submit(_work, index, job, settings, output, listener is not None): (index, job)
+                       for index, job in todo}
+            todo = []
+            while futures:
+                done, _ = wait(futures, timeout=0.1, return_when=FIRST_COMPLETED)
+                _drain(events, jobs, listener, started)
+                for future in done:
+                    index, job = futures.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        if index in started or index in retried:
+                            yield error_record(job, settings, f"{job.input}: the worker process died while "
+                                               "separating it (out of memory, or killed)")
+                        else:
+                            retried.add(index)
+                            todo.append((index, job))
+                    except Exception as exc:  # e.g. settings that cannot be sent to a worker
+                        yield error_record(job, settings, f"{job.input}: internal error: {type(exc).__name__}: {exc}")
+        except BaseException:  # Ctrl-C, or the caller stopped early: stop the workers, cleanly
+            _stop(pool)
+            raise
+        pool.shutdown(wait=True)
+        events.close()
+
+
+def _drain(events, jobs: list[Job], listener: Listener | None, started: set[int]) -> None:
+    while not events.empty():  # messages are small: written whole, so a waiting one is complete
+        kind, index, *rest = events.get()
+        if kind == "start":
+            started.add(index)
+            if listener:
+                listener.started(jobs[index])
+        elif listener:
+            listener.progress(jobs[index], *rest)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM every worker (a busy one removes its temporary files, see _init_worker), then
+    wait for them; the pending inputs are cancelled."""
+    for process_ in list((getattr(pool, "_processes", None) or {}).values()):
+        if process_.is_alive():
+            process_.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Worker-process state: the event queue, and whether an input is being processed.
+_events = None
+_busy = False
+
+
+def _init_worker(events, threads: int) -> None:
+    """Limit BLAS and the solvers to ``threads`` threads (nmf takes its thread count from the BLAS
+    limit), and make SIGINT/SIGTERM interrupt a running input (so that it cleans up) or end an
+    idle worker quietly."""
+    global _events
+    _events = events
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # as in the parent (nohup, `&`)
+            signal.signal(signum, _on_signal)
+
+
+def _on_signal(signum, frame):
+    if _busy:
+        raise KeyboardInterrupt
+    os._exit(128 + signum)
+
+
+def _work(index: int, job: Job, settings: Settings, output: Output, report: bool) -> dict:
+    global _busy
+    _busy = True
+    try:
+        _events.put(("start", index))
+        progress = (lambda done, total: _events.put(("progress", index, done, total))) if report else None
+        return process(job, settings, output, progress)
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: the input's temporary files are removed by now
+        os._exit(130)
+    finally:
+        _busy = False

@@ -57,7 +57,10 @@ class Group(click.Group):
         except NmfsepError as exc:
             click.echo(f"nmfsep: error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
-        except BrokenPipeError:
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_FAILED)
 
 
@@ -96,21 +99,34 @@ def cli():
                    "One stem per model, named after it.")
 @click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --model: extra bases learned on the mixture, written as the 'residual' stem.")
+@click.option("--filename", "template", default="{track}/{stem}.{ext}", show_default=True,
+              metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext}.")
+@click.option("--format", "out_format", type=click.Choice(["wav", "flac"], case_sensitive=False),
+              default=None, help="Stem file format [default: the input's].")
+@click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "FLOAT"], case_sensitive=False),
+              default=None, help="Stem sample format [default: the input's].")
+@click.option("--stdout", "stdout_stem", metavar="STEM", default=None,
+              help="Write this one stem as WAV to stdout (for pipes) instead of files.")
+@click.option("-r", "--recursive", is_flag=True, help="Look for inputs in the subfolders of INPUT folders.")
+@click.option("--glob", "pattern", metavar="PATTERN", default=None,
+              help="Files of INPUT folders to split, e.g. '*.flac' [default: every audio format].")
+@click.option("-j", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Files split in parallel (processes; at most one per CPU).")
 @click.option("--force", is_flag=True, help="Overwrite existing stems.")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose stems all exist.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.pass_context
 def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, hop_length,
-          n_components, grouping, model_paths, n_free, force, as_json, quiet):
-    """Split each INPUT (an audio file, or - for a WAV stream on stdin) into stems.
+          n_components, grouping, model_paths, n_free, force, as_json, quiet,
+          template, out_format, subtype, stdout_stem, recursive, pattern, n_jobs, skip_existing):
+    """Split each INPUT (an audio file, a folder of them, or - for a WAV stream on stdin) into stems.
 
     Blind by default (-k stems, source1 = lowest spectral centroid). With --model, the models'
     bases are held fixed and each model gives a stem named after it (supervised); --free N adds
     N bases learned on the mixture for whatever the models do not cover (semi-supervised).
     """
-    from rich.console import Console
-
-    from .batch import Output, process
+    from .batch import Output
     from .model import load
     from .pipeline import Settings
 
@@ -125,25 +141,11 @@ def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_f
     settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
                         n_components=n_components, grouping=grouping)
     settings.check()
-    output = Output(out_dir, force=force)
-    console = Console(stderr=True)
-    show_progress = not quiet and console.is_terminal
-    failed = 0
-    for path in dict.fromkeys(inputs):
-        with progress_bar(console, path, max_iter, show_progress) as progress:
-            record = process(path, settings, output, progress)
-        if record["status"] == "error":
-            failed += 1
-            console.print(f"nmfsep: error: {record['error']}", markup=False, highlight=False,
-                          soft_wrap=True)
-        elif not quiet:
-            folder = click.format_filename(record["stems"][0]["path"].rsplit("/", 1)[0])
-            console.print(f"{path}: {len(record['stems'])} stems in {folder}/ "
-                          f"({record['iterations']} iterations, {record['seconds']:.1f} s)",
-                          markup=False, highlight=False, soft_wrap=True)
-        if as_json:
-            click.echo(json.dumps(record))
-    sys.exit(EXIT_FAILED if failed else 0)
+    if force and skip_existing:
+        raise click.UsageError("--force and --skip-existing contradict each other: choose one", ctx)
+    output = Output(out_dir, template, force, skip_existing, out_format and out_format.upper(),
+                    subtype and subtype.upper(), stdout_stem)
+    sys.exit(run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet))
 
 
 @cli.command()
@@ -240,29 +242,164 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json):
     Console(stderr=True).print(table)
 
 
-class progress_bar:
-    """A rich progress bar on stderr driven by the library's (done, total) callback."""
+def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet) -> int:
+    """The batch behind `split`: find the inputs, check what can be checked before any work
+    (template, STFT size, collisions, output folder, --stdout), split, report; the exit code."""
+    from rich.console import Console
 
-    def __init__(self, console, label, total, enabled):
-        self.enabled = enabled
+    from . import batch
+
+    try:
+        output.check()
+    except NmfsepError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    batch.check_options(settings)
+    jobs = batch.find_inputs(inputs, recursive, pattern, exclude=output.folder)
+    stream = None
+    if output.stdout_stem:
+        check_stdout(ctx, output, settings, jobs, as_json)
+        stream = sys.stdout.buffer
+    else:
+        try:
+            batch.check_collisions(jobs, output, settings.stem_names)
+        except NmfsepError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        batch.check_output_folder(output.folder)
+    console = Console(stderr=True)
+    counts = {"ok": 0, "skipped": 0, "error": 0}
+    failures = []
+    restore = interrupt_on_sigterm()
+    try:
+        with BatchProgress(console, len(jobs), not quiet and console.is_terminal) as bars:
+            for record in batch.run(jobs, settings, output, n_jobs, bars, stream):
+                bars.finished(record["input"])
+                counts[record["status"]] += 1
+                if record["status"] == "error":
+                    failures.append(record)
+                    bars.print(f"nmfsep: error: {record['error']}")
+                elif not quiet:
+                    bars.print(status_line(record))
+                if as_json:
+                    click.echo(json.dumps(record))
+    finally:
+        restore()
+    if not quiet and len(jobs) > 1:
+        print_summary(console, counts, failures)
+    return EXIT_FAILED if failures else 0
+
+
+def check_stdout(ctx, output, settings, jobs, as_json) -> None:
+    if as_json:
+        raise click.UsageError("--stdout and --json both write to stdout: choose one", ctx)
+    if output.format not in (None, "WAV"):
+        raise click.UsageError("--stdout writes WAV: leave out --format", ctx)
+    if output.stdout_stem not in settings.stem_names:
+        raise click.BadParameter(f"{output.stdout_stem!r} is not a stem of this split "
+                                 f"(stems: {', '.join(settings.stem_names)})", ctx, param_hint="'--stdout'")
+    if len(jobs) != 1:
+        raise click.UsageError(f"--stdout writes one stem of one input, but {len(jobs)} inputs were given", ctx)
+    if sys.stdout.isatty():
+        raise click.UsageError("--stdout writes WAV data: redirect it (> stem.wav) or pipe it "
+                               "(| sox -t wav - out.mp3)", ctx)
+
+
+def interrupt_on_sigterm():
+    """Make SIGTERM interrupt like Ctrl-C (so temporary files are removed); returns the undo."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def status_line(record) -> str:
+    """One line for people about an input that was split or skipped."""
+    import os
+
+    stems = record["stems"]
+    name = "<stdin>" if record["input"] == "-" else record["input"]
+    if stems and stems[0]["path"] == "-":
+        where = f"{stems[0]['name']} written to stdout"
+    else:
+        folder = os.path.commonpath([os.path.dirname(s["path"]) or "." for s in stems]) if stems else "."
+        where = f"{len(stems)} stems in {click.format_filename(folder)}/"
+    if record["status"] == "skipped":
+        return f"{name}: skipped, its {where.replace(' in ', ' exist in ', 1)}"
+    return f"{name}: {where} ({record['iterations']} iterations, {record['seconds']:.1f} s)"
+
+
+def print_summary(console, counts, failures) -> None:
+    """The end of a batch on stderr: counts, and a table of the inputs that failed."""
+    from rich.table import Table
+    from rich.text import Text
+
+    title = f"{sum(counts.values())} inputs: {counts['ok']} done"
+    title += f", {counts['skipped']} skipped" if counts["skipped"] else ""
+    title += f", {counts['error']} failed"
+    if not failures:
+        console.print(title, markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(title=title, title_justify="left")
+    table.add_column("failed input", overflow="fold")
+    table.add_column("error", overflow="fold")
+    for record in failures:
+        name = "<stdin>" if record["input"] == "-" else record["input"]
+        error = record["error"]
+        table.add_row(Text(record["input"]), Text(error[len(name) + 2:] if error.startswith(name + ": ") else error))
+    console.print(table)
+
+
+class BatchProgress:
+    """Rich progress bars on stderr, one per input being split plus one for the whole batch,
+    driven by batch.run's listener calls; also prints lines above the bars."""
+
+    def __init__(self, console, n_inputs, enabled):
+        self.console, self.enabled = console, enabled
+        self.tasks = {}
         if enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn("{task.completed}/{task.total} iterations"),
-                                TimeElapsedColumn(), console=console, transient=True)
-            self.task = self.bar.add_task(label, total=total)
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
+                                 TimeElapsedColumn(), console=console, transient=True)
+            self.overall = (self.bars.add_task("all inputs", total=n_inputs, unit="inputs")
+                            if n_inputs > 1 else None)
+
+    def started(self, job):
+        if self.enabled:
+            self.tasks[job.input] = self.bars.add_task(job.input, total=None, unit="iterations")
+
+    def progress(self, job, done, total):
+        if self.enabled and job.input in self.tasks:
+            self.bars.update(self.tasks[job.input], completed=done, total=total)
+
+    def finished(self, name):
+        if self.enabled:
+            if name in self.tasks:
+                self.bars.remove_task(self.tasks.pop(name))
+            if self.overall is not None:
+                self.bars.advance(self.overall)
+
+    def print(self, text):
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def __enter__(self):
-        if not self.enabled:
-            return None
-        self.bar.start()
-        return lambda done, total: self.bar.update(self.task, completed=done, total=total)
+        if self.enabled:
+            self.bars.start()
+        return self
 
     def __exit__(self, *exc):
         if self.enabled:
-            self.bar.stop()
+            self.bars.stop()
 
+
+# --- pictures: plot, rank, demo ---------------------------------------------------------------
 
 main = cli
 
