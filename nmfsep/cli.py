@@ -401,6 +401,285 @@ class BatchProgress:
 
 # --- pictures: plot, rank, demo ---------------------------------------------------------------
 
+def parse_list(ctx, param, value):
+    """A comma-separated list of positive numbers ('220,587.3') as floats; None when not given."""
+    if value is None:
+        return None
+    try:
+        numbers = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. 220,587)") from None
+    if not numbers or not all(n > 0 for n in numbers):
+        raise click.BadParameter(f"{value!r}: give positive numbers separated by commas (e.g. 220,587)")
+    return numbers
+
+
+def separation_options(command):
+    """The options of `split` that decide a separation (for `plot`)."""
+    options = [
+        click.option("-k", "n_sources", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Number of sources."),
+        click.option("--beta", type=Beta(), default="kl", show_default=True,
+                     help="Divergence: kl (1), is (0), euclidean (2) or any number."),
+        click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="Maximum NMF iterations."),
+        click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+                     help="Stop when the loss improves by less than this fraction."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        click.option("--power", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+                     help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio."),
+        click.option("--n-fft", type=click.IntRange(min=16), default=None,
+                     help="FFT size in samples [default: ~46 ms at the input's rate]."),
+        click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
+                     help="Hop in samples [default: n_fft/4]."),
+        click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
+                     help="NMF components grouped into -k sources [default: chosen from the input's length]."),
+        click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
+                     help="How components are grouped into sources in blind separation."),
+        click.option("--model", "model_paths", multiple=True, metavar="FILE",
+                     help="Learned bases of one source (from `nmfsep learn`); repeat for each source."),
+        click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="With --model: extra bases learned on the mixture (the 'residual' stem)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
+                        n_components, grouping, model_paths, n_free):
+    """Settings from separation_options, checked as `split` checks them."""
+    from .model import load
+    from .pipeline import Settings
+
+    if n_free and not model_paths:
+        raise click.BadParameter("--free needs at least one --model", ctx, param_hint="'--free'")
+    if model_paths and ctx.get_parameter_source("n_sources").name == "COMMANDLINE":
+        stems = len(model_paths) + (1 if n_free else 0)
+        if n_sources != stems:
+            raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
+                                     f"{' and --free' if n_free else ''} give {stems}", ctx, param_hint="'-k'")
+    models = tuple(load(p) for p in model_paths)
+    return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
+                    n_components=n_components, grouping=grouping).check()
+
+
+class steps_bar:
+    """A rich progress bar on stderr for `total` steps of something (iterations, ranks)."""
+
+    def __init__(self, console, label, total, unit, enabled):
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total} " + unit),
+                                TimeElapsedColumn(), console=console, transient=True)
+            self.task = self.bar.add_task(label, total=total)
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        self.bar.start()
+        return lambda done, total: self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", "figure_path", required=True, metavar="FIGURE.png",
+              help="Where to write the figure (.png, .svg or .pdf).")
+@separation_options
+@click.option("--compare", type=click.Choice(["pca"]), default=None,
+              help="pca: PCA's signed components beside NMF's parts, on this input.")
+@click.option("--force", is_flag=True, help="Overwrite an existing figure.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.pass_context
+def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
+    """Draw the separation of INPUT: its spectrogram (log frequency, dB), the bases W, the
+    activations H over time, each source's mask and the loss curve, in one figure.
+
+    With --compare pca: PCA's components (signed) beside NMF's non-negative parts instead.
+    """
+    from rich.console import Console
+
+    from . import audio
+    from .pipeline import analyse, split_sources
+
+    settings = separation_settings(ctx, **options)
+    from . import figures
+
+    figures.check_output(figure_path, force)
+    sound = audio.read(input_path)
+    console = Console(stderr=True)
+    with steps_bar(console, input_path, settings.max_iter, "iterations", not quiet and console.is_terminal) as progress:
+        separation = split_sources(sound.samples, sound.sample_rate, settings, progress, name=input_path)
+    spectrogram = analyse(sound.samples, separation.params)[1]
+    title = audio.display_name(input_path)
+    if compare == "pca":
+        fig = figures.pca_figure(spectrogram, sound.sample_rate, separation.params, separation.bases,
+                                 separation.activations, title=title)
+    else:
+        fig = figures.separation_figure(spectrogram, sound.sample_rate, separation, beta=settings.beta,
+                                        title=f"{title}: {len(separation.names)} sources, "
+                                              f"{separation.bases.shape[1]} components")
+    figures.save(fig, figure_path, force)
+    if not quiet:
+        width, height = (round(v) for v in fig.get_size_inches() * figures.DPI)
+        click.echo(f"{figure_path}: {'PCA beside NMF' if compare else 'separation'} of {title} "
+                   f"({width} x {height} px)", err=True)
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("--max-k", "max_k", type=click.IntRange(min=3, max=100), default=10, show_default=True,
+              help="Try every k from 1 to this.")
+@click.option("-o", "--output", "figure_path", default=None, metavar="FIGURE.png",
+              help="Also draw the loss against k (.png, .svg or .pdf).")
+@click.option("--beta", type=Beta(), default="kl", show_default=True,
+              help="Divergence: kl (1), is (0), euclidean (2) or any number.")
+@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Maximum NMF iterations per k.")
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Stop when the loss improves by less than this fraction.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--n-fft", type=click.IntRange(min=16), default=None,
+              help="FFT size in samples [default: ~46 ms at the input's rate].")
+@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
+              help="Hop in samples [default: n_fft/4].")
+@click.option("--force", is_flag=True, help="Overwrite an existing figure.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No table or progress on stderr.")
+def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_length, force, as_json, quiet):
+    """How many NMF components does INPUT need? The loss for k = 1..--max-k, and a suggested k.
+
+    Each k starts from the best k-1 fit plus one component, so the loss never rises with k.
+    The suggested k is the knee: the k farthest below the line from the first to the last k.
+    """
+    from rich.console import Console
+
+    from . import audio, spectrum
+    from .pipeline import analyse
+    from .rank import KNEE_RULE, beta_name, knee, loss_by_rank
+
+    if figure_path is not None:
+        from . import figures
+
+        figures.check_output(figure_path, force)
+    sound = audio.read(input_path)
+    params = spectrum.default_params(sound.sample_rate, n_fft, hop_length)
+    magnitude = analyse(sound.samples, params)[1]
+    scale = float(magnitude.mean())
+    if scale == 0.0:
+        raise NmfsepError(f"{audio.display_name(input_path)}: is silent; there is nothing to factorize")
+    console = Console(stderr=True)
+    with steps_bar(console, input_path, max_k, "ranks", not quiet and console.is_terminal) as progress:
+        rows = loss_by_rank(magnitude / scale, max_k, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
+                            progress=progress)
+    ks, losses = [r.k for r in rows], [r.loss for r in rows]
+    suggested = knee(ks, losses)
+    if figure_path is not None:
+        figures.save(figures.rank_figure(ks, losses, suggested, KNEE_RULE, beta=beta,
+                                         title=audio.display_name(input_path)), figure_path, force)
+    if not quiet:
+        from rich.table import Table
+
+        console.print(f"{audio.display_name(input_path)}: loss by number of components "
+                      f"({beta_name(beta)} divergence of the spectrogram scaled to mean 1)",
+                      markup=False, highlight=False, soft_wrap=True)
+        table = Table()
+        for column in ("k", "loss", "change", "iterations", ""):
+            table.add_column(column, justify="left" if not column else "right")
+        for i, r in enumerate(rows):
+            change = "" if i == 0 else f"{100 * (r.loss - rows[i - 1].loss) / rows[i - 1].loss:+.1f}%"
+            table.add_row(str(r.k), f"{r.loss:.6g}", change, str(r.n_iter),
+                          "<- suggested" if r.k == suggested else "")
+        console.print(table)
+        console.print(f"suggested k = {suggested}: the {KNEE_RULE}" if suggested is not None else
+                      "no suggested k: the loss is flat", markup=False, highlight=False, soft_wrap=True)
+        if figure_path is not None:
+            console.print(f"{figure_path}: loss against k", markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        record = {"input": input_path, "ranks": [{"k": r.k, "loss": r.loss} for r in rows],
+                  "suggested_k": suggested, "rule": KNEE_RULE}
+        if figure_path is not None:
+            record["figure"] = figure_path
+        click.echo(json.dumps(record))
+
+
+@cli.command()
+@click.option("-o", "--output", "out_dir", default="demo", show_default=True, metavar="DIR",
+              help="Folder for the audio and the figure.")
+@click.option("--sources", "n_sources", type=click.IntRange(2, 3), default=None,
+              help="Number of sources, 2 or 3 [default: as many as --f0 gives, else 2].")
+@click.option("--f0", "f0s", callback=parse_list, default=None, metavar="HZ,HZ[,HZ]",
+              help="Fundamental of each source in Hz [default: 220,587.33,830.61].")
+@click.option("--period", "periods", callback=parse_list, default=None, metavar="S,S[,S]",
+              help="Each source's rhythm: seconds from one note to the next [default: 0.5,0.7,0.9].")
+@click.option("--duration", type=click.FloatRange(1, 60), default=4.0, show_default=True,
+              help="Length of the mixture in seconds.")
+@click.option("--grouping", type=click.Choice(GROUPINGS), default="none", show_default=True,
+              help="How split's pipeline groups components (none: one component per source).")
+@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Maximum NMF iterations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (phases, rhythms, NMF).")
+@click.option("--force", is_flag=True, help="Overwrite the files of an earlier demo.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+@click.pass_context
+def demo(ctx, out_dir, n_sources, f0s, periods, duration, grouping, max_iter, seed, force, as_json, quiet):
+    """Synthesize 2 or 3 harmonic sources, each with its own pitch and rhythm, mix them, separate
+    the mixture blind and score each source (SI-SDR against the truth, in dB).
+
+    Then the control: two sources with near-identical spectra (the same tone 1% apart in pitch)
+    and different rhythms, which NMF cannot tell apart. Writes DIR/mixture.wav, each source's
+    true and separated audio, DIR/near_identical/ and the figure DIR/demo.png.
+    """
+    from . import demo as demo_lib, figures
+
+    given = [len(v) for v in (f0s, periods) if v is not None]
+    if n_sources is None:
+        n_sources = given[0] if given else 2
+    for name, values in (("--f0", f0s), ("--period", periods)):
+        if values is not None and len(values) != n_sources:
+            raise click.BadParameter(f"{len(values)} values for {n_sources} sources", ctx, param_hint=f"'{name}'")
+    paths = demo_lib.output_paths(out_dir, n_sources)
+    demo_lib.check_outputs(paths, force)
+    distinct, near = demo_lib.run(n_sources, f0s, periods, duration, seed, max_iter, grouping)
+    demo_lib.write_audio(paths, distinct, near)
+    figures.save(demo_lib.figure(distinct, near), paths["figure"], force=True)
+    record = demo_lib.record(distinct, near, paths)
+    if not quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(stderr=True)
+        table = Table(title="demo: blind NMF separation of synthetic sources (SI-SDR, dB)",
+                      title_justify="left")
+        for column in ("source", "f0 (Hz)", "period (s)", "separated", "mixture"):
+            table.add_column(column, justify="left" if column == "source" else "right")
+        for experiment in (record["sources"], record["near_identical"]["sources"]):
+            control = experiment is record["near_identical"]["sources"]
+            for s in experiment:
+                table.add_row(("control " if control else "") + s["name"], f"{s['f0']:.2f}", f"{s['period']:g}",
+                              f"{s['si_sdr']:.1f}", f"{s['mixture_si_sdr']:.1f}")
+            if not control:
+                table.add_section()
+        console.print(table)
+        console.print(f"Distinct spectra separate: {', '.join(f'{v:.1f}' for v in record['si_sdr'])} dB. "
+                      f"The control, the same tone twice {100 * (demo_lib.NEAR_RATIO - 1):.0f}% apart in "
+                      f"pitch with different rhythms: {', '.join(f'{v:.1f}' for v in record['near_identical']['si_sdr'])} dB. "
+                      "NMF tells sources apart by their spectra; with the same spectrum their rhythms "
+                      "are not enough.", markup=False, highlight=False)
+        console.print(f"Listen: {out_dir}/mixture.wav, source*_separated.wav; look: {paths['figure']}",
+                      markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        click.echo(json.dumps(record))
+
+
 main = cli
 
 if __name__ == "__main__":
