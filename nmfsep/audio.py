@@ -112,6 +112,33 @@ class Source:
             raise AudioError(f"{name}: contains NaN or infinite samples")
         return Audio(samples, header.sample_rate, header.format, header.subtype)
 
+    def blocks(self, n_samples: int):
+        """Yield the samples from the start as float32 blocks (at most n_samples, n_channels),
+        with the checks of ``read`` (truncation, NaN), without decoding the whole input at once.
+        Each call rewinds, so a second pass reads the input again."""
+        name, header = self.name, self.header
+        try:
+            self._file.seek(0)
+        except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
+            raise AudioError(f"{name}: cannot be read twice ({_reason(exc)})") from None
+        total = 0
+        while True:
+            try:
+                block = self._file.read(n_samples, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as exc:
+                raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+            if block.shape[0] == 0:
+                break
+            if not np.isfinite(block).all():
+                raise AudioError(f"{name}: contains NaN or infinite samples")
+            total += block.shape[0]
+            yield block
+        if total == 0:
+            raise AudioError(f"{name}: contains no audio samples")
+        if total < header.n_frames:
+            raise AudioError(f"{name}: truncated file (its header announces {header.n_frames} frames, "
+                             f"it holds {total})")
+
     def close(self) -> None:
         self._file.close()
 
@@ -221,21 +248,32 @@ def write_temp(path: str, samples: np.ndarray, sample_rate: int, fmt: str, subty
     owner-only), so renaming it gives a complete, ordinary file. On any failure, Ctrl-C included,
     the temporary file is removed.
     """
-    folder = os.path.dirname(path) or "."
-    handle, temp = tempfile.mkstemp(prefix=".nmfsep-", suffix="." + extension(fmt), dir=folder)
-    os.close(handle)
+    temp = new_temp(path, fmt)
     try:
         sf.write(temp, samples, sample_rate, format=fmt, subtype=subtype)
-        handle = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-        os.chmod(temp, 0o666 & ~_UMASK)
+        finish_temp(temp)
     except BaseException:
         os.unlink(temp)
         raise
     return temp
+
+
+def new_temp(path: str, fmt: str) -> str:
+    """An empty hidden temporary file beside ``path`` (the streaming path writes it in blocks)."""
+    folder = os.path.dirname(path) or "."
+    handle, temp = tempfile.mkstemp(prefix=".nmfsep-", suffix="." + extension(fmt), dir=folder)
+    os.close(handle)
+    return temp
+
+
+def finish_temp(temp: str) -> None:
+    """Flush a written temporary file to disk and give it a new file's permissions."""
+    handle = os.open(temp, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+    os.chmod(temp, 0o666 & ~_UMASK)
 
 
 def _read_umask() -> int:
@@ -268,3 +306,39 @@ def writable_subtype(fmt: str, subtype: str) -> str:
     if subtype in ("FLOAT", "DOUBLE", "PCM_32") and sf.check_format(fmt, "PCM_24"):
         return "PCM_24"
     return sf.default_subtype(fmt)
+
+
+_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+class WavStream:
+    """A WAV stream of a known length written block by block (for stdout: nothing is seeked).
+
+    The header is written first with the final sizes (n_frames x n_channels of ``subtype``), so
+    the stream is a complete WAV file once n_frames have been written.
+    """
+
+    def __init__(self, stream, sample_rate: int, n_channels: int, subtype: str, n_frames: int):
+        if subtype not in _SAMPLE_BYTES:
+            subtype = "FLOAT"
+        self.stream, self.sample_rate, self.subtype = stream, sample_rate, subtype
+        buffer = io.BytesIO()
+        sf.write(buffer, np.zeros((0, n_channels), np.float32), sample_rate, format="WAV", subtype=subtype)
+        header = bytearray(buffer.getvalue())
+        data_bytes = n_frames * n_channels * _SAMPLE_BYTES[subtype]
+        data = header.rfind(b"data")
+        header[data + 4 : data + 8] = min(data_bytes, 0xFFFFFFFF).to_bytes(4, "little")
+        header[4:8] = min(len(header) - 8 + data_bytes, 0xFFFFFFFF).to_bytes(4, "little")
+        fact = header.find(b"fact", 12, data)
+        if fact >= 0:
+            header[fact + 8 : fact + 12] = min(n_frames, 0xFFFFFFFF).to_bytes(4, "little")
+        self.stream.write(bytes(header))
+
+    def write(self, samples: np.ndarray) -> None:
+        """samples: float (n, n_channels)."""
+        buffer = io.BytesIO()
+        sf.write(buffer, samples, self.sample_rate, format="RAW", subtype=self.subtype)
+        self.stream.write(buffer.getvalue())
+
+    def close(self) -> None:
+        self.stream.flush()

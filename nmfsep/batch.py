@@ -16,6 +16,7 @@ import fnmatch
 import multiprocessing
 import os
 import re
+import resource
 import signal
 import string
 import time
@@ -24,7 +25,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import soundfile as sf
 
-from . import audio, spectrum
+from . import audio, spectrum, stream as streaming
 from .errors import NmfsepError
 from .pipeline import Progress, Settings, split_sources
 
@@ -44,6 +45,11 @@ MAX_N_FFT = 65536
 # channel), per stem: measured 2.3-3.5 bytes per framed sample (hop n_fft/4) for 2-6 stems.
 BYTES_PER_FRAMED_SAMPLE = 32
 BYTES_PER_FRAMED_SAMPLE_PER_STEM = 2
+# Inputs whose in-memory separation would need more than this (or more than half the machine's
+# memory) are streamed: two passes over the file in blocks, in bounded memory (nmfsep.stream).
+# About 2.7 minutes of 44.1 kHz stereo at the default STFT.
+STREAM_ABOVE_BYTES = 2 * 2**30
+READ_BLOCK = 65536  # samples per read in the streaming path
 # Float inputs louder than this are separated scaled down (and their stems scaled back up).
 MAX_PEAK = 1e6
 
@@ -259,7 +265,7 @@ def _check_writable(folder: str) -> None:
 def new_record(job: Job, settings: Settings) -> dict:
     return {"input": job.input, "status": "ok", "error": None, "stems": [], "sample_rate": None,
             "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
-            "loss": None, "seconds": None}
+            "loss": None, "seconds": None, "mode": None, "peak_memory": None}
 
 
 def process(job: Job | str, settings: Settings, output: Output, progress: Progress | None = None,
@@ -289,23 +295,13 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
                 refuse_existing(paths, output.force)
                 for folder in dict.fromkeys(os.path.dirname(p) for p in paths):
                     _check_writable(folder)
-            check_memory(name, header, settings)
-            sound = source.read()
-        samples, gain = sound.samples, float(np.abs(sound.samples).max())
-        if gain > MAX_PEAK:  # float samples far outside +-1: separate a scaled copy (the pipeline
-            samples = samples / gain  # is linear) so that its float32 sums cannot overflow
-        result = split_sources(samples, sound.sample_rate, settings, progress, name=name)
-        stems = result.stems * np.float32(gain) if gain > MAX_PEAK else result.stems
-        if not np.isfinite(stems).all():
-            raise NmfsepError(f"{name}: the separation overflowed (peak sample {gain:.3g}; is it really audio?)")
-        if stream is None:
-            write_stems(paths, stems, sound.sample_rate, fmt, subtype)
-            record.update(stems=_stem_list(result.names, paths))
-        else:
-            stem = stems[result.names.index(output.stdout_stem)]
-            _write_to_stream(stream, _clipped(stem, subtype), sound.sample_rate, subtype)
-            record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
-        record.update(iterations=result.n_iter, loss=result.loss)
+            record["mode"] = check_memory(name, header, settings)
+            if record["mode"] == "stream":
+                _process_streaming(source, settings, output, paths, fmt, subtype, progress, stream, record)
+            else:
+                sound = source.read()
+        if record["mode"] == "memory":
+            _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name)
     except NmfsepError as exc:
         message = str(exc) if str(exc).startswith(name + ": ") else f"{name}: {exc}"
         record.update(status="error", error=_one_line(message))
@@ -315,7 +311,103 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
         record.update(status="error", error=_one_line(f"{name}: internal error: {type(exc).__name__}: {exc}"))
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
+        record["peak_memory"] = peak_memory()
     return record
+
+
+def peak_memory() -> int:
+    """Peak resident memory of this process so far, in bytes (ru_maxrss)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name):
+    """The whole input at once (nmfsep.pipeline.split_sources); stems written together."""
+    samples, gain = sound.samples, float(np.abs(sound.samples).max())
+    if gain > MAX_PEAK:  # float samples far outside +-1: separate a scaled copy (the pipeline
+        samples = samples / gain  # is linear) so that its float32 sums cannot overflow
+    result = split_sources(samples, sound.sample_rate, settings, progress, name=name)
+    stems = result.stems * np.float32(gain) if gain > MAX_PEAK else result.stems
+    if not np.isfinite(stems).all():
+        raise NmfsepError(f"{name}: the separation overflowed (peak sample {gain:.3g}; is it really audio?)")
+    if stream is None:
+        write_stems(paths, stems, sound.sample_rate, fmt, subtype)
+        record.update(stems=_stem_list(result.names, paths))
+    else:
+        stem = stems[result.names.index(output.stdout_stem)]
+        _write_to_stream(stream, _clipped(stem, subtype), sound.sample_rate, subtype)
+        record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
+    record.update(iterations=result.n_iter, loss=result.loss)
+
+
+def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],
+                       fmt: str, subtype: str, progress: Progress | None, stream, record: dict) -> None:
+    """Separate an input too long for memory in two passes (nmfsep.stream), writing the stems
+    block by block: to temporary files renamed together at the end, or the stdout stem as a
+    WAV stream sent while the second pass runs."""
+    header, name = source.header, source.name
+    names = settings.stem_names
+
+    def check(stems):
+        if not np.isfinite(stems).all():
+            raise NmfsepError(f"{name}: the separation overflowed (is it really audio?)")
+        return stems
+
+    def separate(write):
+        return streaming.split_stream(lambda: source.blocks(READ_BLOCK), header.n_channels,
+                                      header.sample_rate, header.n_frames, settings, write, progress, name)
+
+    if stream is not None:
+        index = names.index(output.stdout_stem)
+        writer = []  # opened at the first block: pass 1 has checked the whole input by then
+
+        def write(stems):
+            if not writer:
+                writer.append(audio.WavStream(stream, header.sample_rate, header.n_channels, subtype,
+                                              header.n_frames))
+            writer[0].write(_clipped(check(stems)[index], subtype))
+
+        try:
+            result = separate(write)
+            if writer:
+                writer[0].close()
+        except BrokenPipeError:
+            raise NmfsepError("stdout was closed before the stem was written (broken pipe)") from None
+        record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
+    else:
+        temps, handles, renamed = [], [], []
+        try:
+            for path in paths:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                temps.append(audio.new_temp(path, fmt))
+                handles.append(sf.SoundFile(temps[-1], "w", header.sample_rate, header.n_channels,
+                                            subtype, format=fmt))
+
+            def write(stems):
+                for handle, stem in zip(handles, check(stems)):
+                    handle.write(_clipped(stem, subtype))
+
+            result = separate(write)
+            for handle in handles:
+                handle.close()
+            for temp in temps:
+                audio.finish_temp(temp)
+            for temp, path in zip(temps, paths):
+                os.replace(temp, path)
+                renamed.append(path)
+        except BaseException as exc:
+            for handle in handles:
+                handle.close()
+            for leftover in temps[len(renamed):] + renamed:
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
+            if isinstance(exc, OSError):
+                where = exc.filename or os.path.dirname(paths[0])
+                raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
+            raise
+        record.update(stems=_stem_list(names, paths))
+    record.update(iterations=result.fit.n_iter, loss=result.fit.loss)
 
 
 def _stem_list(names: list[str], paths: list[str]) -> list[dict]:
@@ -346,18 +438,26 @@ def check_options(settings: Settings) -> None:
             raise NmfsepError(f"n_fft {settings.n_fft} is too large (at most {MAX_N_FFT} samples)")
 
 
-def check_memory(name: str, header: audio.Header, settings: Settings) -> None:
-    """Refuse, from its header, an input whose separation would not fit in memory."""
+def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
+    """How an input is separated, from its header: "memory" (the whole input at once) when its
+    separation needs at most STREAM_ABOVE_BYTES and half the machine's memory, else "stream"
+    (nmfsep.stream, memory bounded by its learning subsample). Refuse an input that fits
+    neither."""
     params = settings.stft_params(header.sample_rate, name)
     if params.n_fft > MAX_N_FFT:
         raise NmfsepError(f"n_fft {params.n_fft} is too large (at most {MAX_N_FFT} samples)")
     limit = audio.memory_limit()
     need = memory_needed(header.n_frames, header.n_channels, params, len(settings.stem_names))
+    if need <= STREAM_ABOVE_BYTES and (limit is None or need <= limit // 2):
+        return "memory"
+    learned = min(header.n_frames, int(streaming.LEARN_SECONDS * header.sample_rate))
+    need = memory_needed(learned, header.n_channels, params, len(settings.stem_names))
     if limit is not None and need > limit:
         minutes = header.n_frames / header.sample_rate / 60
         raise NmfsepError(f"{name}: too long to separate in memory ({minutes:.0f} min x {header.n_channels} "
                           f"channels needs about {need / 2**30:.0f} GiB, this machine has {limit / 2**30:.0f} GiB); "
                           "cut it into shorter files")
+    return "stream"
 
 
 def refuse_existing(paths: list[str], force: bool) -> None:

@@ -148,11 +148,38 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     settings.check()
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = analyse(samples, params)
+    fit = fit_bases(magnitude, float(magnitude.mean()), settings, sample_rate, params, progress)
+    source_masks = masks_of(fit.bases, fit.activations, fit.groups, settings.power)
+    stems = np.stack([
+        spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
+    ])
+    return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
+                      fit.groups, source_masks, fit.losses, params)
+
+
+@dataclass
+class Fit:
+    """Bases W (n_bins, C), activations H (C, n_frames) of V / scale, the component indices of
+    each stem in stem order, and the solver's record (iterations, final and per-iteration loss)."""
+
+    bases: np.ndarray
+    activations: np.ndarray
+    groups: list[np.ndarray]
+    n_iter: int
+    loss: float | None
+    losses: np.ndarray
+
+
+def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
+              params: spectrum.StftParams, progress: Progress | None = None) -> Fit:
+    """Factorize magnitude / scale (n_bins, n_frames) as the settings ask and group the components
+    into stems: blind (learn W and H, group, order by centroid), supervised (the models' W fixed)
+    or semi-supervised (--free). ``scale`` is the mean magnitude of the whole input (the
+    streaming path fits a subsample of it); 0 means digital silence (every stem silent)."""
     known = np.concatenate([m.bases for m in settings.models], axis=1) if settings.models else None
     n_known = 0 if known is None else known.shape[1]
     k = n_known + settings.n_free if settings.models else settings.n_components_for(magnitude.shape[1])
 
-    scale = float(magnitude.mean())
     if scale == 0.0:  # digital silence: nothing to model, every stem is silent
         W = np.zeros((magnitude.shape[0], k), np.float32) if known is None else known
         H = np.zeros((k, magnitude.shape[1]), np.float32)
@@ -179,12 +206,12 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
         groups = group_components(W, H, settings.n_sources, settings.grouping, sample_rate,
                                   params.n_fft, settings.seed)
         groups = order_by_centroid(groups, W, H)
-    source_models = np.stack([W[:, g] @ H[g] for g in groups])
-    source_masks = masks.soft_masks(source_models, settings.power)
-    stems = np.stack([
-        spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
-    ])
-    return Separation(stems, settings.stem_names, n_iter, loss, W, H, groups, source_masks, losses, params)
+    return Fit(W, H, groups, n_iter, loss, losses)
+
+
+def masks_of(bases: np.ndarray, activations: np.ndarray, groups: list[np.ndarray], power: float) -> np.ndarray:
+    """Soft masks (n_stems, n_bins, n_frames) of the stems W_s H_s, one per group of components."""
+    return masks.soft_masks(np.stack([bases[:, g] @ activations[g] for g in groups]), power)
 
 
 def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict):

@@ -69,10 +69,25 @@ def stft(samples: np.ndarray, params: StftParams) -> np.ndarray:
     total = (count - 1) * params.hop_length + params.n_fft
     padded = np.zeros(samples.shape[:-1] + (total,), dtype=np.float32)
     padded[..., pad : pad + n_samples] = samples
+    return analyse_frames(padded, params)
+
+
+def analyse_frames(padded: np.ndarray, params: StftParams) -> np.ndarray:
+    """Complex64 spectra (..., n_bins, n_frames) of every frame that fits in ``padded``
+    (..., n_total), frame i starting at sample i * hop_length. ``stft`` and the streaming STFT
+    (nmfsep.stream) both frame their signal with this."""
     frames = np.lib.stride_tricks.sliding_window_view(padded, params.n_fft, axis=-1)
     frames = frames[..., :: params.hop_length, :] * window(params.n_fft)
     spectrum = np.fft.rfft(frames, axis=-1).astype(np.complex64)
     return np.ascontiguousarray(np.swapaxes(spectrum, -1, -2))
+
+
+def synthesis_frames(spectrum: np.ndarray, params: StftParams) -> np.ndarray:
+    """Windowed time frames (..., n_frames, n_fft) of spectra (..., n_bins, n_frames), ready for
+    overlap-add; ``istft`` and the streaming ISTFT both use it."""
+    frames = np.fft.irfft(np.swapaxes(spectrum, -1, -2), n=params.n_fft, axis=-1).astype(np.float32)
+    frames *= window(params.n_fft)
+    return frames
 
 
 def _overlap_add(frames: np.ndarray, hop_length: int) -> np.ndarray:
@@ -95,9 +110,7 @@ def _overlap_add(frames: np.ndarray, hop_length: int) -> np.ndarray:
 def istft(spectrum: np.ndarray, params: StftParams, length: int) -> np.ndarray:
     """Float32 samples (..., length) from a spectrum (..., n_bins, n_frames) made by ``stft``."""
     win = window(params.n_fft)
-    frames = np.fft.irfft(np.swapaxes(spectrum, -1, -2), n=params.n_fft, axis=-1).astype(np.float32)
-    frames *= win
-    signal = _overlap_add(frames, params.hop_length)
+    signal = _overlap_add(synthesis_frames(spectrum, params), params.hop_length)
     norm = _overlap_add(np.broadcast_to(win * win, (spectrum.shape[-1], params.n_fft)), params.hop_length)
     pad = params.n_fft // 2
     norm = norm[pad : pad + length]
