@@ -99,7 +99,7 @@ def test_euclidean_loss_is_exact_in_float64():
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, 1.5])
-def test_divergence_is_exact_across_several_frame_blocks_and_threads(beta):
+def test_divergence_is_exact_across_several_frame_blocks(beta):
     V = low_rank(n=3 * mu.BLOCK + 17, noise=0.2)
     result = factorize(V, 4, beta=beta, solver="mu", max_iter=5, tol=0, seed=0)
     assert result.losses[-1] == pytest.approx(beta_divergence(V, result.W, result.H, beta),
@@ -145,6 +145,19 @@ def test_hals_loss_never_increases():
     V = low_rank(noise=0.3, dtype=np.float64)
     result = factorize(V, 6, beta=2, solver="hals", init="random", max_iter=60, tol=0, seed=3)
     assert np.diff(result.losses).max() <= 1e-9 * result.losses[0]
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0])
+def test_factors_never_hold_float32_subnormals(beta):
+    # exact sparse activations: the zero ones decay geometrically under the updates and would
+    # reach the subnormal range (10^-38) within these iterations
+    rng = np.random.default_rng(0)
+    H_true = rng.random((4, 300)) * (rng.random((4, 300)) < 0.3)
+    V = (rng.random((40, 4)) ** 3 @ H_true).astype(np.float32)
+    result = factorize(V, 4, beta=beta, init="random", max_iter=400, tol=0, seed=0)
+    tiny = np.finfo(np.float32).tiny
+    for factor in (result.W, result.H):
+        assert not np.any((factor > 0) & (factor < tiny))
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])

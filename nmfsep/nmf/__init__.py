@@ -287,7 +287,8 @@ class _Run:
         self.free = None if free.all() else free      # None: all of them (no masking needed)
         self.cache = {}
         self.workers = workers
-        self.flush = mu.FLUSH * floor
+        self.flush_H = mu.FLUSH * floor                  # see mu.FLUSH
+        self.flush_W = float(np.finfo(Vt.dtype).tiny)
         self.blocked = None
         if beta == 2:
             self.norm_V = float(np.einsum("ij,ij->", Vt, Vt, dtype=np.float64))
@@ -337,20 +338,20 @@ class _Run:
         if update_W:
             VHt, HHt = self.products("H", fixed=not update_H)
             if use_hals:
-                div = hals.update_W(W, Ht, VHt, HHt, self.norm_V, self.workers, self.flush,
+                div = hals.update_W(W, Ht, VHt, HHt, self.norm_V, self.workers, self.flush_W,
                                     self.l1_W, self.free)
             else:
-                div = mu.update_W_euclidean(W, VHt, HHt, self.norm_V, self.flush, self.l1_W,
+                div = mu.update_W_euclidean(W, VHt, HHt, self.norm_V, self.flush_W, self.l1_W,
                                             self.free)
             if normalize:
                 _normalize_columns(W, Ht, self.free_mask)
         if update_H:
             VtW, WtW = self.products("W", fixed=not update_W)
             if use_hals:
-                div = hals.update_H(W, Ht, VtW, WtW, self.norm_V, self.workers, self.flush,
+                div = hals.update_H(W, Ht, VtW, WtW, self.norm_V, self.workers, self.flush_H,
                                     self.l1_H)
             else:
-                div = mu.update_H_euclidean(W, Ht, VtW, WtW, self.norm_V, self.flush, self.l1_H,
+                div = mu.update_H_euclidean(W, Ht, VtW, WtW, self.norm_V, self.flush_H, self.l1_H,
                                             self.smoothness())
         return div + self.penalty()
 

@@ -15,9 +15,8 @@ normal float32 inputs (tested), about 5x faster than the libm call in a loop.
 
 ``hals_rows`` is the inner loop of HALS, the same for both factors (see ``nmfsep.nmf.hals``).
 
-The kernels that update a factor set entries below ``flush`` (1e-9 times the floor, about 1e-16
-mean(V)) to exactly 0, as scikit-learn zeroes H below 2.2e-16: multiplicative updates otherwise
-drive such entries on into float32 subnormals, which make every later product many times slower.
+The kernels that update a factor set entries below ``flush`` to exactly 0 (see ``mu.FLUSH``), so
+that no factor ever holds a float32 subnormal.
 """
 
 import numba
