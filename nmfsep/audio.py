@@ -139,6 +139,17 @@ class Source:
             raise AudioError(f"{name}: truncated file (its header announces {header.n_frames} frames, "
                              f"it holds {total})")
 
+    def read_range(self, start: int, n_samples: int) -> np.ndarray:
+        """float32 samples [start, start + n_samples) (fewer at the end of the input)."""
+        try:
+            self._file.seek(start)
+            block = self._file.read(n_samples, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as exc:
+            raise AudioError(f"{self.name}: not a readable audio file ({_reason(exc)})") from None
+        if not np.isfinite(block).all():
+            raise AudioError(f"{self.name}: contains NaN or infinite samples")
+        return block
+
     def close(self) -> None:
         self._file.close()
 

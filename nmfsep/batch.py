@@ -28,6 +28,7 @@ import soundfile as sf
 from . import audio, spectrum, stream as streaming
 from .errors import NmfsepError
 from .pipeline import Progress, Settings, split_sources
+from .report import report_path
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
 PCM_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"}
@@ -70,7 +71,8 @@ class Output:
 
     format: 'WAV' or 'FLAC' (None keeps the input's format); subtype: soundfile's sample format
     (None keeps the input's where the format holds it); stdout_stem: write only this stem, as WAV,
-    to the stream given to ``process`` instead of files.
+    to the stream given to ``process`` instead of files; report: also write an HTML report beside
+    the stems (nmfsep.report), its path under the record's "report".
     """
 
     folder: str = "separated"
@@ -80,6 +82,7 @@ class Output:
     format: str | None = None
     subtype: str | None = None
     stdout_stem: str | None = None
+    report: bool = False
 
     def check(self) -> "Output":
         """Refuse, before any work, a template or format/subtype pair that cannot work."""
@@ -286,22 +289,27 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
             header = source.header
             record.update(sample_rate=header.sample_rate, channels=header.n_channels, frames=header.n_frames)
             fmt, subtype = output.file_format(header.format, header.subtype)
-            paths = []
+            paths, report_file = [], None
             if stream is None:
                 paths = stem_paths(output, job.track, settings.stem_names, audio.extension(fmt))
                 if output.skip_existing and all(os.path.exists(p) for p in paths):
                     record.update(status="skipped", stems=_stem_list(settings.stem_names, paths))
                     return record
-                refuse_existing(paths, output.force)
+                report_file = report_path(paths, job.track, output.template) if output.report else None
+                refuse_existing(paths + [report_file] * bool(report_file), output.force)
                 for folder in dict.fromkeys(os.path.dirname(p) for p in paths):
                     _check_writable(folder)
             record["mode"] = check_memory(name, header, settings)
+            if report_file and record["mode"] == "stream":
+                raise NmfsepError(f"{name}: too long for --report (the report embeds all its audio); "
+                                  "split it without --report")
             if record["mode"] == "stream":
                 _process_streaming(source, settings, output, paths, fmt, subtype, progress, stream, record)
             else:
                 sound = source.read()
         if record["mode"] == "memory":
-            _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name)
+            _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name,
+                               report_file)
     except NmfsepError as exc:
         message = str(exc) if str(exc).startswith(name + ": ") else f"{name}: {exc}"
         record.update(status="error", error=_one_line(message))
@@ -320,8 +328,11 @@ def peak_memory() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name):
-    """The whole input at once (nmfsep.pipeline.split_sources); stems written together."""
+def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name,
+                       report_file=None):
+    """The whole input at once (nmfsep.pipeline.split_sources); stems written together, then
+    the report (if asked) beside them."""
+    started = time.perf_counter()
     samples, gain = sound.samples, float(np.abs(sound.samples).max())
     if gain > MAX_PEAK:  # float samples far outside +-1: separate a scaled copy (the pipeline
         samples = samples / gain  # is linear) so that its float32 sums cannot overflow
@@ -332,6 +343,11 @@ def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, s
     if stream is None:
         write_stems(paths, stems, sound.sample_rate, fmt, subtype)
         record.update(stems=_stem_list(result.names, paths))
+        if report_file:
+            from .report import write as write_report
+
+            record["report"] = write_report(report_file, name, sound, result, settings,
+                                            time.perf_counter() - started, paths, stems)
     else:
         stem = stems[result.names.index(output.stdout_stem)]
         _write_to_stream(stream, _clipped(stem, subtype), sound.sample_rate, subtype)
@@ -353,12 +369,14 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
         return stems
 
     def separate(write):
-        return streaming.split_stream(lambda: source.blocks(READ_BLOCK), header.n_channels,
-                                      header.sample_rate, header.n_frames, settings, write, progress, name)
+        return streaming.split_stream(source, header.n_channels, header.sample_rate, header.n_frames,
+                                      settings, write, progress, name)
 
     if stream is not None:
         index = names.index(output.stdout_stem)
-        writer = []  # opened at the first block: pass 1 has checked the whole input by then
+        for _ in source.blocks(READ_BLOCK):  # a stream cannot be taken back: check the whole input
+            pass                             # (truncation, NaN) before sending anything
+        writer = []
 
         def write(stems):
             if not writer:

@@ -113,13 +113,15 @@ def cli():
 @click.option("-j", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Files split in parallel (processes; at most one per CPU).")
 @click.option("--force", is_flag=True, help="Overwrite existing stems.")
+@click.option("--report", is_flag=True,
+              help="Also write report.html beside the stems: players, spectrograms, W and H, settings.")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose stems all exist.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.pass_context
 def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, hop_length,
           n_components, grouping, model_paths, n_free, force, as_json, quiet,
-          template, out_format, subtype, stdout_stem, recursive, pattern, n_jobs, skip_existing):
+          template, out_format, subtype, stdout_stem, recursive, pattern, n_jobs, skip_existing, report):
     """Split each INPUT (an audio file, a folder of them, or - for a WAV stream on stdin) into stems.
 
     Blind by default (-k stems, source1 = lowest spectral centroid). With --model, the models'
@@ -143,8 +145,10 @@ def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_f
     settings.check()
     if force and skip_existing:
         raise click.UsageError("--force and --skip-existing contradict each other: choose one", ctx)
+    if report and stdout_stem:
+        raise click.UsageError("--report writes report.html beside stem files; --stdout writes none", ctx)
     output = Output(out_dir, template, force, skip_existing, out_format and out_format.upper(),
-                    subtype and subtype.upper(), stdout_stem)
+                    subtype and subtype.upper(), stdout_stem, report)
     sys.exit(run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet))
 
 
@@ -331,7 +335,8 @@ def status_line(record) -> str:
         where = f"{len(stems)} stems in {click.format_filename(folder)}/"
     if record["status"] == "skipped":
         return f"{name}: skipped, its {where.replace(' in ', ' exist in ', 1)}"
-    return f"{name}: {where} ({record['iterations']} iterations, {record['seconds']:.1f} s)"
+    report = f", report {click.format_filename(record['report'])}" if record.get("report") else ""
+    return f"{name}: {where}{report} ({record['iterations']} iterations, {record['seconds']:.1f} s)"
 
 
 def print_summary(console, counts, failures) -> None:

@@ -1,14 +1,15 @@
 """Long inputs in bounded memory: two passes over the input, block by block.
 
-    pass 1  blocks --StftStream--> |X| --> V blocks: the mean magnitude of the whole input (the
-            scale) and a subsample of frames spread over all of it (LEARN_SECONDS in segments of
-            SEGMENT_SECONDS, evenly spaced from the first frame to the last)
+    pass 1  segments --STFT--> V subsample: LEARN_SECONDS of frames in segments of
+            SEGMENT_SECONDS, evenly spaced from the first frame to the last (read by seeking:
+            the whole input when it is shorter); scale = its mean magnitude
             fit_bases(subsample): W and the stems' groups, in the same way as the in-memory path
             (blind: factorize + grouping + centroid order; supervised: the models; --free:
             semi-supervised). The stem order is decided here, once, for the whole input.
     pass 2  blocks --StftStream--> X (n_channels, n_bins, f) --> V = mean_c |X|
             H = argmin D_beta(V / scale | W H), W fixed        (frames are independent: exact per block)
-            M_s = soft masks of W_s H_s --> X M_s --IstftStream--> stem blocks --> write
+            M_s = soft masks of W_s H_s --> X M_s --IstftStream--> stems 1..S-1;
+            stem S = input - (stems 1..S-1), so the stems add up to the input exactly --> write
 
 With W fixed every frame's activations depend on that frame alone: each block starts H from the
 same constant (mean(W H) = 1) and runs a fixed number of iterations (no tolerance test, which
@@ -22,7 +23,7 @@ each block (frames at a block's edges see no neighbour beyond it).
 """
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -32,7 +33,9 @@ from .pipeline import Fit, Progress, Settings, fit_bases, masks_of
 LEARN_SECONDS = 90.0     # audio the bases are learned on (the whole input when shorter)
 SEGMENT_SECONDS = 5.0    # contiguous pieces of that subsample
 BLOCK_FRAMES = 1024      # STFT frames per block in pass 2 (about 12 s at 44.1 kHz)
-STREAM_ITER = 50         # activation iterations per block (at most Settings.max_iter)
+STREAM_ITER = 20         # activation iterations per block (at most Settings.max_iter): 20, 30 and 50
+                         # gave the same SI-SDR (within 0.05 dB, bench_long's material); the solve,
+                         # most of pass 2's time, costs in proportion
 
 
 class StftStream:
@@ -47,6 +50,7 @@ class StftStream:
         self.params = params
         self.n_samples = 0
         self.n_frames = 0
+        self.finished = False
         self._buffer = np.zeros((n_channels, params.n_fft // 2), np.float32)  # the leading pad
 
     def push(self, block: np.ndarray) -> np.ndarray:
@@ -58,6 +62,7 @@ class StftStream:
         return self._take(count)
 
     def finish(self) -> np.ndarray:
+        self.finished = True
         count = spectrum.n_frames(self.n_samples, self.params) - self.n_frames
         need = (count - 1) * self.params.hop_length + self.params.n_fft
         if count > 0 and self._buffer.shape[1] < need:
@@ -80,10 +85,11 @@ class IstftStream:
 
     ``push(spectra (..., n_bins, f))`` returns the samples (..., m) that no later frame
     overlaps; ``finish()`` the rest. Concatenated, they are ``spectrum.istft(whole, params,
-    length)``: the overlap-add and its window normalisation are carried across blocks.
+    length)``: the overlap-add and its window normalisation are carried across blocks. length
+    may be None while it is unknown; it must be set before the samples near the end come out.
     """
 
-    def __init__(self, params: spectrum.StftParams, length: int):
+    def __init__(self, params: spectrum.StftParams, length: int | None):
         self.params = params
         self.length = length
         self._position = -(params.n_fft // 2)   # of the next finished sample, in input samples
@@ -112,20 +118,58 @@ class IstftStream:
     def _emit(self, signal: np.ndarray, norm: np.ndarray) -> np.ndarray:
         start, stop = self._position, self._position + signal.shape[-1]
         self._position = stop
-        first, last = max(0, -start), max(0, min(stop, self.length) - start)
+        end = stop if self.length is None else min(stop, self.length)
+        first, last = max(0, -start), max(0, end - start)
         first = min(first, last)
         return signal[..., first:last] / np.where(norm[first:last] > 1e-10, norm[first:last], 1.0)
 
 
-def learning_frames(n_frames: int, sample_rate: int, params: spectrum.StftParams) -> np.ndarray:
-    """Indices of the frames the bases are learned on: all of them for inputs up to
+class Reader(Protocol):
+    """An input read twice: ``blocks(n)`` yields float32 (<= n, n_channels) blocks from the start,
+    ``read_range(start, n)`` the samples [start, start + n) (fewer at the end)."""
+
+    def blocks(self, n_samples: int) -> Iterable[np.ndarray]: ...
+
+    def read_range(self, start: int, n_samples: int) -> np.ndarray: ...
+
+
+class ArrayReader:
+    """A Reader over samples already in memory (n_samples, n_channels), in blocks of at most
+    ``block`` samples (tests, and the Python API)."""
+
+    def __init__(self, samples: np.ndarray, block: int | None = None):
+        self.samples, self.block = samples, block
+
+    def blocks(self, n_samples: int) -> Iterator[np.ndarray]:
+        size = min(n_samples, self.block or n_samples)
+        for start in range(0, len(self.samples), size):
+            yield self.samples[start : start + size]
+
+    def read_range(self, start: int, n_samples: int) -> np.ndarray:
+        return self.samples[start : start + n_samples]
+
+
+def learning_segments(n_frames: int, sample_rate: int, params: spectrum.StftParams) -> list[tuple[int, int]]:
+    """Frame ranges [start, stop) the bases are learned on: all frames for inputs up to
     LEARN_SECONDS, else segments of SEGMENT_SECONDS evenly spread from the start to the end."""
     budget = max(1, int(LEARN_SECONDS * sample_rate / params.hop_length))
     if n_frames <= budget:
-        return np.arange(n_frames)
+        return [(0, n_frames)]
     segment = max(1, min(budget, int(SEGMENT_SECONDS * sample_rate / params.hop_length)))
     starts = np.linspace(0, n_frames - segment, budget // segment).round().astype(np.int64)
-    return np.unique((starts[:, None] + np.arange(segment)).ravel())
+    return [(int(a), int(a) + segment) for a in starts]
+
+
+def segment_spectra(reader: Reader, n_channels: int, start: int, stop: int,
+                    params: spectrum.StftParams) -> np.ndarray:
+    """The STFT frames [start, stop) of the input, exactly as ``spectrum.stft`` of all of it
+    frames them (zeros before the input's start and after its end), read by seeking."""
+    pad, hop = params.n_fft // 2, params.hop_length
+    first, last = start * hop - pad, (stop - 1) * hop + params.n_fft - pad   # input samples
+    padded = np.zeros((n_channels, last - first), np.float32)
+    block = reader.read_range(max(first, 0), last - max(first, 0))
+    padded[:, max(-first, 0) : max(-first, 0) + block.shape[0]] = block.T
+    return spectrum.analyse_frames(padded, params)
 
 
 def activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_iter: int) -> np.ndarray:
@@ -157,45 +201,36 @@ class StreamResult:
     learned_frames: int
 
 
-def split_stream(blocks: Callable[[], Iterable[np.ndarray]], n_channels: int, sample_rate: int,
-                 n_samples_hint: int, settings: Settings, write: Callable[[np.ndarray], None],
+def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hint: int,
+                 settings: Settings, write: Callable[[np.ndarray], None],
                  progress: Progress | None = None, name: str = "input") -> StreamResult:
-    """Separate an input read twice, block by block, into settings.stem_names.
+    """Separate an input read in two passes, block by block, into settings.stem_names.
 
-    blocks(): an iterator over the input's float32 blocks (n, n_channels) from its start (called
-    once per pass). n_samples_hint: its length from the header (it places the subsample; the
-    length actually read is used for everything else). write(stems): called with each finished
-    block of stems, float32 (n_stems, n, n_channels), in order; together they are the input's
-    length.
+    reader: the input (see Reader; ``ArrayReader`` for samples in memory). n_samples_hint: its
+    length from the header (it places the subsample; pass 2 reads to the real end).
+    write(stems): called with each finished block of stems, float32 (n_stems, n, n_channels), in
+    order; together they are the input's length.
     """
     settings.check()
     params = settings.stft_params(sample_rate, name)
     block_samples = BLOCK_FRAMES * params.hop_length
 
-    # pass 1: the scale and the subsample
-    chosen = learning_frames(spectrum.n_frames(n_samples_hint, params), sample_rate, params)
-    subsample = np.zeros((params.n_bins, len(chosen)), np.float32)
-    total, kept = 0.0, 0
-    analysis = StftStream(n_channels, params)
-    for spectra in _spectra(blocks(), analysis, block_samples):
-        magnitude = np.abs(spectra).mean(axis=0)
-        first = analysis.n_frames - magnitude.shape[1]
-        total += float(magnitude.sum(dtype=np.float64))
-        lo, hi = np.searchsorted(chosen, [first, analysis.n_frames])
-        subsample[:, kept : kept + hi - lo] = magnitude[:, chosen[lo:hi] - first]
-        kept += hi - lo
-    n_samples, n_frames = analysis.n_samples, analysis.n_frames
-    subsample = subsample[:, :kept] if kept else np.zeros((params.n_bins, 1), np.float32)
-    scale = total / (n_frames * params.n_bins)
+    # pass 1: the subsample and its scale
+    segments = learning_segments(spectrum.n_frames(max(n_samples_hint, 1), params), sample_rate, params)
+    subsample = np.concatenate([np.abs(segment_spectra(reader, n_channels, a, b, params)).mean(axis=0)
+                                for a, b in segments], axis=1)
+    scale = float(subsample.mean(dtype=np.float64))
     fit = fit_bases(subsample, scale, settings, sample_rate, params, progress)
+    learned = subsample.shape[1]
     del subsample
 
     # pass 2: activations, masks and stems, block by block
     n_iter = min(STREAM_ITER, settings.max_iter)
-    synthesis = IstftStream(params, n_samples)
+    synthesis = IstftStream(params, None)
     analysis = StftStream(n_channels, params)
-    done = 0
-    for spectra in _spectra(blocks(), analysis, block_samples):
+    inputs = _Fifo()
+    total = spectrum.n_frames(max(n_samples_hint, 1), params)
+    for spectra in _spectra(reader.blocks(block_samples), analysis, block_samples, inputs):
         magnitude = np.abs(spectra).mean(axis=0)
         if scale > 0:
             magnitude /= np.float32(scale)
@@ -203,19 +238,48 @@ def split_stream(blocks: Callable[[], Iterable[np.ndarray]], n_channels: int, sa
         else:
             H = np.zeros((fit.bases.shape[1], magnitude.shape[1]), np.float32)
         source_masks = masks_of(fit.bases, H, fit.groups, settings.power)
-        stems = synthesis.push(spectra[None] * source_masks[:, None])
-        _write(write, stems)
-        done += spectra.shape[-1]
+        if len(source_masks) == 1:  # one stem: the input itself (synthesise zeros beside it)
+            source_masks = np.zeros_like(source_masks)
+        if analysis.finished:
+            synthesis.length = analysis.n_samples
+        stems = synthesis.push(spectra[None] * source_masks[:-1 or None, None])
+        _write(write, _with_remainder(stems, inputs, len(fit.groups)))
         if progress is not None:
-            progress(done, n_frames)
-    _write(write, synthesis.finish())
-    return StreamResult(settings.stem_names, fit, n_samples, kept)
+            progress(min(analysis.n_frames, total), max(total, analysis.n_frames))
+    synthesis.length = analysis.n_samples
+    _write(write, _with_remainder(synthesis.finish(), inputs, len(fit.groups)))
+    return StreamResult(settings.stem_names, fit, analysis.n_samples, learned)
 
 
-def _spectra(blocks: Iterable[np.ndarray], analysis: StftStream, block_samples: int) -> Iterator[np.ndarray]:
-    """Spectra of about block_samples / hop frames each, from blocks of any size."""
+class _Fifo:
+    """Input samples (n_channels, n) waiting for their stems."""
+
+    def __init__(self):
+        self.parts = []
+
+    def push(self, samples: np.ndarray) -> None:
+        self.parts.append(samples)
+
+    def take(self, n: int) -> np.ndarray:
+        whole = np.concatenate(self.parts, axis=-1) if len(self.parts) > 1 else self.parts[0]
+        self.parts = [whole[:, n:]]
+        return whole[:, :n]
+
+
+def _with_remainder(stems: np.ndarray, inputs: _Fifo, n_stems: int) -> np.ndarray:
+    """Stems 1..S-1 (S-1, n_channels, n) and, last, what of the input they leave."""
+    mixture = inputs.take(stems.shape[-1])
+    rest = (mixture - stems.sum(axis=0))[None]
+    return np.concatenate([stems, rest]) if n_stems > 1 else rest
+
+
+def _spectra(blocks: Iterable[np.ndarray], analysis: StftStream, block_samples: int,
+             inputs: _Fifo) -> Iterator[np.ndarray]:
+    """Spectra of about block_samples / hop frames each, from blocks of any size; the samples
+    read are queued in ``inputs``."""
     pending = []
     for block in _rebuffer(blocks, block_samples):
+        inputs.push(np.asarray(block, np.float32).T)
         pending.append(analysis.push(block))
         if sum(p.shape[-1] for p in pending) >= block_samples // analysis.params.hop_length:
             yield np.concatenate(pending, axis=-1) if len(pending) > 1 else pending[0]

@@ -24,8 +24,8 @@ def tones(seconds, rate=RATE, seed=0):
 
 def streamed(samples, rate, settings, block=997):
     out = []
-    stream.split_stream(lambda: (samples[i : i + block] for i in range(0, len(samples), block)),
-                        samples.shape[1], rate, len(samples), settings, out.append)
+    stream.split_stream(stream.ArrayReader(samples, block), samples.shape[1], rate, len(samples),
+                        settings, out.append)
     return np.concatenate(out, axis=1)
 
 
@@ -52,14 +52,23 @@ def test_streaming_istft_is_the_istft_of_the_whole_spectrum(n_fft, hop):
     np.testing.assert_allclose(restored, signal, atol=2e-6)
 
 
-def test_learning_frames_spread_over_the_whole_input():
+def test_learning_segments_spread_over_the_whole_input():
     params = spectrum.StftParams(2048, 512)
     n_frames = spectrum.n_frames(44100 * 3600, params)
-    chosen = stream.learning_frames(n_frames, 44100, params)
+    segments = stream.learning_segments(n_frames, 44100, params)
     budget = stream.LEARN_SECONDS * 44100 / 512
-    assert 0.9 * budget <= len(chosen) <= budget
-    assert chosen[0] == 0 and chosen[-1] == n_frames - 1
-    assert np.array_equal(stream.learning_frames(100, 44100, params), np.arange(100))
+    assert 0.9 * budget <= sum(b - a for a, b in segments) <= budget
+    assert segments[0][0] == 0 and segments[-1][1] == n_frames
+    assert stream.learning_segments(100, 44100, params) == [(0, 100)]
+
+
+def test_segment_spectra_are_the_frames_of_the_whole_stft():
+    params = spectrum.StftParams(64, 16)
+    signal = np.random.default_rng(3).standard_normal((1000, 2)).astype(np.float32)
+    whole = spectrum.stft(signal.T, params)
+    reader = stream.ArrayReader(signal)
+    for a, b in [(0, 5), (10, 30), (whole.shape[-1] - 4, whole.shape[-1])]:
+        np.testing.assert_array_equal(stream.segment_spectra(reader, 2, a, b, params), whole[..., a:b])
 
 
 def test_streaming_and_in_memory_give_the_same_stems_with_the_same_fixed_bases(monkeypatch):
@@ -97,6 +106,12 @@ def test_a_repeated_block_gives_stems_without_seams(monkeypatch):
     middle = stems[:, 5 * period : 35 * period, 0].reshape(2, 30, period)
     assert np.abs(middle - middle[:, :1]).max() < 1e-4          # every period the same
     assert np.abs(np.diff(stems, axis=1)).max() <= 1.05 * np.abs(np.diff(mixture, axis=0)).max()
+
+
+def test_one_stem_is_the_input():
+    low, high = tones(2)
+    mixture = (low + high)[:, None]
+    np.testing.assert_array_equal(streamed(mixture, RATE, Settings(n_sources=1, max_iter=10))[0], mixture)
 
 
 def test_digital_silence_streams_to_silent_stems():
@@ -167,14 +182,14 @@ def peak_streaming_bytes(seconds):
     mixture = np.stack([low + high, low - high], axis=1)
     block = 65536
 
-    def blocks():
-        for i in range(0, len(mixture), block):
-            yield mixture[i : i + block].copy()
+    class Copies(stream.ArrayReader):  # each block a fresh array, as a file reader gives
+        def blocks(self, n):
+            return (b.copy() for b in super().blocks(n))
 
     sink = []
     tracemalloc.start()
     tracemalloc.reset_peak()
-    stream.split_stream(blocks, 2, RATE, len(mixture), Settings(n_sources=2, max_iter=20),
+    stream.split_stream(Copies(mixture, block), 2, RATE, len(mixture), Settings(n_sources=2, max_iter=20),
                         lambda stems: sink.append(stems.shape[1]))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
