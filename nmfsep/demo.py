@@ -23,8 +23,8 @@ NEAR_RATIO = 1.01        # f0 of the near-identical copy, relative to the first 
 MIN_F0, MAX_F0 = 40.0, 2000.0
 # Each synthetic source is one spectrum switched on and off: exactly one NMF component, so the
 # demo factorizes k components for k sources (plain NMF). The default blind grouping (24
-# components clustered by timbre) measured 22-37 dB on most seeds but under 10 dB on some
-# (seeds 2, 5 of 0-7 with 2 sources; 1, 3, 5, 6 with 3); 'none' gave 30-37 dB on all of them.
+# components clustered by timbre) measured -1 to 37 dB (worst source) on seeds 0-7, under 10 dB
+# on seeds 2 and 5 with 2 sources and on 3, 5 and 6 with 3; 'none' gave 30-37 dB on all of them.
 DEFAULT_GROUPING = "none"
 
 
