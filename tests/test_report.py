@@ -35,8 +35,9 @@ def reported(tmp_path_factory):
     return json.loads(result.stdout), folder
 
 
+@pytest.fixture(scope="module")
 def chromium():
-    """The Chromium binary, or None; in CI (CI=true) its absence is a failure, not a skip."""
+    """The Chromium binary; skip without it, except in CI (CI=true), where its absence fails."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -120,10 +121,10 @@ def test_report_path_follows_the_template():
     assert report.report_path(["out/song-source1.wav"], "song", "{track}-{stem}.{ext}") == "out/song.report.html"
 
 
-def test_report_opens_in_headless_chromium(reported, tmp_path):
+def test_report_opens_in_headless_chromium(chromium, reported, tmp_path):
     """Every player loads its audio and knows its duration, no script or console error, and the
     page draws something (the screenshot is not one colour)."""
-    binary = chromium()
+    binary = chromium
     record, _ = reported
     url = "file://" + os.path.abspath(record["report"])
     flags = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
