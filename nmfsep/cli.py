@@ -70,35 +70,61 @@ def cli():
     """Separate the sources of a single recording with non-negative matrix factorization."""
 
 
+def separation_options(command):
+    """The options that decide a separation, shared by `split` and `plot`."""
+    options = [
+        click.option("-k", "n_sources", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Number of sources."),
+        click.option("--beta", type=Beta(), default="kl", show_default=True,
+                     help="Divergence: kl (1), is (0), euclidean (2) or any number."),
+        click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="Maximum NMF iterations."),
+        click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+                     help="Stop when the loss improves by less than this fraction."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        click.option("--power", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+                     help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio."),
+        click.option("--n-fft", type=click.IntRange(min=16), default=None,
+                     help="FFT size in samples [default: ~46 ms at the input's rate]."),
+        click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
+                     help="Hop in samples [default: n_fft/4]."),
+        click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
+                     help="NMF components grouped into -k sources [default: chosen from the input's length]."),
+        click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
+                     help="How components are grouped into sources in blind separation."),
+        click.option("--model", "model_paths", multiple=True, metavar="FILE",
+                     help="Learned bases of one source (from `nmfsep learn`); repeat for each source."),
+        click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="With --model: extra bases learned on the mixture (the 'residual' stem)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
+                        n_components, grouping, model_paths, n_free):
+    """Settings from separation_options, checked as `split` checks them."""
+    from .model import load
+    from .pipeline import Settings
+
+    if n_free and not model_paths:
+        raise click.BadParameter("--free needs at least one --model", ctx, param_hint="'--free'")
+    if model_paths and ctx.get_parameter_source("n_sources").name == "COMMANDLINE":
+        stems = len(model_paths) + (1 if n_free else 0)
+        if n_sources != stems:
+            raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
+                                     f"{' and --free' if n_free else ''} give {stems}", ctx, param_hint="'-k'")
+    models = tuple(load(p) for p in model_paths)
+    return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
+                    n_components=n_components, grouping=grouping).check()
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-k", "n_sources", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Number of sources (stems) to write.")
 @click.option("-o", "--output", "out_dir", default="separated", show_default=True,
               help="Output folder; stems go to DIR/{track}/{stem}.{ext}.")
-@click.option("--beta", type=Beta(), default="kl", show_default=True,
-              help="Divergence: kl (1), is (0), euclidean (2) or any number.")
-@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Maximum NMF iterations.")
-@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Stop when the loss improves by less than this fraction.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--power", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio.")
-@click.option("--n-fft", type=click.IntRange(min=16), default=None,
-              help="FFT size in samples [default: ~46 ms at the input's rate].")
-@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
-              help="Hop in samples [default: n_fft/4].")
-@click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
-              help="NMF components to factorize before grouping them into -k sources "
-                   "[default: chosen from the input's length].")
-@click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
-              help="How components are grouped into sources in blind separation.")
-@click.option("--model", "model_paths", multiple=True, metavar="FILE",
-              help="Learned bases of one source (from `nmfsep learn`); repeat for each source. "
-                   "One stem per model, named after it.")
-@click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --model: extra bases learned on the mixture, written as the 'residual' stem.")
+@separation_options
 @click.option("--filename", "template", default="{track}/{stem}.{ext}", show_default=True,
               metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext}.")
 @click.option("--format", "out_format", type=click.Choice(["wav", "flac"], case_sensitive=False),
@@ -119,9 +145,8 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.pass_context
-def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_fft, hop_length,
-          n_components, grouping, model_paths, n_free, force, as_json, quiet,
-          template, out_format, subtype, stdout_stem, recursive, pattern, n_jobs, skip_existing, report):
+def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, subtype, stdout_stem,
+          recursive, pattern, n_jobs, skip_existing, report, **options):
     """Split each INPUT (an audio file, a folder of them, or - for a WAV stream on stdin) into stems.
 
     Blind by default (-k stems, source1 = lowest spectral centroid). With --model, the models'
@@ -129,20 +154,8 @@ def split(ctx, inputs, n_sources, out_dir, beta, max_iter, tol, seed, power, n_f
     N bases learned on the mixture for whatever the models do not cover (semi-supervised).
     """
     from .batch import Output
-    from .model import load
-    from .pipeline import Settings
 
-    if n_free and not model_paths:
-        raise click.BadParameter("--free needs at least one --model", param_hint="'--free'")
-    if model_paths and ctx.get_parameter_source("n_sources").name == "COMMANDLINE":
-        stems = len(model_paths) + (1 if n_free else 0)
-        if n_sources != stems:
-            raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
-                                     f"{' and --free' if n_free else ''} give {stems}", param_hint="'-k'")
-    models = tuple(load(p) for p in model_paths)
-    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
-                        n_components=n_components, grouping=grouping)
-    settings.check()
+    settings = separation_settings(ctx, **options)
     if force and skip_existing:
         raise click.UsageError("--force and --skip-existing contradict each other: choose one", ctx)
     if report and stdout_stem:
@@ -417,56 +430,6 @@ def parse_list(ctx, param, value):
     if not numbers or not all(n > 0 for n in numbers):
         raise click.BadParameter(f"{value!r}: give positive numbers separated by commas (e.g. 220,587)")
     return numbers
-
-
-def separation_options(command):
-    """The options of `split` that decide a separation (for `plot`)."""
-    options = [
-        click.option("-k", "n_sources", type=click.IntRange(min=1), default=2, show_default=True,
-                     help="Number of sources."),
-        click.option("--beta", type=Beta(), default="kl", show_default=True,
-                     help="Divergence: kl (1), is (0), euclidean (2) or any number."),
-        click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="Maximum NMF iterations."),
-        click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-                     help="Stop when the loss improves by less than this fraction."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
-        click.option("--power", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-                     help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio."),
-        click.option("--n-fft", type=click.IntRange(min=16), default=None,
-                     help="FFT size in samples [default: ~46 ms at the input's rate]."),
-        click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
-                     help="Hop in samples [default: n_fft/4]."),
-        click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
-                     help="NMF components grouped into -k sources [default: chosen from the input's length]."),
-        click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
-                     help="How components are grouped into sources in blind separation."),
-        click.option("--model", "model_paths", multiple=True, metavar="FILE",
-                     help="Learned bases of one source (from `nmfsep learn`); repeat for each source."),
-        click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="With --model: extra bases learned on the mixture (the 'residual' stem)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
-                        n_components, grouping, model_paths, n_free):
-    """Settings from separation_options, checked as `split` checks them."""
-    from .model import load
-    from .pipeline import Settings
-
-    if n_free and not model_paths:
-        raise click.BadParameter("--free needs at least one --model", ctx, param_hint="'--free'")
-    if model_paths and ctx.get_parameter_source("n_sources").name == "COMMANDLINE":
-        stems = len(model_paths) + (1 if n_free else 0)
-        if n_sources != stems:
-            raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
-                                     f"{' and --free' if n_free else ''} give {stems}", ctx, param_hint="'-k'")
-    models = tuple(load(p) for p in model_paths)
-    return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
-                    n_components=n_components, grouping=grouping).check()
 
 
 class steps_bar:
