@@ -415,15 +415,7 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
         except BaseException as exc:
             for handle in handles:
                 handle.close()
-            for leftover in temps[len(renamed):] + renamed:
-                try:
-                    os.unlink(leftover)
-                except OSError:
-                    pass
-            if isinstance(exc, OSError):
-                where = exc.filename or os.path.dirname(paths[0])
-                raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
-            raise
+            _abandon(exc, temps[len(renamed):] + renamed, paths)
         record.update(stems=_stem_list(names, paths))
     record.update(iterations=result.fit.n_iter, loss=result.fit.loss)
 
@@ -506,15 +498,21 @@ def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, fmt: str,
             os.replace(temp, path)
             renamed.append(path)
     except BaseException as exc:
-        for leftover in temps[len(renamed):] + renamed:
-            try:
-                os.unlink(leftover)
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            where = exc.filename or os.path.dirname(paths[0])
-            raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
-        raise
+        _abandon(exc, temps[len(renamed):] + renamed, paths)
+
+
+def _abandon(exc: BaseException, written: list[str], paths: list[str]):
+    """Remove what a failed input wrote (temp files and stems already renamed), then re-raise:
+    an OSError as one NmfsepError line, anything else (Ctrl-C included) as it was."""
+    for leftover in written:
+        try:
+            os.unlink(leftover)
+        except OSError:
+            pass
+    if isinstance(exc, OSError):
+        where = exc.filename or os.path.dirname(paths[0])
+        raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
+    raise exc
 
 
 def _write_to_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) -> None:

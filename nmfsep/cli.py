@@ -35,6 +35,23 @@ class Beta(click.ParamType):
         return value if isinstance(value, float) else parse_beta(str(value))
 
 
+# Options shared by several commands (click makes a new Option each time one is applied).
+BETA = click.option("--beta", type=Beta(), default="kl", show_default=True,
+                    help="Divergence: kl (1), is (0), euclidean (2) or any number.")
+SEED = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+N_FFT = click.option("--n-fft", type=click.IntRange(min=16), default=None,
+                     help="FFT size in samples [default: ~46 ms at the input's rate].")
+HOP = click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
+                   help="Hop in samples [default: n_fft/4].")
+TOL = click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+                   help="Stop when the loss improves by less than this fraction.")
+
+
+def max_iter_option(help="Maximum NMF iterations."):
+    return click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
+                        help=help)
+
+
 class Group(click.Group):
     """Usage errors and user errors as one line on stderr with exit codes 2 and 1; no traceback."""
 
@@ -75,19 +92,14 @@ def separation_options(command):
     options = [
         click.option("-k", "n_sources", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Number of sources."),
-        click.option("--beta", type=Beta(), default="kl", show_default=True,
-                     help="Divergence: kl (1), is (0), euclidean (2) or any number."),
-        click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="Maximum NMF iterations."),
-        click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-                     help="Stop when the loss improves by less than this fraction."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        BETA,
+        max_iter_option(),
+        TOL,
+        SEED,
         click.option("--power", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
                      help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio."),
-        click.option("--n-fft", type=click.IntRange(min=16), default=None,
-                     help="FFT size in samples [default: ~46 ms at the input's rate]."),
-        click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
-                     help="Hop in samples [default: n_fft/4]."),
+        N_FFT,
+        HOP,
         click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
                      help="NMF components grouped into -k sources [default: chosen from the input's length]."),
         click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
@@ -172,15 +184,11 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
 @click.option("-k", "n_bases", type=click.IntRange(min=1), default=32, show_default=True,
               help="Number of bases (spectral templates) to learn.")
 @click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
-@click.option("--beta", type=Beta(), default="kl", show_default=True,
-              help="Divergence: kl (1), is (0), euclidean (2) or any number.")
-@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Maximum NMF iterations.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--n-fft", type=click.IntRange(min=16), default=None,
-              help="FFT size in samples [default: ~46 ms at the input's rate].")
-@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
-              help="Hop in samples [default: n_fft/4].")
+@BETA
+@max_iter_option()
+@SEED
+@N_FFT
+@HOP
 @click.option("--force", is_flag=True, help="Overwrite an existing model file.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def learn(inputs, model_path, n_bases, name, beta, max_iter, seed, n_fft, hop_length, force, quiet):
@@ -507,17 +515,12 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
               help="Try every k from 1 to this.")
 @click.option("-o", "--output", "figure_path", default=None, metavar="FIGURE.png",
               help="Also draw the loss against k (.png, .svg or .pdf).")
-@click.option("--beta", type=Beta(), default="kl", show_default=True,
-              help="Divergence: kl (1), is (0), euclidean (2) or any number.")
-@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Maximum NMF iterations per k.")
-@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Stop when the loss improves by less than this fraction.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--n-fft", type=click.IntRange(min=16), default=None,
-              help="FFT size in samples [default: ~46 ms at the input's rate].")
-@click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
-              help="Hop in samples [default: n_fft/4].")
+@BETA
+@max_iter_option("Maximum NMF iterations per k.")
+@TOL
+@SEED
+@N_FFT
+@HOP
 @click.option("--force", is_flag=True, help="Overwrite an existing figure.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No table or progress on stderr.")
@@ -591,8 +594,7 @@ def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_l
               help="Length of the mixture in seconds.")
 @click.option("--grouping", type=click.Choice(GROUPINGS), default="none", show_default=True,
               help="How split's pipeline groups components (none: one component per source).")
-@click.option("--iter", "max_iter", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Maximum NMF iterations.")
+@max_iter_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (phases, rhythms, NMF).")
 @click.option("--force", is_flag=True, help="Overwrite the files of an earlier demo.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
