@@ -190,8 +190,7 @@ def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_ra
                        seed=settings.seed, callback=callback, l1_H=settings.sparsity,
                        smooth_H=settings.smoothness)
         if known is None:
-            result = factorize(magnitude / scale, k, init="nndsvda" if k <= min(magnitude.shape) else "random",
-                               **options)
+            result = factorize(magnitude / scale, k, init=_init_for(magnitude, k), **options)
         elif settings.n_free:
             result = _semi_supervised(magnitude / scale, known, settings.n_free, options)
         else:
@@ -214,6 +213,12 @@ def masks_of(bases: np.ndarray, activations: np.ndarray, groups: list[np.ndarray
     return masks.soft_masks(np.stack([bases[:, g] @ activations[g] for g in groups]), power)
 
 
+def _init_for(V: np.ndarray, k: int) -> str:
+    """nndsvda (deterministic, scikit-learn's default) where it applies, i.e. k <= min(V.shape);
+    random for inputs too short (or too narrow) for k components."""
+    return "nndsvda" if k <= min(V.shape) else "random"
+
+
 def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict):
     """Fixed known bases plus n_free learned ones, warm-started so the free bases do not take over.
 
@@ -226,7 +231,7 @@ def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dic
     quick = dict(options, max_iter=min(options["max_iter"], 100), callback=None)
     alone = factorize(V, r, W=known, update_W=False, **quick)
     unexplained = np.maximum(V - alone.W @ alone.H, 0) + 1e-3 * float(V.mean())
-    free = factorize(unexplained, n_free, init="nndsvda" if n_free <= min(V.shape) else "random", **quick)
+    free = factorize(unexplained, n_free, init=_init_for(V, n_free), **quick)
     return factorize(V, r + n_free, W=np.concatenate([known, free.W], axis=1),
                      H=np.concatenate([alone.H, free.H]), init="custom", fixed_W_columns=range(r), **options)
 
@@ -283,6 +288,6 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
         raise NmfsepError("the training audio is silent: there is nothing to learn")
     callback = None if progress is None else (lambda it, _loss: progress(it, max_iter))
     result = factorize(magnitude / scale, n_bases, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
-                       init="nndsvda" if n_bases <= min(magnitude.shape) else "random", callback=callback)
+                       init=_init_for(magnitude, n_bases), callback=callback)
     bases = result.W / np.maximum(np.linalg.norm(result.W, axis=0), np.finfo(np.float32).tiny)
     return Model(bases.astype(np.float32), sample_rate, params.n_fft, params.hop_length, float(beta), name)
