@@ -27,6 +27,7 @@ from .nmf import factorize
 Progress = Callable[[int, int], None]
 RESIDUAL = "residual"
 DEFAULT_COMPONENTS = 24
+BLIND_SMOOTHNESS = 0.2  # temporal continuity of blind components (bench_quality --blind: 0 -> +5.4, 0.2 -> +5.9 dB)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Settings:
     n_fft/hop_length: None follows the sample rate (see nmfsep.spectrum.default_params) or the
     models. models: learned bases, one stem each (supervised); n_free: extra bases learned on the
     mixture, written as the 'residual' stem. sparsity, smoothness: L1 weight on the activations
-    and Virtanen's temporal-continuity weight on them (relative to the normalised spectrogram).
+    and Virtanen's temporal-continuity weight on them (relative to the normalised spectrogram);
+    smoothness None is BLIND_SMOOTHNESS in blind separation and 0 with models.
     """
 
     n_sources: int = 2
@@ -52,7 +54,7 @@ class Settings:
     models: tuple[Model, ...] = ()
     n_free: int = 0
     sparsity: float = 0.0
-    smoothness: float = 0.0
+    smoothness: float | None = None
     n_components: int | None = None
     grouping: str = "auto"
 
@@ -65,7 +67,7 @@ class Settings:
             raise NmfsepError(f"tol must be >= 0, got {self.tol}")
         if not self.power > 0:
             raise NmfsepError(f"power must be > 0, got {self.power}")
-        if not (self.sparsity >= 0 and self.smoothness >= 0):
+        if not (self.sparsity >= 0 and self.temporal_smoothness >= 0):
             raise NmfsepError("sparsity and smoothness must be >= 0")
         if self.grouping not in METHODS:
             raise NmfsepError(f"unknown grouping {self.grouping!r} (choose from {', '.join(METHODS)})")
@@ -89,6 +91,13 @@ class Settings:
         if self.n_components is not None:
             return self.n_components
         return max(self.n_sources, min(DEFAULT_COMPONENTS, n_frames // 4))
+
+    @property
+    def temporal_smoothness(self) -> float:
+        """The smoothness weight used: as given, else BLIND_SMOOTHNESS blind and 0 with models."""
+        if self.smoothness is not None:
+            return self.smoothness
+        return 0.0 if self.models else BLIND_SMOOTHNESS
 
     @property
     def stem_names(self) -> list[str]:
@@ -188,7 +197,7 @@ def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_ra
         callback = None if progress is None else (lambda it, _loss: progress(it, settings.max_iter))
         options = dict(beta=settings.beta, max_iter=settings.max_iter, tol=settings.tol,
                        seed=settings.seed, callback=callback, l1_H=settings.sparsity,
-                       smooth_H=settings.smoothness)
+                       smooth_H=settings.temporal_smoothness)
         if known is None:
             result = factorize(magnitude / scale, k, init=_init_for(magnitude, k), **options)
         elif settings.n_free:

@@ -122,8 +122,8 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
         ("STFT (--n-fft, --hop)", f"{params.n_fft} samples ({1000 * params.n_fft / sound.sample_rate:.1f} ms), "
                                   f"hop {params.hop_length}"),
     ]
-    if settings.sparsity or settings.smoothness:
-        rows.append(("sparsity, smoothness", f"{settings.sparsity:g}, {settings.smoothness:g}"))
+    if settings.sparsity or settings.temporal_smoothness:
+        rows.append(("sparsity, smoothness", f"{settings.sparsity:g}, {settings.temporal_smoothness:g}"))
     rows += [("time taken", f"{seconds:.2f} s (separating and writing the stems)"),
              ("nmfsep", __version__)]
     return rows

@@ -19,7 +19,8 @@ of one ISTFT of the whole input: no seam, and they add up to the input as exactl
 
 Memory is the subsample, one block of spectra, and the carried overlaps: it does not grow with
 the input. ``Settings.smoothness`` couples neighbouring frames; in pass 2 it is applied within
-each block (frames at a block's edges see no neighbour beyond it).
+each block (frames at a block's edges see no neighbour beyond it), and only where it is given:
+blind separation's default smoothness applies to fitting the bases, not to pass 2.
 """
 
 from dataclasses import dataclass
@@ -187,7 +188,8 @@ def activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_
         return start * (row_sums > 0)
     return factorize(magnitude, k, W=bases, H=start, init="custom", update_W=False,
                      beta=settings.beta, max_iter=n_iter, tol=0.0, l1_H=settings.sparsity,
-                     smooth_H=settings.smoothness).H
+                     smooth_H=settings.smoothness or 0.0).H  # only if asked: the blind default
+    # (BLIND_SMOOTHNESS) shapes the bases fitted on the subsample, not these per-block activations
 
 
 @dataclass

@@ -72,3 +72,28 @@ def test_cli_offers_exactly_the_grouping_methods():
     from nmfsep.cli import GROUPINGS
 
     assert tuple(GROUPINGS) == METHODS
+
+
+@pytest.mark.parametrize("f0", [98.0, 196.0, 440.0, 880.0])
+def test_harmonic_pitch_finds_the_fundamental_not_an_octave_off(f0):
+    from nmfsep.grouping import harmonic_pitch
+
+    n_fft, rate = 1024, 16000
+    freqs = np.arange(n_fft // 2 + 1) * rate / n_fft
+    basis = sum(np.exp(-0.5 * ((freqs - h * f0) / 8.0) ** 2) / h for h in range(1, 16) if h * f0 < rate / 2)
+    noisy = np.stack([basis, basis + 0.05], axis=1)  # a little noise floor changes nothing
+    estimates = harmonic_pitch(noisy.astype(np.float32), rate, n_fft)
+    assert np.all(np.abs(np.log2(estimates / f0)) < 1 / 24), estimates  # within a quarter tone
+
+
+def test_blind_factorization_is_smoothed_unless_told_otherwise():
+    from nmfsep.pipeline import BLIND_SMOOTHNESS, Settings
+
+    assert Settings().temporal_smoothness == BLIND_SMOOTHNESS > 0
+    assert Settings(smoothness=0.0).temporal_smoothness == 0.0
+    from nmfsep.model import Model
+
+    model = Model(np.ones((513, 2), np.float32), 16000, 1024, 256, 1.0, "a")
+    assert Settings(models=(model,)).temporal_smoothness == 0.0
+    with pytest.raises(nmfsep.NmfsepError, match="smoothness must be >= 0"):
+        Settings(smoothness=-1.0).check()
