@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/bench_quality.py            # the main table
     .venv/bin/python benchmarks/bench_quality.py --levers   # plus one row per quality lever
+    .venv/bin/python benchmarks/bench_quality.py --blind    # plus blind separation (best permutation):
+        nmfsep's default and each --grouping, one factorization of C components (the default averages
+        16, 24 and 32), librosa.decompose with k = N, nussl-style MFCC k-means, oracle grouping
 
 Methods (same STFT for all: nmfsep's default for the data's rate):
   nmfsep        supervised: `nmfsep learn` on each source's training file, `split --model ...`
@@ -81,8 +84,9 @@ def sklearn_recipe(case, n_bases=20):
     return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
 
 
-def nmfsep_blind(case, grouping="auto", n_components=None):
-    settings = Settings(n_sources=len(case["refs"]), grouping=grouping, n_components=n_components)
+def nmfsep_blind(case, grouping="auto", n_components=None, smoothness=None):
+    settings = Settings(n_sources=len(case["refs"]), grouping=grouping, n_components=n_components,
+                        smoothness=smoothness)
     return split_sources(case["mix"][:, None], case["rate"], settings).stems[..., 0]
 
 
@@ -211,7 +215,9 @@ def main():
                  for m in METHODS]
         blind += [(f"nmfsep {DEFAULT_METHOD}, C={n}", [best_improvement(c, nmfsep_blind(c, DEFAULT_METHOD, n))
                                                      for c in cases.values()])
-                  for n in (8, 16, 32)]
+                  for n in (8, 16, 24, 32)]
+        blind += [(f"nmfsep {DEFAULT_METHOD}, C=24, smoothness 0",
+                   [best_improvement(c, nmfsep_blind(c, DEFAULT_METHOD, 24, 0.0)) for c in cases.values()])]
         blind += [("librosa decompose k=N", [best_improvement(c, librosa_recipe(c)) for c in cases.values()]),
                   ("nussl MFCC k-means, 24", [best_improvement(c, nussl_recipe(c)) for c in cases.values()]),
                   ("oracle grouping, 24", [best_improvement(c, oracle_grouping(c)) for c in cases.values()])]

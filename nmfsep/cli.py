@@ -101,9 +101,14 @@ def separation_options(command):
         N_FFT,
         HOP,
         click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
-                     help="NMF components grouped into -k sources [default: chosen from the input's length]."),
+                     help="NMF components grouped into -k sources [default: three factorizations, of "
+                          "16, 24 and 32 (fewer for short inputs), averaged; where they disagree the "
+                          "masks move toward an even split, trading separation for never much worse "
+                          "than the input. C: one factorization, masks at full strength]."),
         click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
-                     help="How components are grouped into sources in blind separation."),
+                     help="How components are grouped into sources in blind separation "
+                          "(auto = timbre: MFCCs and flatness of each basis; pitch: harmonic-sieve f0 "
+                          "and flatness; none: one component per source)."),
         click.option("--model", "model_paths", multiple=True, metavar="FILE",
                      help="Learned bases of one source (from `nmfsep learn`); repeat for each source."),
         click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,

@@ -112,7 +112,9 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
         rows += [("models", models), ("free bases (--free)", str(settings.n_free))]
     else:
         rows += [("components (--components)", str(separation.bases.shape[1])),
-                 ("grouping (--grouping)", settings.grouping)]
+                 ("grouping (--grouping)", settings.grouping),
+                 ("grouping confidence", f"{separation.confidence:.2f} (masks moved toward 1/k by "
+                                         f"{1 - separation.confidence:.2f})")]
     rows += [
         ("divergence (--beta)", f"{beta_name(settings.beta)} (β = {settings.beta:g})"),
         ("iterations (--iter)", f"{separation.n_iter} run, at most {settings.max_iter}, tolerance {settings.tol:g}"),

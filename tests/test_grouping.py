@@ -97,3 +97,36 @@ def test_blind_factorization_is_smoothed_unless_told_otherwise():
     assert Settings(models=(model,)).temporal_smoothness == 0.0
     with pytest.raises(nmfsep.NmfsepError, match="smoothness must be >= 0"):
         Settings(smoothness=-1.0).check()
+
+
+def test_blind_default_averages_three_factorizations_unless_components_are_given():
+    from nmfsep.pipeline import Settings
+
+    assert Settings().component_counts(1000) == [24, 16, 32]
+    assert Settings().component_counts(48) == [12]  # short input: one factorization
+    assert Settings(n_components=20).component_counts(1000) == [20]
+    assert Settings(n_sources=3, grouping="none").component_counts(1000) == [3]
+
+
+def test_masks_move_toward_an_even_split_by_one_minus_the_confidence():
+    from nmfsep.pipeline import masks_of
+
+    rng = np.random.default_rng(0)
+    W, H = rng.random((20, 4), dtype=np.float32), rng.random((4, 30), dtype=np.float32)
+    groups = [np.array([0, 1]), np.array([2, 3])]
+    sharp = masks_of(W, H, groups, 2.0)
+    np.testing.assert_allclose(masks_of(W, H, groups, 2.0, 0.0), 0.5)
+    half = masks_of(W, H, groups, 2.0, 0.5)
+    np.testing.assert_allclose(half, 0.5 * sharp + 0.25, rtol=1e-6)
+    np.testing.assert_allclose(half.sum(axis=0), 1.0, rtol=1e-6)
+
+
+def test_confidence_is_high_where_the_sources_are_clear_and_low_in_noise(tones):
+    from nmfsep.pipeline import Settings, split_sources
+
+    mix, _, rate = tones
+    clear = split_sources(mix[:, None], rate, Settings(n_sources=2)).confidence
+    noise = np.random.default_rng(0).standard_normal(len(mix)).astype(np.float32)[:, None]
+    unclear = split_sources(noise, rate, Settings(n_sources=2)).confidence
+    assert clear > 0.8 and unclear < 0.5, (clear, unclear)
+    assert split_sources(mix[:, None], rate, Settings(n_sources=2, n_components=24)).confidence == 1.0
