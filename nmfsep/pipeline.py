@@ -257,8 +257,7 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
     from scipy.optimize import linear_sum_assignment
 
     total = settings.max_iter * len(counts)
-    weights = V / max(float(V.sum(dtype=np.float64)), np.finfo(np.float32).tiny)
-    bases, activations, groups, first, reference, agreement = [], [], [], None, None, []
+    bases, activations, groups, first, agreement = [], [], [], None, []
     for i, k in enumerate(counts):
         callback = None if progress is None else (
             lambda it, _loss, done=i * settings.max_iter: progress(done + it, total))
@@ -267,13 +266,12 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
                                   params.n_fft, settings.seed)
         if first is None:
             first, member = result, order_by_centroid(member, result.W, result.H)
-            reference = masks_of(result.W, result.H, member, settings.power)
+            reference = member
         else:
-            own = masks_of(result.W, result.H, member, settings.power)
-            overlap = np.einsum("sft,rft,ft->sr", reference, own, weights, dtype=np.float64)
+            overlap = _mask_overlap(V, first, reference, result, member, settings.power)
             matched = linear_sum_assignment(overlap, maximize=True)[1]
             member = [member[j] for j in matched]
-            agreement.append(overlap[np.arange(len(matched)), matched].sum())
+            agreement.append(overlap[np.arange(len(matched)), matched].sum() / max(float(V.sum(dtype=np.float64)), 1e-30))
         offset = len(activations)  # components so far
         groups.append([offset + g for g in member])
         bases.append(result.W)
@@ -286,6 +284,19 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
     confidence = float(np.clip(above_chance / FULL_AGREEMENT, 0, 1))
     losses = np.asarray(first.losses)
     return Fit(W, H, stems, first.n_iter, float(losses[-1]), losses, confidence)
+
+
+def _mask_overlap(V: np.ndarray, one, one_groups: list[np.ndarray], other, other_groups: list[np.ndarray],
+                  power: float, chunk: int = 1024) -> np.ndarray:
+    """(n, n): sum over the input of V times stem i's mask in ``one`` times stem j's in ``other``
+    (two factorizations of V with their groups), a chunk of frames at a time (no whole masks)."""
+    overlap = np.zeros((len(one_groups), len(other_groups)))
+    for start in range(0, V.shape[1], chunk):
+        frames = slice(start, start + chunk)
+        mine = masks_of(one.W, one.H[:, frames], one_groups, power) * V[:, frames]
+        theirs = masks_of(other.W, other.H[:, frames], other_groups, power)
+        overlap += mine.reshape(len(mine), -1) @ theirs.reshape(len(theirs), -1).T.astype(np.float64)
+    return overlap
 
 
 def masks_of(bases: np.ndarray, activations: np.ndarray, groups: list[np.ndarray], power: float,
