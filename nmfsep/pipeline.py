@@ -8,10 +8,11 @@
 
 Blind: W and H are learned on the mixture (by default three times, with 16, 24 and 32
 components), the components are grouped into k sources (nmfsep.grouping), ordered by spectral
-centroid, and the factorizations averaged, their masks moved toward 1/k as far as they disagree. Supervised (Smaragdis 2007): W is the concatenation of the models' learned
-bases, held fixed, and only H is learned; each model's columns make one stem, named after it.
-Semi-supervised: ``n_free`` more bases are learned on the mixture beside the fixed ones and make a
-``residual`` stem (what the models do not cover).
+centroid, and the factorizations averaged, their masks moved toward 1/k as far as they disagree.
+Supervised (Smaragdis 2007): W is the concatenation of the models' learned bases, held fixed, and
+only H is learned; each model's columns make one stem, named after it. Semi-supervised: ``n_free``
+more bases are learned on the mixture beside the fixed ones and make a ``residual`` stem (what the
+models do not cover).
 """
 
 from dataclasses import dataclass, field
