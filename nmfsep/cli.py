@@ -96,8 +96,10 @@ def separation_options(command):
         max_iter_option(),
         TOL,
         SEED,
-        click.option("--power", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-                     help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio."),
+        click.option("--power", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio. "
+                          "[default: 3 for the default blind split (its averaged masks are "
+                          "softer), else 2]"),
         N_FFT,
         HOP,
         click.option("--components", "n_components", type=click.IntRange(min=1), default=None,

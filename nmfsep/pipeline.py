@@ -33,6 +33,11 @@ DEFAULT_COMPONENTS = 24
 # _ensemble); --components C makes one factorization of C.
 ENSEMBLE = (1.0, 2 / 3, 4 / 3)
 FULL_AGREEMENT = 0.9  # agreement (above chance) from which the ensemble's masks keep full strength
+# Mask exponent of the blind ensemble: averaging three models softens the masks, a higher exponent
+# sharpens them again (bench_quality --blind means, exponent 1 / 1.5 / 2 / 2.5 / 3 / 4: +5.41 / +6.20 /
+# +6.44 / +6.53 / +6.54 / +6.48 dB; a single factorization does best at 2: +5.88 against +5.74 at 3).
+ENSEMBLE_POWER = 3.0
+WIENER_POWER = 2.0  # everywhere else: the Wiener (power-ratio) mask
 BLIND_SMOOTHNESS = 0.2  # temporal continuity of blind components (bench_quality --blind: 0 -> +5.4, 0.2 -> +5.9 dB)
 
 
@@ -41,7 +46,8 @@ class Settings:
     """Everything that decides a separation, with the CLI's defaults.
 
     n_sources: stems written in blind separation. beta: divergence (1 = KL, the best on magnitude
-    spectra for speech and music). power: mask exponent (2 = power ratio, a Wiener filter).
+    spectra for speech and music). power: mask exponent (2 = power ratio, a Wiener filter; None:
+    see ``mask_power``).
     n_fft/hop_length: None follows the sample rate (see nmfsep.spectrum.default_params) or the
     models. models: learned bases, one stem each (supervised); n_free: extra bases learned on the
     mixture, written as the 'residual' stem. sparsity, smoothness: L1 weight on the activations
@@ -54,7 +60,7 @@ class Settings:
     max_iter: int = 200
     tol: float = 1e-4
     seed: int = 0
-    power: float = 2.0
+    power: float | None = None
     n_fft: int | None = None
     hop_length: int | None = None
     models: tuple[Model, ...] = ()
@@ -71,7 +77,7 @@ class Settings:
             raise NmfsepError(f"iter must be at least 1, got {self.max_iter}")
         if not self.tol >= 0:
             raise NmfsepError(f"tol must be >= 0, got {self.tol}")
-        if not self.power > 0:
+        if self.power is not None and not self.power > 0:
             raise NmfsepError(f"power must be > 0, got {self.power}")
         if not (self.sparsity >= 0 and self.temporal_smoothness >= 0):
             raise NmfsepError("sparsity and smoothness must be >= 0")
@@ -99,6 +105,13 @@ class Settings:
             return [self.n_components]
         counts = [max(self.n_sources, min(round(DEFAULT_COMPONENTS * f), n_frames // 4)) for f in ENSEMBLE]
         return list(dict.fromkeys(counts))
+
+    def mask_power(self, n_averaged: int = 1) -> float:
+        """The mask exponent used: --power, else ENSEMBLE_POWER for an average of several blind
+        factorizations and WIENER_POWER otherwise."""
+        if self.power is not None:
+            return self.power
+        return ENSEMBLE_POWER if n_averaged > 1 else WIENER_POWER
 
     @property
     def temporal_smoothness(self) -> float:
@@ -152,6 +165,7 @@ class Separation:
     losses: np.ndarray | None = field(repr=False, default=None)
     params: spectrum.StftParams | None = None
     confidence: float = 1.0
+    power: float = WIENER_POWER  # the mask exponent used
 
 
 def analyse(samples: np.ndarray, params: spectrum.StftParams) -> tuple[np.ndarray, np.ndarray]:
@@ -167,12 +181,13 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = analyse(samples, params)
     fit = fit_bases(magnitude, float(magnitude.mean()), settings, sample_rate, params, progress)
-    source_masks = masks_of(fit.bases, fit.activations, fit.groups, settings.power, fit.confidence)
+    power = settings.mask_power(fit.n_averaged)
+    source_masks = masks_of(fit.bases, fit.activations, fit.groups, power, fit.confidence)
     stems = np.stack([
         spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
     ])
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
-                      fit.groups, source_masks, fit.losses, params, fit.confidence)
+                      fit.groups, source_masks, fit.losses, params, fit.confidence, power)
 
 
 @dataclass
@@ -188,6 +203,7 @@ class Fit:
     loss: float | None
     losses: np.ndarray
     confidence: float = 1.0
+    n_averaged: int = 1  # factorizations averaged (blind ensemble)
 
 
 def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
@@ -269,7 +285,7 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
             first, member = result, order_by_centroid(member, result.W, result.H)
             reference = member
         else:
-            overlap = _mask_overlap(V, first, reference, result, member, settings.power)
+            overlap = _mask_overlap(V, first, reference, result, member, settings.mask_power(len(counts)))
             matched = linear_sum_assignment(overlap, maximize=True)[1]
             member = [member[j] for j in matched]
             agreement.append(overlap[np.arange(len(matched)), matched].sum() / max(float(V.sum(dtype=np.float64)), 1e-30))
@@ -284,7 +300,7 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
     above_chance = 1.0 if chance == 1 else (np.mean(agreement) - chance) / (1 - chance)
     confidence = float(np.clip(above_chance / FULL_AGREEMENT, 0, 1))
     losses = np.asarray(first.losses)
-    return Fit(W, H, stems, first.n_iter, float(losses[-1]), losses, confidence)
+    return Fit(W, H, stems, first.n_iter, float(losses[-1]), losses, confidence, len(counts))
 
 
 def _mask_overlap(V: np.ndarray, one, one_groups: list[np.ndarray], other, other_groups: list[np.ndarray],
@@ -345,7 +361,7 @@ def _as_2d(samples: np.ndarray) -> np.ndarray:
 def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[Model] = (),
              n_free: int = 0, n_components: int | None = None, grouping: str = "auto",
              beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
-             seed: int = 0, power: float = 2.0, n_fft: int | None = None,
+             seed: int = 0, power: float | None = None, n_fft: int | None = None,
              hop_length: int | None = None, progress: Progress | None = None) -> np.ndarray:
     """Split a recording into stems that add back up to it.
 

@@ -120,7 +120,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
         ("iterations (--iter)", f"{separation.n_iter} run, at most {settings.max_iter}, tolerance {settings.tol:g}"),
         ("final loss", "-" if separation.loss is None else f"{separation.loss:.6g}"),
         ("seed (--seed)", str(settings.seed)),
-        ("mask exponent (--power)", f"{settings.power:g}"),
+        ("mask exponent (--power)", f"{separation.power:g}"),
         ("STFT (--n-fft, --hop)", f"{params.n_fft} samples ({1000 * params.n_fft / sound.sample_rate:.1f} ms), "
                                   f"hop {params.hop_length}"),
     ]

@@ -418,8 +418,11 @@ class KillWorkers:
         pass
 
 
-def test_a_worker_that_dies_fails_its_input_and_the_batch_goes_on(tmp_path):
-    inputs = [tone(tmp_path / "in" / f"{n}.wav", seconds=0.2 if n != "victim" else 3.0) for n in
+def test_a_worker_that_dies_fails_its_input_and_the_batch_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "available_cpus", lambda: 2)  # a pool of 2 also on a 1-CPU runner
+    # the victim is long enough (about a second of work) to be still running when its start is
+    # seen (events are polled every 0.1 s), also on a loaded machine; it is killed at once
+    inputs = [tone(tmp_path / "in" / f"{n}.wav", seconds=0.2 if n != "victim" else 60.0) for n in
               ("victim", "b", "c", "d")]
     jobs = batch.find_inputs(inputs)
     settings = Settings(2, max_iter=5, grouping="none")

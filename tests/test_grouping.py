@@ -130,3 +130,22 @@ def test_confidence_is_high_where_the_sources_are_clear_and_low_in_noise(tones):
     unclear = split_sources(noise, rate, Settings(n_sources=2)).confidence
     assert clear > 0.8 and unclear < 0.5, (clear, unclear)
     assert split_sources(mix[:, None], rate, Settings(n_sources=2, n_components=24)).confidence == 1.0
+
+
+def test_mask_power_is_three_for_the_blind_ensemble_two_otherwise_unless_given(tones):
+    from nmfsep.pipeline import ENSEMBLE_POWER, WIENER_POWER, Settings, split_sources
+
+    assert Settings().mask_power(3) == ENSEMBLE_POWER == 3.0
+    assert Settings().mask_power(1) == WIENER_POWER == 2.0
+    assert Settings(power=1.5).mask_power(3) == 1.5
+    with pytest.raises(nmfsep.NmfsepError, match="power must be > 0"):
+        Settings(power=0.0).check()
+    mix, _, rate = tones
+    assert split_sources(mix[:, None], rate, Settings(n_sources=2)).power == ENSEMBLE_POWER
+    single = split_sources(mix[:, None], rate, Settings(n_sources=2, n_components=12))
+    assert single.power == WIENER_POWER
+    # the power used is the one the masks were built with: recompute them from the fit
+    from nmfsep.pipeline import masks_of
+
+    again = masks_of(single.bases, single.activations, single.groups, WIENER_POWER, single.confidence)
+    np.testing.assert_allclose(again, single.masks, rtol=1e-5, atol=1e-6)
