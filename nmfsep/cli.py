@@ -188,9 +188,13 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
 @click.argument("inputs", nargs=-1, required=True, metavar="FILE...")
 @click.option("-o", "--output", "model_path", required=True, metavar="MODEL.npz",
               help="Where to write the model.")
-@click.option("-k", "n_bases", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("-k", "n_bases", type=click.IntRange(min=1), default=64, show_default=True,
               help="Number of bases (spectral templates) to learn.")
 @click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
+@click.option("--pitch-shifts", type=click.IntRange(0, 12), default=1, show_default=True, metavar="N",
+              help="Also learn from the training spectra shifted by +-1 ... +-N semitones (0-12): "
+                   "for pitched instruments whose mixture may play notes the training lacks; "
+                   "not for speech or drums.")
 @BETA
 @max_iter_option()
 @SEED
@@ -198,7 +202,7 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
 @HOP
 @click.option("--force", is_flag=True, help="Overwrite an existing model file.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def learn(inputs, model_path, n_bases, name, beta, max_iter, seed, n_fft, hop_length, force, quiet):
+def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed, n_fft, hop_length, force, quiet):
     """Learn what one source sounds like from clean recordings of it (FILEs, laid end to end)."""
     import os
 
@@ -215,7 +219,8 @@ def learn(inputs, model_path, n_bases, name, beta, max_iter, seed, n_fft, hop_le
                               f"{sounds[0].sample_rate} Hz (all training files need one rate)")
     name = name or os.path.splitext(os.path.basename(model_path))[0]
     model = learn_bases([s.samples for s in sounds], sounds[0].sample_rate, n_bases, name=name,
-                        beta=beta, max_iter=max_iter, seed=seed, n_fft=n_fft, hop_length=hop_length)
+                        beta=beta, max_iter=max_iter, seed=seed, n_fft=n_fft, hop_length=hop_length,
+                        pitch_shifts=pitch_shifts)
     save(model, model_path)
     if not quiet:
         seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate

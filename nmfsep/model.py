@@ -16,10 +16,12 @@ import numpy as np
 from . import __version__
 from .errors import ModelError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_BASES = 4096
 MAX_BINS = 1 << 16
-FIELDS = {  # name -> (numpy kind, number of dimensions)
+MAX_FRAMES = 4096
+FIELDS = {  # name -> (numpy kind, number of dimensions); all are required
+
     "bases": ("f", 2),
     "sample_rate": ("i", 0),
     "n_fft": ("i", 0),
@@ -29,11 +31,20 @@ FIELDS = {  # name -> (numpy kind, number of dimensions)
     "nmfsep_version": ("U", 0),
     "format_version": ("i", 0),
 }
+OPTIONAL = {  # since format 2 (a version-1 file has no training frames and no pitch shifts)
+    "frames": ("f", 2),
+    "pitch_shifts": ("i", 0),
+}
 
 
 @dataclass
 class Model:
-    """bases: float32 (n_bins, k), columns with unit sum; the rest says how they were learned."""
+    """bases: float32 (n_bins, k), columns with unit norm; the rest says how they were learned.
+
+    frames: a sample of the training spectrogram (n_bins, <= MAX_FRAMES), float16, mean 1, or
+    None (format 1); with the other models' frames it trains discriminative bases at split time.
+    pitch_shifts: the +-semitones the bases were also learned from (see ``pipeline.learn``).
+    """
 
     bases: np.ndarray
     sample_rate: int
@@ -41,6 +52,8 @@ class Model:
     hop_length: int
     beta: float
     name: str
+    frames: np.ndarray | None = None
+    pitch_shifts: int = 0
     nmfsep_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -53,7 +66,8 @@ def save(model: Model, path: str) -> None:
     """Write the model atomically (temporary file, then rename)."""
     temp = f"{path}.tmp-{os.getpid()}.npz"
     try:
-        np.savez(temp, **{name: np.asarray(getattr(model, name)) for name in FIELDS})
+        names = [*FIELDS, *(["frames"] if model.frames is not None else []), "pitch_shifts"]
+        np.savez(temp, **{name: np.asarray(getattr(model, name)) for name in names})
         os.replace(temp, path)
     except OSError as exc:
         if os.path.exists(temp):
@@ -71,7 +85,8 @@ def load(path: str) -> Model:
             missing = [f for f in FIELDS if f not in members]
             if missing:
                 raise ModelError(f"{path}: not an nmfsep model (no field {missing[0]!r})")
-            fields = {f: _read_member(archive, members[f], f, path) for f in FIELDS}
+            fields = {f: _read_member(archive, members[f], f, path) for f in (*FIELDS, *OPTIONAL)
+                      if f in members}
     except zipfile.BadZipFile:
         raise ModelError(f"{path}: not an nmfsep model (not an .npz archive)") from None
     except (OSError, ValueError, EOFError) as exc:
@@ -80,7 +95,7 @@ def load(path: str) -> Model:
 
 
 def _read_member(archive: zipfile.ZipFile, member: str, field: str, path: str):
-    kind, ndim = FIELDS[field]
+    kind, ndim = FIELDS.get(field) or OPTIONAL[field]
     with archive.open(member) as f:
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -90,8 +105,9 @@ def _read_member(archive: zipfile.ZipFile, member: str, field: str, path: str):
             raise ModelError(f"{path}: field {field!r} has type {dtype}, expected kind {kind!r}")
         if len(shape) != ndim:
             raise ModelError(f"{path}: field {field!r} has {len(shape)} dimensions, expected {ndim}")
-        if ndim == 2 and not (1 <= shape[0] <= MAX_BINS and 1 <= shape[1] <= MAX_BASES):
-            raise ModelError(f"{path}: bases of shape {shape} are out of range")
+        if ndim == 2 and not (1 <= shape[0] <= MAX_BINS
+                              and 1 <= shape[1] <= (MAX_FRAMES if field == "frames" else MAX_BASES)):
+            raise ModelError(f"{path}: {field} of shape {shape} are out of range")
         if dtype.itemsize * int(np.prod(shape)) > archive.getinfo(member).file_size:
             raise ModelError(f"{path}: field {field!r} is truncated")
         f.seek(0)
@@ -119,4 +135,13 @@ def _validate(fields: dict, path: str) -> Model:
     beta = float(fields["beta"])
     if not np.isfinite(beta):
         raise ModelError(f"{path}: invalid beta {beta}")
-    return Model(bases, rate, n_fft, hop, beta, str(fields["name"]), str(fields["nmfsep_version"]), version)
+    frames = fields.get("frames")
+    if frames is not None:
+        frames = np.ascontiguousarray(frames, dtype=np.float16)
+        if frames.shape[0] != bases.shape[0] or not np.isfinite(frames).all() or frames.min() < 0:
+            raise ModelError(f"{path}: training frames must be finite, non-negative and have {bases.shape[0]} bins")
+    shifts = int(fields.get("pitch_shifts", 0))
+    if not 0 <= shifts <= 12:
+        raise ModelError(f"{path}: invalid pitch shifts {shifts}")
+    return Model(bases, rate, n_fft, hop, beta, str(fields["name"]), frames, shifts,
+                 str(fields["nmfsep_version"]), version)

@@ -10,9 +10,11 @@ Blind: W and H are learned on the mixture (by default three times, with 16, 24 a
 components), the components are grouped into k sources (nmfsep.grouping), ordered by spectral
 centroid, and the factorizations averaged, their masks moved toward 1/k as far as they disagree.
 Supervised (Smaragdis 2007): W is the concatenation of the models' learned bases, held fixed, and
-only H is learned; each model's columns make one stem, named after it. Semi-supervised: ``n_free``
-more bases are learned on the mixture beside the fixed ones and make a ``residual`` stem (what the
-models do not cover).
+only H is learned; each model's columns make one stem, named after it. With two models or more,
+the masks use a discriminatively trained copy of the bases (Weninger et al. 2014, see
+``discriminative_bases``) and H of the mixture fitted with the bases themselves. Semi-supervised:
+``n_free`` more bases are learned on the mixture beside the fixed ones and make a ``residual``
+stem (what the models do not cover).
 """
 
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ import numpy as np
 from . import masks, spectrum
 from .errors import NmfsepError
 from .grouping import METHODS, group_components, order_by_centroid
-from .model import Model
+from .model import MAX_FRAMES, Model
 from .nmf import factorize
 
 Progress = Callable[[int, int], None]
@@ -39,6 +41,9 @@ FULL_AGREEMENT = 0.9  # agreement (above chance) from which the ensemble's masks
 ENSEMBLE_POWER = 3.0
 WIENER_POWER = 2.0  # everywhere else: the Wiener (power-ratio) mask
 BLIND_SMOOTHNESS = 0.2  # temporal continuity of blind components (bench_quality --blind: 0 -> +5.4, 0.2 -> +5.9 dB)
+DISCRIMINATIVE_ITER = 100
+DEFAULT_PITCH_SHIFTS = 1
+DEFAULT_BASES = 64
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class Settings:
     mixture, written as the 'residual' stem. sparsity, smoothness: L1 weight on the activations
     and Virtanen's temporal-continuity weight on them (relative to the normalised spectrogram);
     smoothness None is BLIND_SMOOTHNESS in blind separation and 0 with models.
+    discriminative: with two models or more that keep training frames, make the masks from
+    bases trained to separate those models' synthetic mixtures (see ``discriminative_bases``).
     """
 
     n_sources: int = 2
@@ -69,6 +76,7 @@ class Settings:
     smoothness: float | None = None
     n_components: int | None = None
     grouping: str = "auto"
+    discriminative: bool = True
 
     def check(self) -> "Settings":
         if self.n_sources < 1:
@@ -182,7 +190,7 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     mixture, magnitude = analyse(samples, params)
     fit = fit_bases(magnitude, float(magnitude.mean()), settings, sample_rate, params, progress)
     power = settings.mask_power(fit.n_averaged)
-    source_masks = masks_of(fit.bases, fit.activations, fit.groups, power, fit.confidence)
+    source_masks = fit.masks(fit.activations, power)
     stems = np.stack([
         spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
     ])
@@ -204,6 +212,13 @@ class Fit:
     losses: np.ndarray
     confidence: float = 1.0
     n_averaged: int = 1  # factorizations averaged (blind ensemble)
+    mask_bases: np.ndarray | None = None
+
+    def masks(self, activations: np.ndarray, power: float) -> np.ndarray:
+        """The stems' soft masks for these activations: from the discriminative bases where the
+        models trained them (see ``discriminative_bases``), else from the bases themselves."""
+        bases = self.bases if self.mask_bases is None else self.mask_bases
+        return masks_of(bases, activations, self.groups, power, self.confidence)
 
 
 def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
@@ -244,7 +259,53 @@ def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_ra
         groups = group_components(W, H, settings.n_sources, settings.grouping, sample_rate,
                                   params.n_fft, settings.seed)
         groups = order_by_centroid(groups, W, H)
-    return Fit(W, H, groups, n_iter, loss, losses)
+    mask_bases = None
+    if settings.discriminative and scale != 0.0 and discriminative_applies(settings.models):
+        mask_bases = np.concatenate([discriminative_bases(settings.models, settings), W[:, n_known:]], axis=1)
+    return Fit(W, H, groups, n_iter, loss, losses, mask_bases=mask_bases)
+
+
+def discriminative_applies(models: tuple[Model, ...]) -> bool:
+    """Two models or more, all with training frames (format 2): see ``discriminative_bases``."""
+    return len(models) >= 2 and all(m.frames is not None for m in models)
+
+
+def synthetic_sources(models: tuple[Model, ...], seed: int) -> np.ndarray:
+    """(n_models, n_bins, n_frames): each model's training frames, pitch-shifted as its bases
+    were, in a random order (the shorter ones repeated), scaled so that their sum has mean 1."""
+    rng = np.random.default_rng(seed)
+    spectra = [augmented(m.frames.astype(np.float32), m.pitch_shifts) for m in models]
+    n = max(x.shape[1] for x in spectra)
+    S = np.stack([x[:, rng.permutation(np.arange(n) % x.shape[1])] for x in spectra])
+    return S / S.sum(axis=0).mean()
+
+
+def discriminative_bases(models: tuple[Model, ...], settings: "Settings", n_iter: int = DISCRIMINATIVE_ITER) -> np.ndarray:
+    """Reconstruction bases for the masks, trained discriminatively (Weninger et al. 2014).
+
+    A synthetic mixture V = sum_s S_s of the models' stored training frames (pitch-shifted as
+    their bases were; each source's frames in its own random order, the shorter ones repeated)
+    is fitted with the fixed bases W: H. Then each model's copy of its bases, W~_s, is moved to
+    minimise sum_s KL(S_s | V * W~_s H_s / sum_r W~_r H_r), the error of the ratio-masked stems,
+    by the multiplicative update W~_s *= ((S_s / L_s) H_s^T) / ((V / L) H_s^T) with
+    L_s = W~_s H_s, L = sum_s L_s. The masks of a split use W~_s and H of the mixture fitted with
+    W; so bases that explain another source well are turned down where they mislead the mask.
+    """
+    S = synthetic_sources(models, settings.seed)
+    V = S.sum(axis=0)
+    W = np.concatenate([m.bases for m in models], axis=1)
+    H = factorize(V, W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=settings.max_iter,
+                  tol=settings.tol, l1_H=settings.sparsity).H
+    edges = np.cumsum([0] + [m.n_bases for m in models])
+    groups = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    tiny = float(np.finfo(np.float32).tiny) * 1e6
+    refined = W.copy()
+    for _ in range(n_iter):
+        parts = np.stack([refined[:, g] @ H[g] for g in groups]) + tiny
+        ratio = V / parts.sum(axis=0)
+        for part, target, g in zip(parts, S, groups):
+            refined[:, g] *= ((target / part) @ H[g].T) / np.maximum(ratio @ H[g].T, tiny)
+    return refined
 
 
 def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate: int,
@@ -378,14 +439,39 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[
     return stems.reshape((len(stems),) + samples.shape)
 
 
-def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: int = 32, *,
+MAX_PITCH_SHIFT = 12
+
+
+def pitch_shift(V: np.ndarray, semitones: float) -> np.ndarray:
+    """V (n_bins, n_frames) with every frequency scaled by 2 ** (semitones / 12): bin f takes the
+    value of V at f / 2 ** (semitones / 12), linearly interpolated (0 above the top bin)."""
+    n_bins = V.shape[0]
+    source = np.arange(n_bins) / 2 ** (semitones / 12)
+    low = np.floor(source).astype(np.intp)
+    inside = np.flatnonzero(low < n_bins - 1)
+    frac = (source[inside] - low[inside])[:, None].astype(V.dtype)
+    shifted = np.zeros_like(V)
+    shifted[inside] = (1 - frac) * V[low[inside]] + frac * V[low[inside] + 1]
+    return shifted
+
+
+def augmented(V: np.ndarray, pitch_shifts: int) -> np.ndarray:
+    """V followed by its copies shifted by -pitch_shifts ... +pitch_shifts semitones (0 left out)."""
+    shifts = [s for s in range(-pitch_shifts, pitch_shifts + 1) if s]
+    return np.concatenate([V] + [pitch_shift(V, s) for s in shifts], axis=1)
+
+
+def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: int = DEFAULT_BASES, *,
           name: str = "source", beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
           seed: int = 0, n_fft: int | None = None, hop_length: int | None = None,
-          progress: Progress | None = None) -> Model:
+          pitch_shifts: int = DEFAULT_PITCH_SHIFTS, progress: Progress | None = None) -> Model:
     """Learn n_bases spectral templates of one source from clean recordings of it.
 
     recordings: one array or a list of arrays (n_samples,) or (n_samples, n_channels), all at
     sample_rate; their spectrograms are laid end to end (no seam is made in the audio).
+    pitch_shifts: also learn from copies of the spectrogram shifted by +-1 ... +-pitch_shifts
+    semitones (for pitched instruments, whose notes in the mixture may be missing from the
+    training material; it makes speech and drum models less specific).
     Returns a Model whose bases (n_bins, n_bases) have unit-norm columns.
     """
     if isinstance(recordings, np.ndarray):
@@ -394,13 +480,19 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
         raise NmfsepError("learn needs at least one recording")
     if n_bases < 1:
         raise NmfsepError(f"k (number of bases) must be at least 1, got {n_bases}")
+    if not 0 <= pitch_shifts <= MAX_PITCH_SHIFT:
+        raise NmfsepError(f"pitch shifts must be between 0 and {MAX_PITCH_SHIFT} semitones, got {pitch_shifts}")
     params = spectrum.default_params(sample_rate, n_fft, hop_length)
     magnitude = np.concatenate([analyse(_as_2d(r), params)[1] for r in recordings], axis=1)
     scale = float(magnitude.mean())
     if scale == 0.0:
         raise NmfsepError("the training audio is silent: there is nothing to learn")
+    frames = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], MAX_FRAMES)).astype(np.intp)]
+    magnitude = augmented(magnitude, pitch_shifts)
     callback = None if progress is None else (lambda it, _loss: progress(it, max_iter))
     result = factorize(magnitude / scale, n_bases, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
                        init=_init_for(magnitude, n_bases), callback=callback)
     bases = result.W / np.maximum(np.linalg.norm(result.W, axis=0), np.finfo(np.float32).tiny)
-    return Model(bases.astype(np.float32), sample_rate, params.n_fft, params.hop_length, float(beta), name)
+    frames = np.minimum(frames / scale, np.finfo(np.float16).max).astype(np.float16)
+    return Model(bases.astype(np.float32), sample_rate, params.n_fft, params.hop_length, float(beta), name,
+                 frames, pitch_shifts)

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from . import spectrum
-from .pipeline import Fit, Progress, Settings, fit_bases, masks_of
+from .pipeline import Fit, Progress, Settings, fit_bases
 
 LEARN_SECONDS = 90.0     # audio the bases are learned on (the whole input when shorter)
 SEGMENT_SECONDS = 5.0    # contiguous pieces of that subsample
@@ -239,7 +239,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
             H = activations(magnitude, fit.bases, settings, n_iter)
         else:
             H = np.zeros((fit.bases.shape[1], magnitude.shape[1]), np.float32)
-        source_masks = masks_of(fit.bases, H, fit.groups, settings.mask_power(fit.n_averaged), fit.confidence)
+        source_masks = fit.masks(H, settings.mask_power(fit.n_averaged))
         if len(source_masks) == 1:  # one stem: the input itself (synthesise zeros beside it)
             source_masks = np.zeros_like(source_masks)
         if analysis.finished:

@@ -15,12 +15,22 @@ def make_model(**changes):
 
 
 def test_save_load_round_trip(tmp_path):
-    original = make_model()
+    frames = np.random.default_rng(1).random((513, 7)).astype(np.float16)
+    original = make_model(frames=frames, pitch_shifts=2)
     model.save(original, tmp_path / "m.npz")
     loaded = model.load(str(tmp_path / "m.npz"))
     np.testing.assert_array_equal(loaded.bases, original.bases)
+    np.testing.assert_array_equal(loaded.frames, frames)
     assert (loaded.sample_rate, loaded.n_fft, loaded.hop_length, loaded.beta, loaded.name) == (16000, 1024, 256, 1.0, "voice")
+    assert loaded.pitch_shifts == 2
     assert loaded.format_version == model.FORMAT_VERSION and loaded.nmfsep_version
+
+
+def test_a_version_1_model_still_loads(tmp_path):
+    path = save_raw(tmp_path / "m.npz", format_version=np.asarray(1))   # the version-1 fields only
+    loaded = model.load(path)
+    assert loaded.format_version == 1 and loaded.frames is None and loaded.pitch_shifts == 0
+    np.testing.assert_array_equal(loaded.bases, make_model().bases)
 
 
 def save_raw(path, **overrides):
@@ -33,7 +43,12 @@ def save_raw(path, **overrides):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"format_version": np.asarray(2)}, "model format version 2 is newer than this nmfsep reads \\(1\\); upgrade nmfsep"),
+    ({"format_version": np.asarray(model.FORMAT_VERSION + 1)},
+     f"model format version {model.FORMAT_VERSION + 1} is newer than this nmfsep reads \\({model.FORMAT_VERSION}\\)"),
+    ({"frames": np.ones((100, 3), np.float16)}, "training frames must be finite, non-negative and have 513 bins"),
+    ({"frames": -np.ones((513, 3), np.float16)}, "training frames must be finite, non-negative"),
+    ({"frames": np.ones((513, model.MAX_FRAMES + 1), np.float16)}, "frames of shape \\(513, 4097\\) are out of range"),
+    ({"pitch_shifts": np.asarray(13)}, "invalid pitch shifts 13"),
     ({"bases": None}, "not an nmfsep model \\(no field 'bases'\\)"),
     ({"bases": -np.ones((513, 2), np.float32)}, "bases must be finite and non-negative"),
     ({"bases": np.full((513, 2), np.nan, np.float32)}, "bases must be finite and non-negative"),

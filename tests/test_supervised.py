@@ -9,7 +9,7 @@ import nmfsep
 from nmfsep import model, synth
 from nmfsep.cli import cli
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
-from nmfsep.pipeline import learn
+from nmfsep.pipeline import Settings, discriminative_bases, learn, pitch_shift, split_sources, synthetic_sources
 
 RATE = 22050
 
@@ -50,8 +50,6 @@ def test_learned_bases_are_unit_norm_and_fixed_during_split(data):
     mix, _, training = data
     m = learn(training[0], RATE, 6, name="low")
     np.testing.assert_allclose(np.linalg.norm(m.bases, axis=0), 1.0, rtol=1e-5)
-    from nmfsep.pipeline import Settings, split_sources
-
     result = split_sources(mix[:, None], RATE, Settings(models=(m,), n_free=2))
     np.testing.assert_array_equal(result.bases[:, :6], m.bases)
     assert result.names == ["low", "residual"]
@@ -110,7 +108,8 @@ def test_split_refuses_a_newer_model_format(data, wav_file, tmp_path):
     model.save(m, str(tmp_path / "new.npz"))
     result = run("split", wav_file(), "--model", tmp_path / "new.npz", "-o", tmp_path / "out")
     assert result.exit_code == 1
-    assert "model format version 2 is newer than this nmfsep reads (1); upgrade nmfsep" in result.stderr
+    assert (f"model format version {model.FORMAT_VERSION + 1} is newer than this nmfsep reads "
+            f"({model.FORMAT_VERSION}); upgrade nmfsep") in result.stderr
 
 
 @pytest.mark.parametrize("args,message", [
@@ -151,3 +150,72 @@ def test_eval_improvement_is_over_the_given_mixture(data):
     improvement = si_sdr_improvement(sources, estimates, mix)
     expected = [si_sdr(s, e) - si_sdr(s, mix) for s, e in zip(sources, sources + 0.01)]
     np.testing.assert_allclose(improvement, expected)
+
+
+def test_pitch_shift_moves_a_peak_by_the_frequency_ratio():
+    V = np.zeros((513, 2), np.float32)
+    V[100] = 1.0
+    octave_up, octave_down = pitch_shift(V, 12), pitch_shift(V, -12)
+    assert octave_up.argmax(axis=0).tolist() == [200, 200] and octave_up.sum() == pytest.approx(2 * 2)  # spread over 2 bins
+    assert octave_down.argmax(axis=0).tolist() == [50, 50]
+    np.testing.assert_array_equal(pitch_shift(V, 0), V)
+
+
+def test_learn_keeps_training_frames_and_pitch_shifts(data):
+    _, _, training = data
+    plain, shifted = learn(training[0], RATE, 6, pitch_shifts=0), learn(training[0], RATE, 6, pitch_shifts=2)
+    assert plain.frames.dtype == np.float16 and plain.frames.shape[0] == plain.bases.shape[0]
+    assert float(plain.frames.astype(np.float32).mean()) == pytest.approx(1.0, rel=1e-2)
+    assert (plain.pitch_shifts, shifted.pitch_shifts) == (0, 2)
+    np.testing.assert_array_equal(plain.frames, shifted.frames)   # the frames are never shifted
+    assert not np.allclose(plain.bases, shifted.bases)
+    with pytest.raises(nmfsep.NmfsepError, match="pitch shifts must be between 0 and 12 semitones, got 13"):
+        learn(training[0], RATE, 6, pitch_shifts=13)
+
+
+@pytest.mark.parametrize("value", ["-1", "13", "one"])
+def test_cli_learn_refuses_bad_pitch_shifts(wav_file, tmp_path, value):
+    result = run("learn", wav_file(), "-o", tmp_path / "m.npz", "--pitch-shifts", value)
+    assert result.exit_code == 2 and "Invalid value for '--pitch-shifts'" in result.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def separation_error(models, bases):
+    """KL of the ratio-masked stems of the models' synthetic mixture: what the refinement lowers."""
+    from nmfsep.nmf import factorize
+
+    S = synthetic_sources(models, 0)
+    V = S.sum(axis=0)
+    W = np.concatenate([m.bases for m in models], axis=1)
+    H = factorize(V, W.shape[1], W=W, update_W=False).H
+    parts = np.stack([bases[:, :8] @ H[:8], bases[:, 8:] @ H[8:]]) + 1e-9
+    estimates = V * parts / parts.sum(axis=0)
+    return float(np.sum(S * np.log((S + 1e-9) / (estimates + 1e-9)) - S + estimates))
+
+
+def test_discriminative_bases_lower_the_masked_error_and_are_used_for_the_masks(data):
+    mix, sources, training = data
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    refined = discriminative_bases(models, Settings(models=models))
+    W = np.concatenate([m.bases for m in models], axis=1)
+    assert refined.shape == W.shape and not np.allclose(refined, W)
+    assert separation_error(models, refined) < 0.9 * separation_error(models, W)
+    on = split_sources(mix[:, None], RATE, Settings(models=models))
+    off = split_sources(mix[:, None], RATE, Settings(models=models, discriminative=False))
+    np.testing.assert_array_equal(on.bases, W)                 # the activations come from W itself
+    np.testing.assert_array_equal(on.activations, off.activations)
+    assert not np.allclose(on.masks, off.masks)
+    gains = [si_sdr(s, e) - si_sdr(s, mix) for s, e in zip(sources, on.stems[..., 0])]
+    assert min(gains) >= 15, gains
+
+
+def test_models_without_frames_split_as_before(data):
+    mix, _, training = data
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    old = tuple(model.Model(m.bases, m.sample_rate, m.n_fft, m.hop_length, m.beta, m.name) for m in models)
+    plain = split_sources(mix[:, None], RATE, Settings(models=models, discriminative=False))
+    np.testing.assert_array_equal(split_sources(mix[:, None], RATE, Settings(models=old)).stems, plain.stems)
+    one = split_sources(mix[:, None], RATE, Settings(models=models[:1], n_free=2))   # one model: nothing to contrast
+    np.testing.assert_array_equal(one.stems,
+                                  split_sources(mix[:, None], RATE, Settings(models=models[:1], n_free=2,
+                                                                             discriminative=False)).stems)
