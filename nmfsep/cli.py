@@ -192,9 +192,9 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
               help="Number of bases (spectral templates) to learn.")
 @click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
 @click.option("--pitch-shifts", type=click.IntRange(0, 12), default=1, show_default=True, metavar="N",
-              help="Also learn from the training spectra shifted by +-1 ... +-N semitones (0-12): "
-                   "for pitched instruments whose mixture may play notes the training lacks; "
-                   "not for speech or drums.")
+              help="Also learn from the training spectra shifted by +-1 ... +-N semitones (0-12), "
+                   "to cover notes the training lacks; 0 suits speech or drums split with this one "
+                   "model alone (--free).")
 @BETA
 @max_iter_option()
 @SEED

@@ -470,8 +470,10 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     recordings: one array or a list of arrays (n_samples,) or (n_samples, n_channels), all at
     sample_rate; their spectrograms are laid end to end (no seam is made in the audio).
     pitch_shifts: also learn from copies of the spectrogram shifted by +-1 ... +-pitch_shifts
-    semitones (for pitched instruments, whose notes in the mixture may be missing from the
-    training material; it makes speech and drum models less specific).
+    semitones, so that an instrument's bases cover notes missing from the training material. It
+    makes speech and drum bases less specific, which the discriminative mask bases of a split
+    with several models make up for (see ``discriminative_bases``); 0 suits one model alone.
+    The model keeps up to MAX_FRAMES frames of the (unshifted) training spectrogram for that.
     Returns a Model whose bases (n_bins, n_bases) have unit-norm columns.
     """
     if isinstance(recordings, np.ndarray):
