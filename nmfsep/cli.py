@@ -109,7 +109,9 @@ def separation_options(command):
                           "than the input. C: one factorization, masks at full strength]."),
         click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
                      help="How components are grouped into sources in blind separation "
-                          "(auto = timbre: MFCCs and flatness of each basis; pitch: harmonic-sieve f0 "
+                          "(auto = timbre: MFCCs and flatness of each basis, or one component per source where "
+                          "that models the input nearly as well and the timbre groups disagree with it, "
+                          "as for steady tones; pitch: harmonic-sieve f0 "
                           "and flatness; none: one component per source)."),
         click.option("--model", "model_paths", multiple=True, metavar="FILE",
                      help="Learned bases of one source (from `nmfsep learn`); repeat for each source."),

@@ -13,7 +13,9 @@ non-empty groups.
                   register and harmonic-vs-noisy, a rough source-filter description
     flatness      spectral flatness alone: harmonic versus percussive or noisy components
 
-``auto`` is the method the quality benchmark (benchmarks/bench_quality.py --blind) measured best.
+``auto`` is the method the quality benchmark (benchmarks/bench_quality.py --blind) measured best
+(timbre); the pipeline may also replace it by one component per source for steady sources (see
+``nmfsep.pipeline._one_component_per_source``).
 """
 
 import numpy as np
