@@ -297,6 +297,12 @@ def discriminative_bases(models: tuple[Model, ...], settings: "Settings", n_iter
     L_s = W~_s H_s, L = sum_s L_s. The masks of a split use W~_s and H of the mixture fitted with
     W; so bases that explain another source well are turned down where they mislead the mask.
     """
+    global _last_discriminative
+    key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, n_iter)
+    last = _last_discriminative
+    if last is not None and last[1] == key and len(last[0]) == len(models) and all(
+            a is b for a, b in zip(last[0], models)):
+        return last[2]
     S = synthetic_sources(models, settings.seed)
     V = S.sum(axis=0)
     W = np.concatenate([m.bases for m in models], axis=1)
@@ -311,7 +317,14 @@ def discriminative_bases(models: tuple[Model, ...], settings: "Settings", n_iter
         ratio = V / parts.sum(axis=0)
         for part, target, g in zip(parts, S, groups):
             refined[:, g] *= ((target / part) @ H[g].T) / np.maximum(ratio @ H[g].T, tiny)
+    refined.flags.writeable = False
+    _last_discriminative = (tuple(models), key, refined)
     return refined
+
+
+# The last discriminative bases made, with the model objects and settings they were made for: a
+# batch splits every input with the same models, and they depend on nothing else (read-only).
+_last_discriminative: tuple | None = None
 
 
 def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate: int,

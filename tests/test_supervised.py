@@ -219,3 +219,21 @@ def test_models_without_frames_split_as_before(data):
     np.testing.assert_array_equal(one.stems,
                                   split_sources(mix[:, None], RATE, Settings(models=models[:1], n_free=2,
                                                                              discriminative=False)).stems)
+
+
+def test_discriminative_bases_are_made_once_for_the_same_models_and_settings(data, monkeypatch):
+    from nmfsep import pipeline
+
+    mix, _, training = data
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    made = []
+    real = pipeline.synthetic_sources
+    monkeypatch.setattr(pipeline, "synthetic_sources", lambda *a: made.append(a) or real(*a))
+    first = split_sources(mix[:, None], RATE, Settings(models=models))
+    again = split_sources(mix[:, None], RATE, Settings(models=models))      # a batch's next input
+    assert len(made) == 1
+    np.testing.assert_array_equal(first.stems, again.stems)
+    split_sources(mix[:, None], RATE, Settings(models=models, seed=1))      # other settings: made again
+    relearned = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    split_sources(mix[:, None], RATE, Settings(models=relearned))           # other model objects: again
+    assert len(made) == 3
