@@ -214,7 +214,6 @@ class Fit:
     losses: np.ndarray
     confidence: float = 1.0
     n_averaged: int = 1  # factorizations averaged (blind ensemble)
-    many_loss: float | None = None  # blind ensemble: the objective of its first factorization
     mask_bases: np.ndarray | None = None
 
     def masks(self, activations: np.ndarray, power: float) -> np.ndarray:
@@ -351,8 +350,6 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
     +0.7 dB, piano_bass_clarinet -0.9 -> +0.8 dB; drums_guitar 11.0 -> 10.9 dB; FULL_AGREEMENT
     0.7, 0.8, 0.9, 1.0 gave means of +6.34, +6.41, +6.44, +6.29 dB).
     """
-    from scipy.optimize import linear_sum_assignment
-
     total = settings.max_iter * len(counts)
     bases, activations, groups, first, agreement = [], [], [], None, []
     for i, k in enumerate(counts):
@@ -366,9 +363,9 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
             reference = member
         else:
             overlap = _mask_overlap(V, first, reference, result, member, settings.mask_power(len(counts)))
-            matched = linear_sum_assignment(overlap, maximize=True)[1]
-            member = [member[j] for j in matched]
-            agreement.append(_share_in_common(V, overlap[np.arange(len(matched)), matched]))
+            order, share = _match(V, overlap)
+            member = [member[j] for j in order]
+            agreement.append(share)
         offset = len(activations)  # components so far
         groups.append([offset + g for g in member])
         bases.append(result.W)
@@ -378,13 +375,17 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
     stems = order_by_centroid([np.concatenate([member[s] for member in groups]) for s in range(settings.n_sources)], W, H)
     confidence = float(np.clip(_above_chance(np.mean(agreement), settings.n_sources) / FULL_AGREEMENT, 0, 1))
     losses = np.asarray(first.losses)
-    return Fit(W, H, stems, first.n_iter, float(losses[-1]), losses, confidence, len(counts),
-               float(losses[-1]))
+    return Fit(W, H, stems, first.n_iter, float(losses[-1]), losses, confidence, len(counts))
 
 
-def _share_in_common(V: np.ndarray, matched_overlap: np.ndarray) -> float:
-    """The share of the input's magnitude that two matched sets of masks give to the same stem."""
-    return float(matched_overlap.sum()) / max(float(V.sum(dtype=np.float64)), 1e-30)
+def _match(V: np.ndarray, overlap: np.ndarray) -> tuple[np.ndarray, float]:
+    """The other stems' order that best matches one set of stems (``overlap`` from _mask_overlap),
+    and the share of the input's magnitude that the matched masks give to the same stem."""
+    from scipy.optimize import linear_sum_assignment
+
+    order = linear_sum_assignment(overlap, maximize=True)[1]
+    share = float(overlap[np.arange(len(order)), order].sum()) / max(float(V.sum(dtype=np.float64)), 1e-30)
+    return order, share
 
 
 def _above_chance(agreement: float, n: int) -> float:
@@ -406,20 +407,17 @@ def _one_component_per_source(V: np.ndarray, ensemble: Fit, settings: Settings, 
     agree less than FULL_AGREEMENT above chance, the n components win.
     """
     n = settings.n_sources
-    if n < 2 or ensemble.many_loss is None:
+    if n < 2 or ensemble.n_averaged < 2:
         return None
     plain = dict(options, callback=None)
     one = factorize(V, 1, init=_init_for(V, 1), **plain).losses[-1]
     simple = factorize(V, n, init=_init_for(V, n), **plain)
-    if (one - simple.losses[-1]) < SIMPLE_SHARE * (one - ensemble.many_loss):
+    if (one - simple.losses[-1]) < SIMPLE_SHARE * (one - ensemble.loss):  # loss: its first factorization
         return None
     groups = order_by_centroid([np.array([i]) for i in range(n)], simple.W, simple.H)
-    from scipy.optimize import linear_sum_assignment
-
     model = SimpleNamespace(W=ensemble.bases, H=ensemble.activations)
     overlap = _mask_overlap(V, model, ensemble.groups, simple, groups, settings.mask_power(1))
-    matched = linear_sum_assignment(overlap, maximize=True)
-    if _above_chance(_share_in_common(V, overlap[matched]), n) >= FULL_AGREEMENT:
+    if _above_chance(_match(V, overlap)[1], n) >= FULL_AGREEMENT:
         return None
     losses = np.asarray(simple.losses)
     return Fit(simple.W, simple.H, groups, simple.n_iter, float(losses[-1]), losses)
