@@ -16,6 +16,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 # The same as nmfsep.grouping.METHODS (tested), not imported from it so that --help stays fast.
 GROUPINGS = ["auto", "none", "timbre", "coactivation", "pitch", "flatness"]
+MAX_PITCH_SHIFTS = 12  # nmfsep.model.MAX_PITCH_SHIFTS (tested), for the same reason
 # click >= 8.2 raises this for a bare `nmfsep`; older versions print the help and exit 0 themselves.
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -193,8 +194,8 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
 @click.option("-k", "n_bases", type=click.IntRange(min=1), default=64, show_default=True,
               help="Number of bases (spectral templates) to learn.")
 @click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
-@click.option("--pitch-shifts", type=click.IntRange(0, 12), default=1, show_default=True, metavar="N",
-              help="Also learn from the training spectra shifted by +-1 ... +-N semitones (0-12), "
+@click.option("--pitch-shifts", type=click.IntRange(0, MAX_PITCH_SHIFTS), default=1, show_default=True, metavar="N",
+              help=f"Also learn from the training spectra shifted by +-1 ... +-N semitones (0-{MAX_PITCH_SHIFTS}), "
                    "to cover notes the training lacks; 0 suits speech or drums split with this one "
                    "model alone (--free).")
 @BETA

@@ -20,8 +20,8 @@ FORMAT_VERSION = 2
 MAX_BASES = 4096
 MAX_BINS = 1 << 16
 MAX_FRAMES = 4096
+MAX_PITCH_SHIFTS = 12  # semitones, each way (see nmfsep.pipeline.learn)
 FIELDS = {  # name -> (numpy kind, number of dimensions); all are required
-
     "bases": ("f", 2),
     "sample_rate": ("i", 0),
     "n_fft": ("i", 0),
@@ -141,7 +141,7 @@ def _validate(fields: dict, path: str) -> Model:
         if frames.shape[0] != bases.shape[0] or not np.isfinite(frames).all() or frames.min() < 0:
             raise ModelError(f"{path}: training frames must be finite, non-negative and have {bases.shape[0]} bins")
     shifts = int(fields.get("pitch_shifts", 0))
-    if not 0 <= shifts <= 12:
+    if not 0 <= shifts <= MAX_PITCH_SHIFTS:
         raise ModelError(f"{path}: invalid pitch shifts {shifts}")
     return Model(bases, rate, n_fft, hop, beta, str(fields["name"]), frames, shifts,
                  str(fields["nmfsep_version"]), version)

@@ -26,7 +26,7 @@ import numpy as np
 from . import masks, spectrum
 from .errors import NmfsepError
 from .grouping import METHODS, group_components, order_by_centroid
-from .model import MAX_FRAMES, Model
+from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model
 from .nmf import factorize
 
 Progress = Callable[[int, int], None]
@@ -498,9 +498,6 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[
     return stems.reshape((len(stems),) + samples.shape)
 
 
-MAX_PITCH_SHIFT = 12
-
-
 def pitch_shift(V: np.ndarray, semitones: float) -> np.ndarray:
     """V (n_bins, n_frames) with every frequency scaled by 2 ** (semitones / 12): bin f takes the
     value of V at f / 2 ** (semitones / 12), linearly interpolated (0 above the top bin)."""
@@ -541,8 +538,8 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
         raise NmfsepError("learn needs at least one recording")
     if n_bases < 1:
         raise NmfsepError(f"k (number of bases) must be at least 1, got {n_bases}")
-    if not 0 <= pitch_shifts <= MAX_PITCH_SHIFT:
-        raise NmfsepError(f"pitch shifts must be between 0 and {MAX_PITCH_SHIFT} semitones, got {pitch_shifts}")
+    if not 0 <= pitch_shifts <= MAX_PITCH_SHIFTS:
+        raise NmfsepError(f"pitch shifts must be between 0 and {MAX_PITCH_SHIFTS} semitones, got {pitch_shifts}")
     params = spectrum.default_params(sample_rate, n_fft, hop_length)
     magnitude = np.concatenate([analyse(_as_2d(r), params)[1] for r in recordings], axis=1)
     scale = float(magnitude.mean())

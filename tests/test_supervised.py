@@ -237,3 +237,12 @@ def test_discriminative_bases_are_made_once_for_the_same_models_and_settings(dat
     relearned = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     split_sources(mix[:, None], RATE, Settings(models=relearned))           # other model objects: again
     assert len(made) == 3
+
+
+def test_cli_learn_limits_and_defaults_are_the_libraries():
+    from nmfsep import cli, pipeline
+
+    assert cli.MAX_PITCH_SHIFTS == model.MAX_PITCH_SHIFTS
+    params = {p.name: p for p in cli.learn.params}
+    assert params["pitch_shifts"].default == pipeline.DEFAULT_PITCH_SHIFTS
+    assert params["n_bases"].default == pipeline.DEFAULT_BASES
