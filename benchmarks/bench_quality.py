@@ -8,7 +8,8 @@
 
 Methods (same STFT for all: nmfsep's default for the data's rate):
   nmfsep        supervised: `nmfsep learn` on each source's training file, `split --model ...`
-                (defaults: 64 bases learned with +-1 semitone shifts, discriminative mask bases)
+                (defaults: 64 bases learned with +-1 semitone shifts, then discriminative training
+                of unfolded layers and mask bases on synthetic mixtures of the training frames)
   sklearn       the scikit-learn recipe: 20 KL bases per source (sklearn NMF, solver mu), then
                 activations by non_negative_factorization with the bases fixed, soft masks (p=1)
   oracle        ideal ratio mask from the true sources, the better of |S|^1 and |S|^2 ratios:
@@ -28,7 +29,8 @@ import soundfile as sf
 
 from nmfsep import masks, spectrum
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
-from nmfsep.pipeline import DEFAULT_BASES, DEFAULT_PITCH_SHIFTS, Settings, analyse, learn, split_sources
+from nmfsep.pipeline import (DEFAULT_BASES, DEFAULT_PITCH_SHIFTS, UNFOLDED_LAYERS, Settings, analyse, learn,
+                             split_sources)
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -55,12 +57,13 @@ def improvement(case, stems):
 
 def nmfsep_supervised(case, n_bases=DEFAULT_BASES, beta=1.0, power=2.0, sparsity=0.0, smoothness=0.0,
                       max_iter=200, tol=1e-4, learn_beta=None, pitch_shifts=DEFAULT_PITCH_SHIFTS,
-                      discriminative=True):
+                      discriminative=True, unfolded_layers=UNFOLDED_LAYERS):
     models = [learn(train, case["rate"], n_bases, name=name, beta=beta if learn_beta is None else learn_beta,
                     max_iter=max_iter, tol=tol, pitch_shifts=pitch_shifts)
               for train, name in zip(case["train"], case["sources"])]
     settings = Settings(beta=beta, power=power, max_iter=max_iter, tol=tol, models=tuple(models),
-                        sparsity=sparsity, smoothness=smoothness, discriminative=discriminative)
+                        sparsity=sparsity, smoothness=smoothness, discriminative=discriminative,
+                        unfolded_layers=unfolded_layers)
     return split_sources(case["mix"][:, None], case["rate"], settings).stems[..., 0]
 
 
@@ -165,7 +168,10 @@ def oracle(case, power):
 
 LEVERS = [  # (label, keyword arguments of nmfsep_supervised)
     ("default", {}),
-    ("no discriminative bases", {"discriminative": False}),
+    ("no discriminative training", {"discriminative": False}),
+    ("no unfolded layers (discriminative mask bases only)", {"unfolded_layers": 0}),
+    ("4 unfolded layers", {"unfolded_layers": 4}),
+    ("8 unfolded layers", {"unfolded_layers": 8}),
     ("no pitch shifts (learn --pitch-shifts 0)", {"pitch_shifts": 0}),
     ("neither (the plain recipe, 32 bases)", {"discriminative": False, "pitch_shifts": 0, "n_bases": 32}),
     ("pitch shifts 2", {"pitch_shifts": 2}),

@@ -11,8 +11,9 @@ components), the components are grouped into k sources (nmfsep.grouping), ordere
 centroid, and the factorizations averaged, their masks moved toward 1/k as far as they disagree.
 Supervised (Smaragdis 2007): W is the concatenation of the models' learned bases, held fixed, and
 only H is learned; each model's columns make one stem, named after it. With two models or more,
-the masks use a discriminatively trained copy of the bases (Weninger et al. 2014, see
-``discriminative_bases``) and H of the mixture fitted with the bases themselves. Semi-supervised:
+H of the mixture fitted with the bases themselves goes through a few trained updates and the
+masks use a trained copy of the bases (deep-unfolded and discriminative NMF, see
+``discriminative_training``). Semi-supervised:
 ``n_free`` more bases are learned on the mixture beside the fixed ones and make a ``residual``
 stem (what the models do not cover).
 """
@@ -23,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import masks, spectrum
+from . import discriminative, masks, spectrum
 from .errors import NmfsepError
 from .grouping import METHODS, group_components, order_by_centroid
 from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model
@@ -43,7 +44,14 @@ SIMPLE_SHARE = 0.75  # --grouping auto: see _one_component_per_source
 ENSEMBLE_POWER = 3.0
 WIENER_POWER = 2.0  # everywhere else: the Wiener (power-ratio) mask
 BLIND_SMOOTHNESS = 0.2  # temporal continuity of blind components (bench_quality --blind: 0 -> +5.4, 0.2 -> +5.9 dB)
-DISCRIMINATIVE_ITER = 100
+# Discriminative training (bench_quality --levers): synthetic mixtures of the training frames, 16
+# unfolded layers, 200 Adam steps at rate 0.05, each on a random batch of frames
+DISCRIMINATIVE_MIXTURES = 4
+UNFOLDED_LAYERS = 16
+DISCRIMINATIVE_STEPS = 200
+DISCRIMINATIVE_RATE = 0.05
+DISCRIMINATIVE_BATCH = 512
+DISCRIMINATIVE_FRAMES = 8192  # at most, over all the synthetic mixtures (memory)
 DEFAULT_PITCH_SHIFTS = 1
 DEFAULT_BASES = 64
 
@@ -60,8 +68,9 @@ class Settings:
     mixture, written as the 'residual' stem. sparsity, smoothness: L1 weight on the activations
     and Virtanen's temporal-continuity weight on them (relative to the normalised spectrogram);
     smoothness None is BLIND_SMOOTHNESS in blind separation and 0 with models.
-    discriminative: with two models or more that keep training frames, make the masks from
-    bases trained to separate those models' synthetic mixtures (see ``discriminative_bases``).
+    discriminative: with two models or more that keep training frames, refine the activations
+    and make the masks with layers and bases trained to separate those models' synthetic
+    mixtures (see ``discriminative_training``); unfolded_layers: how many refining updates.
     """
 
     n_sources: int = 2
@@ -79,6 +88,7 @@ class Settings:
     n_components: int | None = None
     grouping: str = "auto"
     discriminative: bool = True
+    unfolded_layers: int = UNFOLDED_LAYERS
 
     def check(self) -> "Settings":
         if self.n_sources < 1:
@@ -95,6 +105,8 @@ class Settings:
             raise NmfsepError(f"unknown grouping {self.grouping!r} (choose from {', '.join(METHODS)})")
         if self.n_components is not None and self.n_components < self.n_sources and not self.models:
             raise NmfsepError(f"--components {self.n_components} is fewer than the {self.n_sources} sources asked")
+        if self.unfolded_layers < 0:
+            raise NmfsepError(f"unfolded layers must be >= 0, got {self.unfolded_layers}")
         if self.n_free < 0:
             raise NmfsepError(f"free must be >= 0, got {self.n_free}")
         if self.n_free and not self.models:
@@ -190,9 +202,10 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     settings.check()
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = analyse(samples, params)
-    fit = fit_bases(magnitude, float(magnitude.mean()), settings, sample_rate, params, progress)
+    scale = float(magnitude.mean())
+    fit = fit_bases(magnitude, scale, settings, sample_rate, params, progress)
     power = settings.mask_power(fit.n_averaged)
-    source_masks = fit.masks(fit.activations, power)
+    source_masks = fit.masks(fit.activations, power, magnitude / np.float32(scale or 1.0))
     stems = np.stack([
         spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
     ])
@@ -214,13 +227,16 @@ class Fit:
     losses: np.ndarray
     confidence: float = 1.0
     n_averaged: int = 1  # factorizations averaged (blind ensemble)
-    mask_bases: np.ndarray | None = None
+    trained: discriminative.Trained | None = None
 
-    def masks(self, activations: np.ndarray, power: float) -> np.ndarray:
-        """The stems' soft masks for these activations: from the discriminative bases where the
-        models trained them (see ``discriminative_bases``), else from the bases themselves."""
-        bases = self.bases if self.mask_bases is None else self.mask_bases
-        return masks_of(bases, activations, self.groups, power, self.confidence)
+    def masks(self, activations: np.ndarray, power: float, magnitude: np.ndarray) -> np.ndarray:
+        """The stems' soft masks for these activations of magnitude / scale (n_bins, n_frames):
+        after the trained layers and from the trained mask bases where the models trained them
+        (see ``discriminative_training``), else from the bases themselves."""
+        if self.trained is None:
+            return masks_of(self.bases, activations, self.groups, power, self.confidence)
+        activations = discriminative.unfold(activations, self.trained.layers, magnitude)
+        return masks_of(self.trained.mask_bases, activations, self.groups, power, self.confidence)
 
 
 def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
@@ -264,14 +280,14 @@ def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_ra
         groups = group_components(W, H, settings.n_sources, settings.grouping, sample_rate,
                                   params.n_fft, settings.seed)
         groups = order_by_centroid(groups, W, H)
-    mask_bases = None
+    trained = None
     if settings.discriminative and scale != 0.0 and discriminative_applies(settings.models):
-        mask_bases = np.concatenate([discriminative_bases(settings.models, settings), W[:, n_known:]], axis=1)
-    return Fit(W, H, groups, n_iter, loss, losses, mask_bases=mask_bases)
+        trained = discriminative_training(settings.models, settings).with_free(W[:, n_known:])
+    return Fit(W, H, groups, n_iter, loss, losses, trained=trained)
 
 
 def discriminative_applies(models: tuple[Model, ...]) -> bool:
-    """Two models or more, all with training frames (format 2): see ``discriminative_bases``."""
+    """Two models or more, all with training frames (format 2): see ``discriminative_training``."""
     return len(models) >= 2 and all(m.frames is not None for m in models)
 
 
@@ -285,44 +301,40 @@ def synthetic_sources(models: tuple[Model, ...], seed: int) -> np.ndarray:
     return S / S.sum(axis=0).mean()
 
 
-def discriminative_bases(models: tuple[Model, ...], settings: "Settings", n_iter: int = DISCRIMINATIVE_ITER) -> np.ndarray:
-    """Reconstruction bases for the masks, trained discriminatively (Weninger et al. 2014).
+def discriminative_training(models: tuple[Model, ...], settings: "Settings") -> discriminative.Trained:
+    """Unfolded layers and mask bases trained to separate the models' synthetic mixtures.
 
-    A synthetic mixture V = sum_s S_s of the models' stored training frames (pitch-shifted as
-    their bases were; each source's frames in its own random order, the shorter ones repeated)
-    is fitted with the fixed bases W: H. Then each model's copy of its bases, W~_s, is moved to
-    minimise sum_s KL(S_s | V * W~_s H_s / sum_r W~_r H_r), the error of the ratio-masked stems,
-    by the multiplicative update W~_s *= ((S_s / L_s) H_s^T) / ((V / L) H_s^T) with
-    L_s = W~_s H_s, L = sum_s L_s. The masks of a split use W~_s and H of the mixture fitted with
-    W; so bases that explain another source well are turned down where they mislead the mask.
+    DISCRIMINATIVE_MIXTURES synthetic mixtures of the models' stored training frames (see
+    ``synthetic_sources``; pitch-shifted as their bases were; DISCRIMINATIVE_FRAMES in all at
+    most) are fitted with the fixed bases as a split fits its input; then UNFOLDED_LAYERS more
+    updates of the activations, each with its own copy of the bases, and a copy of the bases for
+    the masks are trained so that the masked mixtures match the true sources
+    (``nmfsep.discriminative``). They depend only on the models and the settings, so they are
+    made once per model set (a batch splits every input with them).
     """
     global _last_discriminative
-    key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, n_iter)
+    key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
     last = _last_discriminative
     if last is not None and last[1] == key and len(last[0]) == len(models) and all(
             a is b for a, b in zip(last[0], models)):
         return last[2]
-    S = synthetic_sources(models, settings.seed)
-    V = S.sum(axis=0)
+    S = np.concatenate([synthetic_sources(models, settings.seed + i) for i in range(DISCRIMINATIVE_MIXTURES)],
+                       axis=2)[:, :, :DISCRIMINATIVE_FRAMES]  # in random order: a random subset
     W = np.concatenate([m.bases for m in models], axis=1)
-    H = factorize(V, W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=settings.max_iter,
+    H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=settings.max_iter,
                   tol=settings.tol, l1_H=settings.sparsity).H
     edges = np.cumsum([0] + [m.n_bases for m in models])
     groups = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    tiny = float(np.finfo(np.float32).tiny) * 1e6
-    refined = W.copy()
-    for _ in range(n_iter):
-        parts = np.stack([refined[:, g] @ H[g] for g in groups]) + tiny
-        ratio = V / parts.sum(axis=0)
-        for part, target, g in zip(parts, S, groups):
-            refined[:, g] *= ((target / part) @ H[g].T) / np.maximum(ratio @ H[g].T, tiny)
-    refined.flags.writeable = False
-    _last_discriminative = (tuple(models), key, refined)
-    return refined
+    trained = discriminative.train(S, W, H, groups, settings.unfolded_layers, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE,
+                                   DISCRIMINATIVE_BATCH, settings.seed)
+    for bases in (*trained.layers, trained.mask_bases):
+        bases.flags.writeable = False
+    _last_discriminative = (tuple(models), key, trained)
+    return trained
 
 
-# The last discriminative bases made, with the model objects and settings they were made for: a
-# batch splits every input with the same models, and they depend on nothing else (read-only).
+# The last discriminative training made, with the model objects and settings it was made for: a
+# batch splits every input with the same models, and it depends on nothing else (read-only).
 _last_discriminative: tuple | None = None
 
 
@@ -527,8 +539,8 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     sample_rate; their spectrograms are laid end to end (no seam is made in the audio).
     pitch_shifts: also learn from copies of the spectrogram shifted by +-1 ... +-pitch_shifts
     semitones, so that an instrument's bases cover notes missing from the training material. It
-    makes speech and drum bases less specific, which the discriminative mask bases of a split
-    with several models make up for (see ``discriminative_bases``); 0 suits one model alone.
+    makes speech and drum bases less specific, which the discriminative training of a split
+    with several models make up for (see ``discriminative_training``); 0 suits one model alone.
     The model keeps up to MAX_FRAMES frames of the (unshifted) training spectrogram for that.
     Returns a Model whose bases (n_bins, n_bases) have unit-norm columns.
     """

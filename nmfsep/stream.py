@@ -239,7 +239,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
             H = activations(magnitude, fit.bases, settings, n_iter)
         else:
             H = np.zeros((fit.bases.shape[1], magnitude.shape[1]), np.float32)
-        source_masks = fit.masks(H, settings.mask_power(fit.n_averaged))
+        source_masks = fit.masks(H, settings.mask_power(fit.n_averaged), magnitude)
         if len(source_masks) == 1:  # one stem: the input itself (synthesise zeros beside it)
             source_masks = np.zeros_like(source_masks)
         if analysis.finished:

@@ -9,7 +9,8 @@ import nmfsep
 from nmfsep import model, synth
 from nmfsep.cli import cli
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
-from nmfsep.pipeline import Settings, discriminative_bases, learn, pitch_shift, split_sources, synthetic_sources
+from nmfsep.discriminative import Trained, unfold
+from nmfsep.pipeline import Settings, discriminative_training, learn, pitch_shift, split_sources, synthetic_sources
 
 RATE = 22050
 
@@ -180,26 +181,29 @@ def test_cli_learn_refuses_bad_pitch_shifts(wav_file, tmp_path, value):
     assert not (tmp_path / "m.npz").exists()
 
 
-def separation_error(models, bases):
-    """KL of the ratio-masked stems of the models' synthetic mixture: what the refinement lowers."""
+def separation_error(models, trained):
+    """KL of the ratio-masked stems of the models' synthetic mixture: what the training lowers."""
     from nmfsep.nmf import factorize
 
     S = synthetic_sources(models, 0)
     V = S.sum(axis=0)
     W = np.concatenate([m.bases for m in models], axis=1)
-    H = factorize(V, W.shape[1], W=W, update_W=False).H
+    H = unfold(factorize(V, W.shape[1], W=W, update_W=False).H, trained.layers, V)
+    bases = trained.mask_bases
     parts = np.stack([bases[:, :8] @ H[:8], bases[:, 8:] @ H[8:]]) + 1e-9
     estimates = V * parts / parts.sum(axis=0)
     return float(np.sum(S * np.log((S + 1e-9) / (estimates + 1e-9)) - S + estimates))
 
 
-def test_discriminative_bases_lower_the_masked_error_and_are_used_for_the_masks(data):
+def test_discriminative_training_lowers_the_masked_error_and_is_used_for_the_masks(data):
     mix, sources, training = data
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
-    refined = discriminative_bases(models, Settings(models=models))
+    trained = discriminative_training(models, Settings(models=models))
     W = np.concatenate([m.bases for m in models], axis=1)
-    assert refined.shape == W.shape and not np.allclose(refined, W)
-    assert separation_error(models, refined) < 0.9 * separation_error(models, W)
+    assert len(trained.layers) == Settings().unfolded_layers
+    for bases in (*trained.layers, trained.mask_bases):
+        assert bases.shape == W.shape and not np.allclose(bases, W) and bases.min() > 0
+    assert separation_error(models, trained) < 0.9 * separation_error(models, Trained([], W))
     on = split_sources(mix[:, None], RATE, Settings(models=models))
     off = split_sources(mix[:, None], RATE, Settings(models=models, discriminative=False))
     np.testing.assert_array_equal(on.bases, W)                 # the activations come from W itself
@@ -221,21 +225,21 @@ def test_models_without_frames_split_as_before(data):
                                                                              discriminative=False)).stems)
 
 
-def test_discriminative_bases_are_made_once_for_the_same_models_and_settings(data, monkeypatch):
+def test_discriminative_training_is_made_once_for_the_same_models_and_settings(data, monkeypatch):
     from nmfsep import pipeline
 
     mix, _, training = data
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     made = []
-    real = pipeline.synthetic_sources
-    monkeypatch.setattr(pipeline, "synthetic_sources", lambda *a: made.append(a) or real(*a))
-    first = split_sources(mix[:, None], RATE, Settings(models=models))
-    again = split_sources(mix[:, None], RATE, Settings(models=models))      # a batch's next input
+    real = pipeline.discriminative.train
+    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a: made.append(a) or real(*a))
+    first = split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=1))
+    again = split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=1))      # a batch's next input
     assert len(made) == 1
     np.testing.assert_array_equal(first.stems, again.stems)
-    split_sources(mix[:, None], RATE, Settings(models=models, seed=1))      # other settings: made again
+    split_sources(mix[:, None], RATE, Settings(models=models, seed=1, unfolded_layers=1))      # other settings: made again
     relearned = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
-    split_sources(mix[:, None], RATE, Settings(models=relearned))           # other model objects: again
+    split_sources(mix[:, None], RATE, Settings(models=relearned, unfolded_layers=1))           # other model objects: again
     assert len(made) == 3
 
 
