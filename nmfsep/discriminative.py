@@ -12,9 +12,9 @@ with its own copy of the bases, and one more copy for the masks::
 
 All L + 1 copies start at W and are trained together to minimise sum_s KL(S_s | V * mask_s), by
 Adam on log W (so they stay positive) over random batches of frames, back-propagating through
-the layers, and averaged over the second half of the steps (Polyak). A split then fits H on its mixture with W itself, runs the trained layers
-(``unfold``) and masks with W~ (at its own mask exponent); with no layers this is Weninger's
-method alone.
+the layers, and averaged over the second half of the steps (Polyak). A split then fits H on its
+mixture with W itself, runs the trained layers (``unfold``) and masks with W~ (at its own mask
+exponent); with no layers this is Weninger's method alone.
 """
 
 from dataclasses import dataclass
