@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import discriminative, masks, spectrum
+from . import cache, discriminative, masks, spectrum
 from .errors import NmfsepError
 from .grouping import METHODS, group_components, order_by_centroid
 from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model
@@ -310,7 +310,8 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings") -> 
     updates of the activations, each with its own copy of the bases, and a copy of the bases for
     the masks are trained so that the masked mixtures match the true sources
     (``nmfsep.discriminative``). They depend only on the models and the settings, so they are
-    made once per model set (a batch splits every input with them).
+    made once per model set (a batch splits every input with them) and kept on disk for later
+    runs (``nmfsep.cache``).
     """
     global _last_discriminative
     key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
@@ -318,6 +319,42 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings") -> 
     if last is not None and last[1] == key and len(last[0]) == len(models) and all(
             a is b for a, b in zip(last[0], models)):
         return last[2]
+    name = _training_name(models, key)
+    trained = _cached_training(models, name, settings.unfolded_layers)
+    if trained is None:
+        trained = _train(models, settings)
+        cache.save("discriminative", name, {"layers": np.array(trained.layers, np.float32).reshape(
+            (len(trained.layers),) + trained.mask_bases.shape), "mask_bases": trained.mask_bases})
+    for bases in (*trained.layers, trained.mask_bases):
+        bases.flags.writeable = False
+    _last_discriminative = (tuple(models), key, trained)
+    return trained
+
+
+def _training_name(models: tuple[Model, ...], key: tuple) -> str:
+    """The on-disk cache's name for a training: the models' contents, the settings, the recipe."""
+    recipe = (DISCRIMINATIVE_MIXTURES, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE, DISCRIMINATIVE_BATCH,
+              DISCRIMINATIVE_FRAMES, discriminative.AVERAGE_FROM, discriminative.VERSION)
+    return cache.digest(key, recipe, *[part for m in models for part in (m.bases, m.frames, m.pitch_shifts)])
+
+
+def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> discriminative.Trained | None:
+    """The training an earlier run saved under this name, if it is whole and fits the models."""
+    saved = cache.load("discriminative", name)
+    if saved is None or set(saved) != {"layers", "mask_bases"}:
+        return None
+    layers, mask_bases = saved["layers"], saved["mask_bases"]
+    shape = (models[0].bases.shape[0], sum(m.n_bases for m in models))
+    for bases in (layers, mask_bases):
+        if bases.dtype != np.float32 or bases.shape[-2:] != shape or not np.all(np.isfinite(bases) & (bases > 0)):
+            return None
+    if layers.shape != (n_layers,) + shape:
+        return None
+    return discriminative.Trained(list(layers), mask_bases)
+
+
+def _train(models: tuple[Model, ...], settings: "Settings") -> discriminative.Trained:
+    """Make the training (see ``discriminative_training``)."""
     S = np.concatenate([synthetic_sources(models, settings.seed + i) for i in range(DISCRIMINATIVE_MIXTURES)],
                        axis=2)[:, :, :DISCRIMINATIVE_FRAMES]  # in random order: a random subset
     W = np.concatenate([m.bases for m in models], axis=1)
@@ -325,12 +362,8 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings") -> 
                   tol=settings.tol, l1_H=settings.sparsity).H
     edges = np.cumsum([0] + [m.n_bases for m in models])
     groups = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    trained = discriminative.train(S, W, H, groups, settings.unfolded_layers, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE,
-                                   DISCRIMINATIVE_BATCH, settings.seed)
-    for bases in (*trained.layers, trained.mask_bases):
-        bases.flags.writeable = False
-    _last_discriminative = (tuple(models), key, trained)
-    return trained
+    return discriminative.train(S, W, H, groups, settings.unfolded_layers, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE,
+                                DISCRIMINATIVE_BATCH, settings.seed)
 
 
 # The last discriminative training made, with the model objects and settings it was made for: a

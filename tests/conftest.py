@@ -26,3 +26,9 @@ def wav_file(tmp_path, tones):
         return path
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_a_temporary_folder(monkeypatch, tmp_path_factory):
+    """No test reads or writes the user's cache (nmfsep.cache): each gets its own empty one."""
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

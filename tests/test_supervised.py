@@ -229,6 +229,7 @@ def test_discriminative_training_is_made_once_for_the_same_models_and_settings(d
     from nmfsep import pipeline
 
     mix, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")  # the on-disk cache off: this is the in-process one
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     made = []
     real = pipeline.discriminative.train
@@ -241,6 +242,52 @@ def test_discriminative_training_is_made_once_for_the_same_models_and_settings(d
     relearned = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     split_sources(mix[:, None], RATE, Settings(models=relearned, unfolded_layers=1))           # other model objects: again
     assert len(made) == 3
+
+
+def test_a_later_run_loads_the_training_from_the_disk_cache(data, monkeypatch, tmp_path):
+    from nmfsep import pipeline
+
+    mix, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    settings = Settings(models=models, unfolded_layers=2)
+    made = []
+    real = pipeline.discriminative.train
+    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a: made.append(a) or real(*a))
+    first = split_sources(mix[:, None], RATE, settings)
+    saved = list((tmp_path / "cache").iterdir())
+    assert len(made) == 1 and len(saved) == 1 and saved[0].name.startswith("discriminative-")
+
+    pipeline._last_discriminative = None                       # a new process, same model files
+    again = split_sources(mix[:, None], RATE, Settings(models=tuple(model.Model(**vars(m)) for m in models),
+                                                       unfolded_layers=2))
+    assert len(made) == 1
+    np.testing.assert_array_equal(first.stems, again.stems)
+
+    pipeline._last_discriminative = None
+    split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=3))   # other settings: trained
+    assert len(made) == 2 and len(list((tmp_path / "cache").iterdir())) == 2
+
+    saved[0].write_bytes(saved[0].read_bytes()[:100])           # a damaged file is made again
+    pipeline._last_discriminative = None
+    np.testing.assert_array_equal(split_sources(mix[:, None], RATE, settings).stems, first.stems)
+    assert len(made) == 3
+
+
+def test_the_disk_cache_can_be_turned_off(data, monkeypatch, tmp_path):
+    from nmfsep import cache, pipeline
+
+    mix, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
+    assert cache.folder() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    pipeline._last_discriminative = None
+    split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=1))
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.delenv("NMFSEP_CACHE_DIR")
+    assert cache.folder() == tmp_path / "nmfsep"
 
 
 def test_cli_learn_limits_and_defaults_are_the_libraries():
