@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VERSION = 1  # of the training: cached trainings (see nmfsep.cache) of another version are not used
+VERSION = 1  # of the training (raise it when the training changes): cached ones of another are not used
 TINY = 1e-12  # added to every product that is divided by
 _BETAS = (0.9, 0.999)  # Adam's
 AVERAGE_FROM = 0.5  # the bases returned are the mean (in log) over the second half of the steps
