@@ -53,13 +53,13 @@ def save(kind: str, name: str, arrays: dict[str, np.ndarray]) -> None:
     where = folder()
     if where is None:
         return
+    temporary = None
     try:
         where.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=where, suffix=".tmp", delete=False) as handle:
+            temporary = handle.name
             np.savez(handle, **arrays)
-        os.replace(handle.name, where / f"{kind}-{name}.npz")
+        os.replace(temporary, where / f"{kind}-{name}.npz")
     except OSError:  # a read-only or full disk: no cache, no error
-        try:
-            os.unlink(handle.name)
-        except (OSError, NameError):
-            pass
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)

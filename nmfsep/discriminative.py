@@ -36,6 +36,8 @@ class Trained:
 
     def with_free(self, free: np.ndarray) -> "Trained":
         """The same with free bases (n_bins, f) appended, untrained, to every copy."""
+        if free.shape[1] == 0:
+            return self
         return Trained([np.concatenate([W, free], axis=1) for W in self.layers],
                        np.concatenate([self.mask_bases, free], axis=1))
 
@@ -47,7 +49,7 @@ def unfold(H: np.ndarray, layers: list[np.ndarray], V: np.ndarray) -> np.ndarray
     return H
 
 
-def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list[slice], n_layers: int,
+def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: int,
           steps: int, rate: float, batch: int | None = None, seed: int = 0) -> Trained:
     """Train the layers and mask bases on sources S whose sum W H models (see the module doc),
     each step on ``batch`` frames drawn at random (None: all of them)."""

@@ -13,9 +13,8 @@ Supervised (Smaragdis 2007): W is the concatenation of the models' learned bases
 only H is learned; each model's columns make one stem, named after it. With two models or more,
 H of the mixture fitted with the bases themselves goes through a few trained updates and the
 masks use a trained copy of the bases (deep-unfolded and discriminative NMF, see
-``discriminative_training``). Semi-supervised:
-``n_free`` more bases are learned on the mixture beside the fixed ones and make a ``residual``
-stem (what the models do not cover).
+``discriminative_training``). Semi-supervised: ``n_free`` more bases are learned on the mixture
+beside the fixed ones and make a ``residual`` stem (what the models do not cover).
 """
 
 from dataclasses import dataclass, field
@@ -274,8 +273,7 @@ def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_ra
         loss = float(losses[-1]) if len(losses) else None
 
     if settings.models:
-        edges = np.cumsum([0] + [m.n_bases for m in settings.models] + ([settings.n_free] if settings.n_free else []))
-        groups = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:])]
+        groups = model_groups(settings.models, settings.n_free)
     else:
         groups = group_components(W, H, settings.n_sources, settings.grouping, sample_rate,
                                   params.n_fft, settings.seed)
@@ -284,6 +282,12 @@ def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_ra
     if settings.discriminative and scale != 0.0 and discriminative_applies(settings.models):
         trained = discriminative_training(settings.models, settings).with_free(W[:, n_known:])
     return Fit(W, H, groups, n_iter, loss, losses, trained=trained)
+
+
+def model_groups(models: tuple[Model, ...], n_free: int = 0) -> list[np.ndarray]:
+    """The component indices of each model's stem (then the residual's, n_free) in W = [W_1 .. W_m, free]."""
+    edges = np.cumsum([0] + [m.n_bases for m in models] + ([n_free] if n_free else []))
+    return [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def discriminative_applies(models: tuple[Model, ...]) -> bool:
@@ -360,9 +364,7 @@ def _train(models: tuple[Model, ...], settings: "Settings") -> discriminative.Tr
     W = np.concatenate([m.bases for m in models], axis=1)
     H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=settings.max_iter,
                   tol=settings.tol, l1_H=settings.sparsity).H
-    edges = np.cumsum([0] + [m.n_bases for m in models])
-    groups = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    return discriminative.train(S, W, H, groups, settings.unfolded_layers, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE,
+    return discriminative.train(S, W, H, model_groups(models), settings.unfolded_layers, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE,
                                 DISCRIMINATIVE_BATCH, settings.seed)
 
 
