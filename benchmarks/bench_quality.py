@@ -8,7 +8,7 @@
 
 Methods (same STFT for all: nmfsep's default for the data's rate):
   nmfsep        supervised: `nmfsep learn` on each source's training file, `split --model ...`
-                (defaults: 64 bases learned with +-1 semitone shifts, then discriminative training
+                (defaults: 128 bases learned with +-1 semitone shifts, then discriminative training
                 of unfolded layers and mask bases on synthetic mixtures of the training frames)
   sklearn       the scikit-learn recipe: 20 KL bases per source (sklearn NMF, solver mu), then
                 activations by non_negative_factorization with the bases fixed, soft masks (p=1)
@@ -178,7 +178,7 @@ LEVERS = [  # (label, keyword arguments of nmfsep_supervised)
     ("neither (the plain recipe, 32 bases)", {"discriminative": False, "pitch_shifts": 0, "n_bases": 32}),
     ("pitch shifts 2", {"pitch_shifts": 2}),
     ("32 bases", {"n_bases": 32}),
-    ("128 bases", {"n_bases": 128}),
+    ("64 bases", {"n_bases": 64}),
     ("beta 0.5", {"beta": 0.5}),
     ("mask power 1", {"power": 1.0}),
     ("sparsity 0.1", {"sparsity": 0.1}),

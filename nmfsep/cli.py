@@ -191,8 +191,8 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
 @click.argument("inputs", nargs=-1, required=True, metavar="FILE...")
 @click.option("-o", "--output", "model_path", required=True, metavar="MODEL.npz",
               help="Where to write the model.")
-@click.option("-k", "n_bases", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Number of bases (spectral templates) to learn.")
+@click.option("-k", "n_bases", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Number of bases (spectral templates) to learn; 64 suits a model split alone with --free.")
 @click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
 @click.option("--pitch-shifts", type=click.IntRange(0, MAX_PITCH_SHIFTS), default=1, show_default=True, metavar="N",
               help=f"Also learn from the training spectra shifted by +-1 ... +-N semitones (0-{MAX_PITCH_SHIFTS}), "

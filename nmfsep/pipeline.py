@@ -52,7 +52,7 @@ DISCRIMINATIVE_RATE = 0.05
 DISCRIMINATIVE_BATCH = 512
 DISCRIMINATIVE_FRAMES = 8192  # at most, over all the synthetic mixtures (memory)
 DEFAULT_PITCH_SHIFTS = 1
-DEFAULT_BASES = 64
+DEFAULT_BASES = 128
 
 
 @dataclass(frozen=True)
