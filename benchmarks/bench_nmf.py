@@ -11,20 +11,25 @@ Prints one table, all from this run (absolute times depend on the machine and it
 so read the ratios):
   * KL (beta = 1) multiplicative updates: seconds per iteration of each over ``--iter``
     iterations (run in ``--rounds`` alternating rounds, each continuing from its own factors, so
-    that load from other processes falls on both alike), their ratio, the fraction of this machine's float32 GEMM peak (measured here
-    with a 2048 x 2048 product) each reaches counting 8 m n k flops per iteration, and the KL
-    loss after the iterations (computed the same way, in float64, for both). A "floor" row
-    times the four matrix products of nmfsep's iteration alone (same blocks and threads, no
-    element-wise work): scikit-learn's time over it bounds what any exact alternating MU with
-    8 m n k flops per iteration could gain on this machine.
+    that load from other processes falls on both alike), their ratio, the fraction of this
+    machine's float32 GEMM peak (measured here with a 2048 x 2048 product) each reaches counting
+    8 m n k flops per iteration, and the KL loss after the iterations (computed the same way, in
+    float64, for both). A "floor" row times the four matrix products of nmfsep's iteration alone
+    (same blocks and threads, no element-wise work): scikit-learn's time over it bounds what any
+    exact alternating MU with 8 m n k flops per iteration could gain on this machine; the next
+    row says what GEMM rate a 4x faster iteration would need.
   * beta = 2: scikit-learn's MU for ``--iter`` iterations sets a target loss; the time nmfsep's
     default solver (accelerated HALS) needs to reach it, and the ratio. GEMM fraction counts
     4 m n k flops per iteration for both (the inner HALS sweeps are not counted). scikit-learn is
-    timed before and after nmfsep, and the two times averaged. Note that scikit-learn's Euclidean
-    MU slows down several-fold after ~50 iterations on this input, as entries of W and H decay
-    into float32 subnormals (it zeroes tiny entries only for beta <= 1; nmfsep flushes them for
-    every beta); the time scikit-learn's own coordinate descent ("cd", its HALS, in chunks of 5
-    iterations) needs to reach the same loss is printed as well.
+    timed before and after nmfsep, and the two times averaged. On CPUs where float32 subnormals
+    are slow, scikit-learn's Euclidean MU slows down several-fold after ~50 iterations on this
+    input, as entries of W and H decay into subnormals (it zeroes tiny entries only for
+    beta <= 1; nmfsep flushes them for every beta). The time scikit-learn's own coordinate
+    descent ("cd", its HALS, in chunks of 5 iterations) needs to reach the same loss is printed
+    as well.
+
+Every timed run, of either library, starts after a short idle pause (``SETTLE``), so that neither
+pays for the other's spinning BLAS threads.
 """
 
 import argparse
@@ -106,7 +111,14 @@ def machine_busy_jiffies():
     return sum(fields) - fields[3], usage.ru_utime + usage.ru_stime
 
 
+# Idle seconds before each timed run: OpenBLAS' worker threads keep spinning for ~0.1 s after a
+# multi-threaded product (scikit-learn's), and a solver started at once shares the cores with them
+# (nmfsep's KL iteration measured 9.3 -> 11.3 ms that way); every run, of either library, waits.
+SETTLE = 0.2
+
+
 def _timed(function):
+    time.sleep(SETTLE)
     start = time.perf_counter()
     value = function()
     return time.perf_counter() - start, value
@@ -133,7 +145,7 @@ def products_only_seconds(V, W, H, n_iter):
     Vt, Ht, W = np.ascontiguousarray(V.T), np.ascontiguousarray(H.T), np.ascontiguousarray(W)
     Wt = np.ascontiguousarray(W.T)
     (n, m), k = Vt.shape, W.shape[1]
-    blocks = [(start, min(start + mu.BLOCK, n)) for start in range(0, n, mu.BLOCK)]
+    blocks = mu.frame_blocks(n)
     num = np.empty((len(blocks), m, k), np.float32)
     local = threading.local()
 
@@ -195,7 +207,8 @@ def main(argv=None):
     m, n = V.shape
     k, n_iter = args.k, args.iter
     W0, H0 = (F.astype(np.float32) for F in initialize(V, k, "nndsvda", np.random.default_rng(0)))
-    factorize(V[:, :600], 4, max_iter=2)                  # load the compiled kernels
+    for beta in (1, 2):                                   # load the compiled kernels (KL MU,
+        factorize(V[:, :600], 4, beta=beta, max_iter=2)   # HALS): not part of the timings
     peak = gemm_peak()
 
     # KL multiplicative updates, the same number of iterations for both, run in alternating
@@ -249,6 +262,8 @@ def main(argv=None):
          f"{kl_flops / our_it / peak:.1%}", ""),
         ("  floor: its 4 products alone, no element-wise", "", f"{floor_it:.4f}",
          f"sklearn / floor = {sk_it / floor_it:.1f}x"),
+        ("  4x faster than sklearn needs", "", f"{4 * kl_flops / sk_it / 1e9:.0f} GFLOP/s",
+         f"{4 * kl_flops / sk_it / peak:.0%} of the GEMM peak"),
         (f"KL loss after {n_iter} iterations", f"{sk_kl_loss:.6g}", f"{our_kl_loss:.6g}",
          f"{our_kl_loss / sk_kl_loss:.6f}"),
         (f"beta=2 time to sklearn MU's {n_iter}-iter loss", f"{sk2_seconds:.3f} s",

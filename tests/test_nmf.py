@@ -147,6 +147,29 @@ def test_hals_loss_never_increases():
     assert np.diff(result.losses).max() <= 1e-9 * result.losses[0]
 
 
+def test_hals_frame_pass_matches_the_whole_matrix_update(monkeypatch):
+    # the blocked H update (3 blocks of frames here) must do the whole-matrix update's arithmetic
+    # and hand back V H^T and H H^T of the new H; with DELTA = 0 every row gets all its sweeps
+    from nmfsep.nmf import hals
+
+    monkeypatch.setattr(hals, "DELTA", 0.0)
+    V = low_rank(n=2 * mu.BLOCK + 70, noise=0.3, dtype=np.float64)
+    W, H = custom_start(40, V.shape[1], 5)
+    Vt, norm_V = np.ascontiguousarray(V.T), float(np.sum(V * V))
+    with _parallel.Workers(2) as workers:
+        Ht_whole, Ht_blocks = np.ascontiguousarray(H.T), np.ascontiguousarray(H.T)
+        expected = hals.update_H(W, Ht_whole, Vt @ W, W.T @ W, norm_V, workers, 0.0, l1_H=0.1)
+        frame_pass = hals.FramePass(Vt, 5, workers)
+        assert len(frame_pass.blocks) == 3
+        loss, (VHt, HHt) = frame_pass.update_H(W, Ht_blocks, norm_V, 0.0, l1_H=0.1)
+    np.testing.assert_allclose(Ht_blocks, Ht_whole, rtol=1e-10, atol=1e-12)
+    assert loss == pytest.approx(expected, rel=1e-10)
+    assert loss == pytest.approx(beta_divergence(V, W, Ht_blocks.T, 2), rel=1e-10)
+    np.testing.assert_allclose(VHt, V @ Ht_blocks, rtol=1e-10)
+    np.testing.assert_allclose(HHt, Ht_blocks.T @ Ht_blocks, rtol=1e-10)
+    assert frame_pass.update_H(W, Ht_blocks, norm_V, 0.0, want_VHt=False)[1] is None
+
+
 @pytest.mark.parametrize("beta", [0.5, 1.0])
 def test_factors_never_hold_float32_subnormals(beta):
     # exact sparse activations: the zero ones decay geometrically under the updates and would

@@ -289,9 +289,12 @@ class _Run:
         self.workers = workers
         self.flush_H = mu.FLUSH * floor                  # see mu.FLUSH
         self.flush_W = float(np.finfo(Vt.dtype).tiny)
-        self.blocked = None
+        self.blocked = self.frame_pass = None
+        self.pending = None             # (V H^T, H H^T) of the current H, from the frame pass
         if beta == 2:
             self.norm_V = float(np.einsum("ij,ij->", Vt, Vt, dtype=np.float64))
+            if solver == "hals":
+                self.frame_pass = hals.FramePass(Vt, W.shape[1], workers)
         else:
             self.blocked = mu.BlockedMU(Vt, W.shape[1], beta, floor, self.workers)
 
@@ -336,7 +339,10 @@ class _Run:
             return div + self.penalty()
         use_hals = self.solver == "hals"
         if update_W:
-            VHt, HHt = self.products("H", fixed=not update_H)
+            if self.pending is not None:
+                (VHt, HHt), self.pending = self.pending, None
+            else:
+                VHt, HHt = self.products("H", fixed=not update_H)
             if use_hals:
                 div = hals.update_W(W, Ht, VHt, HHt, self.norm_V, self.workers, self.flush_W,
                                     self.l1_W, self.free)
@@ -345,7 +351,10 @@ class _Run:
                                             self.free)
             if normalize:
                 _normalize_columns(W, Ht, self.free_mask)
-        if update_H:
+        if update_H and use_hals and update_W:
+            div, self.pending = self.frame_pass.update_H(W, Ht, self.norm_V, self.flush_H,
+                                                         self.l1_H, want_VHt=not last)
+        elif update_H:
             VtW, WtW = self.products("W", fixed=not update_W)
             if use_hals:
                 div = hals.update_H(W, Ht, VtW, WtW, self.norm_V, self.workers, self.flush_H,

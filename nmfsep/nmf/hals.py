@@ -20,12 +20,17 @@ The sweeps run in ``_kernels.hals_rows`` on the solver's layout Ht = H^T (n, k) 
 one routine serves both factors. Rows (frames of H, bins of W) are independent given the other
 factor, so they are handed to the worker threads in chunks of rows (``_parallel.CHUNK_ROWS``);
 each chunk applies the stopping rule to its own rows.
+
+When both factors learn, ``FramePass`` updates H block by block of frames (``mu.BLOCK``): it forms
+the block's V^T W, sweeps its rows and, while the block of V is still in cache, adds up the
+block's part of V H^T and H H^T for the next W update. Same arithmetic, one read of V per
+iteration instead of two.
 """
 
 import numpy as np
 
 from . import _kernels
-from .mu import euclidean_loss
+from .mu import euclidean_loss, frame_blocks
 
 ALPHA = 0.5
 DELTA = 0.1
@@ -66,3 +71,45 @@ def update_W(W, Ht, VHt, HHt, norm_V, workers, flush, l1_W=0.0, free=None):
     sweep_rows(W, VHt, HHt, l1_W, free, inner_sweeps(m, n, k, m * n), workers,
                W.dtype.type(flush))
     return euclidean_loss(norm_V, float(np.vdot(VHt.astype(np.float64), W)), W.T @ W, HHt)
+
+
+class FramePass:
+    """HALS on H over blocks of frames, with V H^T for the next W update made on the way (see
+    the module docstring). Each block writes its own parts, summed in block order afterwards, so
+    the result does not depend on the number of threads."""
+
+    def __init__(self, Vt, k, workers):
+        n, m = Vt.shape
+        self.Vt, self.workers = Vt, workers
+        self.blocks = frame_blocks(n)
+        self.sweeps = inner_sweeps(n, m, k, m * n)
+        self.VHt_parts = np.empty((len(self.blocks), m, k), Vt.dtype)
+        self.HHt_parts = np.empty((len(self.blocks), k, k), Vt.dtype)
+        self.cross_parts = np.zeros(len(self.blocks))
+
+    def update_H(self, W, Ht, norm_V, flush, l1_H=0.0, want_VHt=True):
+        """HALS sweeps on H, in place on Ht = H^T, given the current W.
+
+        Returns (||V - W H||^2 / 2 of the updated factors, (V H^T, H H^T) of the updated H, or
+        None when ``want_VHt`` is False).
+        """
+        k = W.shape[1]
+        WtW = W.T @ W
+        free = np.ones(k, np.bool_)
+        l1, flush = Ht.dtype.type(l1_H), Ht.dtype.type(flush)
+
+        def block(index):
+            start, stop = self.blocks[index]
+            Vb, Hb = self.Vt[start:stop], Ht[start:stop]
+            VtW = Vb @ W
+            gradient = VtW - Hb @ WtW
+            _kernels.hals_rows(Hb, gradient, WtW, l1, free, self.sweeps, DELTA, flush)
+            self.cross_parts[index] = np.vdot(VtW.astype(np.float64), Hb)
+            np.dot(Hb.T, Hb, out=self.HHt_parts[index])
+            if want_VHt:
+                np.dot(Vb.T, Hb, out=self.VHt_parts[index])
+
+        self.workers.map(block, range(len(self.blocks)))
+        HHt = self.HHt_parts.sum(axis=0)
+        loss = euclidean_loss(norm_V, float(self.cross_parts.sum()), WtW, HHt)
+        return loss, ((self.VHt_parts.sum(axis=0), HHt) if want_VHt else None)

@@ -53,6 +53,11 @@ BLOCK = 256
 FLUSH = 1e-9
 
 
+def frame_blocks(n):
+    """(start, stop) of the blocks of BLOCK frames the blocked solvers go over."""
+    return [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
+
+
 def gamma_exponent(beta):
     """Fevotte & Idier's exponent that makes the multiplicative update monotone."""
     if beta < 1:
@@ -136,7 +141,7 @@ class BlockedMU:
         self.flush_W = np.finfo(Vt.dtype).tiny
         self.gamma = gamma_exponent(beta)
         self.constant = constant_part(Vt, beta)
-        self.blocks = [(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
+        self.blocks = frame_blocks(n)
         self.workers = workers
         self.local = threading.local()
         self.parts = np.zeros(len(self.blocks))
