@@ -30,6 +30,11 @@ so read the ratios):
 
 Every timed run, of either library, starts after a short idle pause (``SETTLE``), so that neither
 pays for the other's spinning BLAS threads.
+
+The BLAS row says which OpenBLAS kernel ran. Where OPENBLAS_CORETYPE is set (some machines set it
+to work around older OpenBLAS builds), numpy runs that kernel rather than the CPU's own; unset it
+and OPENBLAS_L2_SIZE for this command alone to measure the CPU's own:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_nmf.py``.
 """
 
 import argparse
@@ -96,6 +101,18 @@ def gemm_peak(size=2048, repeats=5):
     A @ B
     best = min(_timed(lambda: A @ B)[0] for _ in range(repeats))
     return 2.0 * size ** 3 / best
+
+
+def blas_kernel():
+    """numpy's BLAS as threadpoolctl reports it: library, version, kernel, threads."""
+    from threadpoolctl import threadpool_info
+
+    for info in threadpool_info():
+        if info["user_api"] == "blas" and "numpy" in info["filepath"]:
+            kernel = info.get("architecture") or "?"
+            return (f"{info['internal_api']} {info['version']}, {kernel} kernel, "
+                    f"{info['num_threads']} threads")
+    return "unknown"
 
 
 def machine_busy_jiffies():
@@ -255,6 +272,7 @@ def main(argv=None):
     rows = [
         ("spectrogram", f"{m} x {n}, k = {k}, float32", ""),
         ("float32 GEMM peak (2048^3)", f"{peak / 1e9:.1f} GFLOP/s", ""),
+        ("numpy's BLAS", blas_kernel(), ""),
         ("", "scikit-learn", "nmfsep", "nmfsep / sklearn"),
         ("KL MU seconds / iteration", f"{sk_it:.4f}", f"{our_it:.4f}",
          f"{our_it / sk_it:.3f}  ({sk_it / our_it:.1f}x faster)"),
