@@ -43,7 +43,9 @@ import numpy as np
 
 from . import _kernels
 
-BLOCK = 256
+# Frames per block: 512 measured 5% faster per KL iteration than 256 or 1024 (bench_nmf's matrix,
+# both OpenBLAS kernels of this machine); results depend on it only through summation order.
+BLOCK = 512
 # Entries of H below FLUSH * floor (about 1e-16 mean(V), scikit-learn's 2.2e-16 for a V of mean
 # 1) are set to 0, as scikit-learn does for beta <= 1: multiplicative updates otherwise drive them
 # on into float32 subnormals, which make every later product many times slower (scikit-learn's
