@@ -277,6 +277,8 @@ class _Run:
     factors it leaves. For beta != 2 the blocked sweep forms W H right after each H block update,
     so it gets that objective and the next W numerator from the same pass (see ``mu``); the W
     update is then applied at the start of the next iteration, or dropped when the loop stops.
+    HALS with both factors learning works alike: its pass over the frames updates H and makes
+    V H^T for the next W update (``pending``; see ``hals.FramePass``).
     """
 
     def __init__(self, V, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free, workers):
@@ -293,8 +295,6 @@ class _Run:
         self.pending = None             # (V H^T, H H^T) of the current H, from the frame pass
         if beta == 2:
             self.norm_V = float(np.einsum("ij,ij->", Vt, Vt, dtype=np.float64))
-            if solver == "hals":
-                self.frame_pass = hals.FramePass(Vt, W.shape[1], workers)
         else:
             self.blocked = mu.BlockedMU(Vt, W.shape[1], beta, floor, self.workers)
 
@@ -352,6 +352,8 @@ class _Run:
             if normalize:
                 _normalize_columns(W, Ht, self.free_mask)
         if update_H and use_hals and update_W:
+            if self.frame_pass is None:
+                self.frame_pass = hals.FramePass(self.Vt, W.shape[1], self.workers)
             div, self.pending = self.frame_pass.update_H(W, Ht, self.norm_V, self.flush_H,
                                                          self.l1_H, want_VHt=not last)
         elif update_H:
