@@ -42,13 +42,17 @@ def inner_sweeps(rows, other, k, m_times_n):
     return 1 + int(ALPHA * rho)
 
 
+def sweep(F, B, A, l1, free, n_sweeps, flush):
+    """HALS sweeps on the rows of F given B and A, in place: the negative gradient B - F A, then
+    ``_kernels.hals_rows`` (B is left as it is)."""
+    _kernels.hals_rows(F, B - F @ A, A, l1, free, n_sweeps, DELTA, flush)
+
+
 def sweep_rows(F, B, A, l1, free, n_sweeps, workers, flush):
-    """HALS sweeps on the rows of F given B and A (see ``_kernels.hals_rows``), in place, the
-    rows split over the workers."""
-    gradient = B - F @ A
+    """HALS sweeps on the rows of F given B and A, in place, the rows split over the workers."""
     l1 = F.dtype.type(l1)
-    workers.map(lambda span: _kernels.hals_rows(F[span[0]:span[1]], gradient[span[0]:span[1]],
-                                                A, l1, free, n_sweeps, DELTA, flush),
+    workers.map(lambda span: sweep(F[span[0]:span[1]], B[span[0]:span[1]], A, l1, free,
+                                   n_sweeps, flush),
                 workers.chunks(F.shape[0]))
 
 
@@ -102,8 +106,7 @@ class FramePass:
             start, stop = self.blocks[index]
             Vb, Hb = self.Vt[start:stop], Ht[start:stop]
             VtW = Vb @ W
-            gradient = VtW - Hb @ WtW
-            _kernels.hals_rows(Hb, gradient, WtW, l1, free, self.sweeps, DELTA, flush)
+            sweep(Hb, VtW, WtW, l1, free, self.sweeps, flush)
             self.cross_parts[index] = np.vdot(VtW.astype(np.float64), Hb)
             np.dot(Hb.T, Hb, out=self.HHt_parts[index])
             if want_VHt:
