@@ -1,0 +1,53 @@
+"""nmfsep: pull the sources out of a single recording with non-negative matrix factorization.
+
+The public API:
+
+- ``separate(samples, sample_rate, k=2, ...)``: split a recording into stems that add back up
+  to it (blind, or supervised with ``models``); see ``nmfsep.pipeline.separate``.
+- ``learn(recordings, sample_rate, n_bases=128, ...)``: learn the bases of one source from clean
+  recordings of it (a ``Model``; ``nmfsep.model.save`` / ``load`` keep it in a ``.npz`` file).
+- ``factorize(V, k, ...)``: the NMF core, V (n_bins, n_frames) ~ W (n_bins, k) H (k, n_frames),
+  returning an ``NMFResult``; ``kmeans`` and ``deep_factorize`` are its relatives.
+- ``NmfsepError``: what every user error raises (bad values are ``ValueError`` too).
+
+The names are imported on first use, so that ``nmfsep --help`` stays fast; ``dir(nmfsep)`` and
+``help(nmfsep)`` list them. The one-input pipeline lives in ``nmfsep.pipeline`` (not
+``nmfsep.separate``, which would shadow the function).
+"""
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "factorize": "nmfsep.nmf",
+    "NMFResult": "nmfsep.nmf",
+    "kmeans": "nmfsep.nmf",
+    "deep_factorize": "nmfsep.nmf",
+    "separate": "nmfsep.pipeline",
+    "learn": "nmfsep.pipeline",
+    "Model": "nmfsep.model",
+    "NmfsepError": "nmfsep.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from .errors import NmfsepError
+    from .model import Model
+    from .nmf import NMFResult, deep_factorize, factorize, kmeans
+    from .pipeline import learn, separate
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups (and help()) find it as a plain attribute
+        return value
+    raise AttributeError(f"module 'nmfsep' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
