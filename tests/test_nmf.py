@@ -427,6 +427,68 @@ def test_complex_or_one_dimensional_input_is_refused():
         factorize(np.ones(10), 2)
 
 
+
+@pytest.mark.parametrize("bad", [
+    dict(V=-1.0), dict(k=0), dict(beta="banana"), dict(solver="als"), dict(init="custom"),
+])
+def test_bad_values_are_value_errors_too(bad):
+    V = low_rank()
+    if "V" in bad:
+        V[0, 0] = bad["V"]
+    options = {key: value for key, value in bad.items() if key != "V"}
+    with pytest.raises(ValueError) as caught:
+        factorize(V, **{"k": 2, **options})
+    assert isinstance(caught.value, NmfsepError)
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_a_subnormal_entry_of_V_diverges_like_a_zero(beta):
+    rng = np.random.default_rng(0)
+    V, W, H = 10 * rng.random((10, 2)), 10 + rng.random((10, 2)), 1 + rng.random((2, 2))
+    V[0, 0] = 0.0
+    at_zero = beta_divergence(V, W, H, beta)
+    V[0, 0] = 1e-323
+    assert beta_divergence(V, W, H, beta) == pytest.approx(at_zero, rel=1e-12)
+
+
+@pytest.mark.parametrize("zero", ["W", "H"])
+def test_mu_refuses_a_starting_factor_full_of_zeros(zero):
+    V = low_rank(dtype=np.float64)
+    W, H = custom_start(*V.shape, 2)
+    start = {"W": W, "H": H}
+    start[zero] = np.zeros_like(start[zero])
+    with pytest.raises(ValueError, match=f"{zero} is full of zeros"):
+        factorize(V, 2, beta=2, solver="mu", init="custom", **start)
+
+
+def test_a_fixed_factor_full_of_zeros_is_refused_by_every_solver():
+    V = low_rank(dtype=np.float64)
+    with pytest.raises(NmfsepError, match="W is full of zeros"):
+        factorize(V, 2, beta=2, solver="hals", W=np.zeros((V.shape[0], 2)), update_W=False)
+
+
+@pytest.mark.parametrize("zero", ["W", "H"])
+def test_hals_learns_from_a_starting_factor_full_of_zeros(zero):
+    V = low_rank(dtype=np.float64)
+    W, H = custom_start(*V.shape, 2)
+    start = {"W": W, "H": H}
+    start[zero] = np.zeros_like(start[zero])
+    result = factorize(V, 2, beta=2, solver="hals", init="custom", max_iter=50, **start)
+    assert result.W.any() and result.H.any()
+    assert result.losses[-1] < 0.1 * result.losses[0]
+
+
+def test_float32_starting_factors_with_float64_V_are_converted():
+    V = low_rank(dtype=np.float64)
+    W, H = custom_start(*V.shape, 2)
+    same = factorize(V, 2, init="custom", W=W.astype(np.float32).astype(np.float64),
+                     H=H.astype(np.float32).astype(np.float64), max_iter=5)
+    converted = factorize(V, 2, init="custom", W=W.astype(np.float32),
+                          H=H.astype(np.float32), max_iter=5)
+    assert converted.W.dtype == converted.H.dtype == np.float64
+    np.testing.assert_array_equal(converted.W, same.W)
+    np.testing.assert_array_equal(converted.H, same.H)
+
 # ------------------------------------------------------------------ k-means and deep NMF
 
 def clustered_frames(seed=0, n=400, k=4):

@@ -11,3 +11,11 @@ class AudioError(NmfsepError):
 
 class ModelError(NmfsepError):
     """A model file that is corrupt, mismatched or of an unknown version."""
+
+
+class BadValueError(NmfsepError, ValueError):
+    """A value the caller passed (an array, a shape, an option) that cannot be used.
+
+    Also a ValueError, so ``except ValueError`` catches it as it catches numpy's and
+    scikit-learn's; the CLI still shows it as one line (it is an NmfsepError).
+    """

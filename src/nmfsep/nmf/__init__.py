@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import NmfsepError
+from ..errors import BadValueError
 from . import hals, mu
 from ._parallel import Workers
 from .init import INITS, constant_complement, initialize
@@ -67,39 +67,39 @@ def beta_divergence(V, W, H, beta=1.0):
 def _beta_value(beta):
     if isinstance(beta, str):
         if beta.lower() not in _BETA_NAMES:
-            raise NmfsepError(f"unknown beta {beta!r}: use a number or one of "
+            raise BadValueError(f"unknown beta {beta!r}: use a number or one of "
                               f"{', '.join(sorted(_BETA_NAMES))}")
         return _BETA_NAMES[beta.lower()]
     try:
         value = float(beta)
     except (TypeError, ValueError):
-        raise NmfsepError(f"beta must be a number, got {beta!r}") from None
+        raise BadValueError(f"beta must be a number, got {beta!r}") from None
     if not np.isfinite(value):
-        raise NmfsepError(f"beta must be finite, got {beta!r}")
+        raise BadValueError(f"beta must be finite, got {beta!r}")
     return value
 
 
 def check_spectrogram(V, name="V"):
-    """V as a 2-D float array, or NmfsepError naming what is wrong (shape, NaN, Inf, sign)."""
+    """V as a 2-D float array, or BadValueError naming what is wrong (shape, NaN, Inf, sign)."""
     V = np.asarray(V)
     if np.iscomplexobj(V):
-        raise NmfsepError(f"{name} is complex: pass a magnitude (np.abs) or power spectrogram")
+        raise BadValueError(f"{name} is complex: pass a magnitude (np.abs) or power spectrogram")
     if V.ndim != 2:
-        raise NmfsepError(f"{name} must be a 2-D matrix (n_bins, n_frames), got shape {V.shape}")
+        raise BadValueError(f"{name} must be a 2-D matrix (n_bins, n_frames), got shape {V.shape}")
     if V.size == 0:
-        raise NmfsepError(f"{name} is empty (shape {V.shape})")
+        raise BadValueError(f"{name} is empty (shape {V.shape})")
     if V.dtype.kind not in "fiub":
-        raise NmfsepError(f"{name} must hold numbers, got dtype {V.dtype}")
+        raise BadValueError(f"{name} must hold numbers, got dtype {V.dtype}")
     low, high = V.min(), V.max()         # NaN propagates through min/max: no V-sized mask
     if not (np.isfinite(low) and np.isfinite(high)):
         n_nan = int(np.count_nonzero(np.isnan(V)))
         if n_nan:
-            raise NmfsepError(f"{name} contains {n_nan} NaN value(s); clean the input first")
+            raise BadValueError(f"{name} contains {n_nan} NaN value(s); clean the input first")
         n_inf = int(np.count_nonzero(np.isinf(V)))
-        raise NmfsepError(f"{name} contains {n_inf} infinite value(s); clean the input first")
+        raise BadValueError(f"{name} contains {n_inf} infinite value(s); clean the input first")
     if low < 0:
         n_neg = int(np.count_nonzero(V < 0))
-        raise NmfsepError(f"{name} has {n_neg} negative value(s) (smallest {float(low):.3g}); NMF "
+        raise BadValueError(f"{name} has {n_neg} negative value(s) (smallest {float(low):.3g}); NMF "
                           f"needs a non-negative matrix such as a magnitude spectrogram")
     return V
 
@@ -116,33 +116,39 @@ def _column_mask(fixed_W_columns, k):
     spec = np.asarray(fixed_W_columns)
     if spec.dtype == np.bool_:
         if spec.shape != (k,):
-            raise NmfsepError(f"fixed_W_columns as a mask needs {k} entries, got {spec.shape}")
+            raise BadValueError(f"fixed_W_columns as a mask needs {k} entries, got {spec.shape}")
         return spec.copy()
     if spec.size and (spec.dtype.kind not in "iu" or spec.min() < -k or spec.max() >= k):
-        raise NmfsepError(f"fixed_W_columns must be column indices in [0, {k}) or a boolean mask")
+        raise BadValueError(f"fixed_W_columns must be column indices in [0, {k}) or a boolean mask")
     fixed[spec.astype(np.intp)] = True
     return fixed
 
 
-def _start(V, k, init, seed, W, H, dtype):
-    """Initial (W, Ht) in the work dtype, as fresh arrays (the caller's are never written)."""
+def _start(V, k, init, seed, W, H, dtype, stuck=()):
+    """Initial (W, Ht) in the work dtype, as fresh arrays (the caller's are never written).
+
+    ``stuck``: the names of the factors ('W', 'H') that may not be given full of zeros (the
+    solver could never move them).
+    """
     m, n = V.shape
     rng = np.random.default_rng(seed)
     if W is not None:
         W = np.asarray(W)
         if W.ndim != 2 or W.shape[0] != m or not 1 <= W.shape[1] <= k:
-            raise NmfsepError(f"W must have shape ({m}, k) or ({m}, r <= k) for its first r "
+            raise BadValueError(f"W must have shape ({m}, k) or ({m}, r <= k) for its first r "
                               f"columns, got {W.shape}")
         W = check_spectrogram(W, "W")
+        _refuse_zeros("W", W, "W" in stuck)
     if H is not None:
         H = np.asarray(H)
         if H.shape != (k, n):
-            raise NmfsepError(f"H must have shape ({k}, {n}), got {H.shape}")
+            raise BadValueError(f"H must have shape ({k}, {n}), got {H.shape}")
         H = check_spectrogram(H, "H")
+        _refuse_zeros("H", H, "H" in stuck)
     full_W = W is not None and W.shape[1] == k
     if init == "custom":
         if not full_W or H is None:
-            raise NmfsepError(f"init='custom' needs both W ({m}, {k}) and H ({k}, {n})")
+            raise BadValueError(f"init='custom' needs both W ({m}, {k}) and H ({k}, {n})")
         W0, H0 = W, H
     elif full_W and H is None:
         W0, H0 = W, constant_complement(V, W=W)
@@ -152,7 +158,7 @@ def _start(V, k, init, seed, W, H, dtype):
         W0, H0 = W, H
     else:
         if init.startswith("nndsvd") and k > min(m, n):
-            raise NmfsepError(f"init={init!r} needs k <= min(n_bins, n_frames) = {min(m, n)}, "
+            raise BadValueError(f"init={init!r} needs k <= min(n_bins, n_frames) = {min(m, n)}, "
                               f"got k={k}; use init='random'")
         W0, H0 = initialize(V, k, init, rng)
         if W is not None:
@@ -161,6 +167,14 @@ def _start(V, k, init, seed, W, H, dtype):
             H0 = H
     return np.array(W0, dtype=dtype, order="C"), np.array(np.asarray(H0).T, dtype=dtype,
                                                           order="C")
+
+
+def _refuse_zeros(name, factor, stuck):
+    """BadValueError when a starting factor that the solver could never move is all zeros."""
+    if stuck and not factor.any():
+        raise BadValueError(f"{name} is full of zeros: multiplicative updates (or holding it fixed) "
+                            f"would keep it at zero; start it from positive values, or let "
+                            f"solver='hals' (beta=2) learn it")
 
 
 def _normalize_columns(W, Ht, free):
@@ -180,7 +194,7 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
 
     Parameters
     ----------
-    V : array (n_bins, n_frames), non-negative and finite (else NmfsepError). float64 stays
+    V : array (n_bins, n_frames), non-negative and finite (else BadValueError, a ValueError). float64 stays
         float64; anything else is computed and returned in float32. Never modified.
     k : number of components.
     beta : float or 'kl' | 'is' | 'euclidean': 2 squared Euclidean, 1 Kullback-Leibler (default,
@@ -189,12 +203,16 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
         updates, any beta), 'hals' (accelerated HALS, beta = 2 only).
     init : 'nndsvda' (default), 'nndsvd', 'nndsvdar', 'random' or 'custom' (W and H given).
         Deterministic for a given ``seed``.
-    max_iter, tol : stop after max_iter iterations, or when every 10 iterations the objective
-        has dropped by less than tol times its starting value (scikit-learn's rule); tol=0 runs
-        all iterations.
-    W, H : optional starting factors (copied). W may have r < k columns: they become the first r
-        bases and the rest come from ``init``. Given a full W without H, H starts constant (and
-        vice versa), scaled so that mean(W H) = mean(V).
+    max_iter, tol : stop after max_iter iterations, or when, checked every 10 iterations, the
+        objective has fallen by less than tol times its starting value over the last 10
+        (``losses[i - 10] - losses[i] < tol * losses[0]``); tol=0 runs all iterations. This is
+        not scikit-learn's rule: its 'mu' solver tests the square root of 2 D instead,
+        (sqrt(2 D_i-10) - sqrt(2 D_i)) / sqrt(2 D_0) < tol, and its 'cd' solver the size of
+        the coordinate steps, so the same tol stops at different points.
+    W, H : optional starting factors (copied, converted to the work dtype). W may have r < k
+        columns: they become the first r bases and the rest come from ``init``. Given a full W
+        without H, H starts constant (and vice versa), scaled so that mean(W H) = mean(V). A
+        factor full of zeros is refused where it could never move (solver 'mu', or held fixed).
     update_W, update_H : False keeps that factor fixed (update_W=False: supervised separation
         with known bases).
     fixed_W_columns : columns of W kept fixed while the others learn (semi-supervised): a
@@ -219,31 +237,39 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     Returns
     -------
     NMFResult(W, H, losses, n_iter)
+
+    Raises
+    ------
+    nmfsep.errors.BadValueError (an NmfsepError and a ValueError) for a V, W, H or option that
+    cannot be used, with a message naming it.
     """
     V = check_spectrogram(V)
     m, n = V.shape
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise NmfsepError(f"k must be a positive integer, got {k!r}")
+        raise BadValueError(f"k must be a positive integer, got {k!r}")
     beta = _beta_value(beta)
     if solver not in SOLVERS:
-        raise NmfsepError(f"unknown solver {solver!r}: use one of {', '.join(SOLVERS)}")
+        raise BadValueError(f"unknown solver {solver!r}: use one of {', '.join(SOLVERS)}")
     if init not in INITS:
-        raise NmfsepError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
+        raise BadValueError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
     if not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
-        raise NmfsepError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+        raise BadValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
     if not tol >= 0:
-        raise NmfsepError(f"tol must be >= 0, got {tol!r}")
+        raise BadValueError(f"tol must be >= 0, got {tol!r}")
     for name, value in (("l1_W", l1_W), ("l1_H", l1_H), ("smooth_H", smooth_H)):
         if not (np.isfinite(value) and value >= 0):
-            raise NmfsepError(f"{name} must be a finite number >= 0, got {value!r}")
+            raise BadValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if solver == "auto":
         solver = "hals" if beta == 2 and not smooth_H else "mu"
     if solver == "hals" and beta != 2:
-        raise NmfsepError(f"solver='hals' minimises the Euclidean cost (beta=2), got beta={beta}; "
+        raise BadValueError(f"solver='hals' minimises the Euclidean cost (beta=2), got beta={beta}; "
                           f"use solver='mu'")
     if solver == "hals" and smooth_H:
-        raise NmfsepError("smooth_H needs solver='mu'")
+        raise BadValueError("smooth_H needs solver='mu'")
 
+    # A factor full of zeros stays zero under multiplicative updates (and when held fixed)
+    stuck = [name for name, learns in (("W", update_W), ("H", update_H))
+             if solver == "mu" or not learns]
     dtype = _work_dtype(V)
     floor = numerical_floor(V)
     if V.dtype != dtype:                             # integers, float16: one float32 copy
@@ -252,7 +278,7 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     # stalls badly on these products as soon as another process holds a core.
     workers = Workers.for_size(V.size)
     try:
-        W, Ht = _start(V, k, init, seed, W, H, dtype)
+        W, Ht = _start(V, k, init, seed, W, H, dtype, stuck)
         free = ~_column_mask(fixed_W_columns, k) if update_W else np.zeros(k, np.bool_)
         update_W = bool(free.any())
         normalize = normalize_W and not l1_W and update_W and update_H

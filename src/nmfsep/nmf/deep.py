@@ -23,7 +23,7 @@ from functools import reduce
 
 import numpy as np
 
-from ..errors import NmfsepError
+from ..errors import BadValueError
 from ._parallel import Workers
 from .mu import beta_divergence, gamma_exponent
 
@@ -81,7 +81,7 @@ def deep_factorize(V, ranks, *, beta=1.0, init="nndsvda", max_iter=200, layer_it
     V = check_spectrogram(V)
     ranks = list(ranks)
     if not ranks or any(not isinstance(r, (int, np.integer)) or r < 1 for r in ranks):
-        raise NmfsepError(f"ranks must be a non-empty list of positive integers, got {ranks!r}")
+        raise BadValueError(f"ranks must be a non-empty list of positive integers, got {ranks!r}")
     beta = _beta_value(beta)
     dtype = np.float64 if V.dtype == np.float64 else np.float32
     floor = numerical_floor(V)

@@ -20,7 +20,7 @@ initial centroids both reach the same labels and the same inertia.
 
 import numpy as np
 
-from ..errors import NmfsepError
+from ..errors import BadValueError
 from ._parallel import Workers
 
 
@@ -100,7 +100,7 @@ def kmeans(V, k, *, seed=None, init="k-means++", max_iter=300, callback=None):
     dtype = np.float64 if V.dtype == np.float64 else np.float32
     m, n = V.shape
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise NmfsepError(f"k must be an integer in [1, n_frames = {n}], got {k!r}")
+        raise BadValueError(f"k must be an integer in [1, n_frames = {n}], got {k!r}")
     with Workers(1):                       # BLAS single-threaded, as in factorize
         return _lloyd(V, k, seed, init, max_iter, callback, dtype)
 
@@ -113,12 +113,12 @@ def _lloyd(V, k, seed, init, max_iter, callback, dtype):
     norms = np.einsum("ij,ij->i", points, points)
     if isinstance(init, str):
         if init != "k-means++":
-            raise NmfsepError(f"unknown init {init!r}: use 'k-means++' or an (n_bins, k) array")
+            raise BadValueError(f"unknown init {init!r}: use 'k-means++' or an (n_bins, k) array")
         centers = kmeans_plusplus(points, k, np.random.default_rng(seed))
     else:
         centers = np.array(init, dtype=np.float64)
         if centers.shape != (m, k):
-            raise NmfsepError(f"init centroids must have shape ({m}, {k}), got {centers.shape}")
+            raise BadValueError(f"init centroids must have shape ({m}, {k}), got {centers.shape}")
         centers = np.ascontiguousarray(check_spectrogram(centers, "init").T)
 
     def inertia(labels):

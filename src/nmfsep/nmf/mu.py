@@ -87,8 +87,8 @@ def beta_divergence(V, WH, beta, floor=0.0):
         positive = V > 0
         out = X.copy()
         v, x = V[positive], X[positive]
-        out[positive] = v * np.log(v / x) - v + x
-        return float(out.sum())
+        out[positive] = v * (np.log(v) - np.log(x)) - v + x   # not log(v / x): v / x can
+        return float(out.sum())                                # underflow to 0 for a subnormal v
     if beta == 0:
         ratio = V / X
         return float(np.sum(ratio - np.log(ratio) - 1))
