@@ -27,7 +27,7 @@ import soundfile as sf
 
 from . import audio, spectrum, stream as streaming
 from .errors import NmfsepError
-from .pipeline import Progress, Settings, split_sources
+from .pipeline import Progress, Settings, memory_needed, split_sources
 from .report import report_path
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
@@ -42,12 +42,6 @@ AUDIO_EXTENSIONS = frozenset({
 # A frame longer than this is no STFT frame any more (1.5 s at 44.1 kHz; the default is at most
 # 32768, at 768 kHz), and its buffers grow with it whatever the input's length.
 MAX_N_FFT = 65536
-# Peak memory of a separation, in bytes per sample of the framed signal (n_frames * n_fft per
-# channel), per stem. Blind separation with its three factorizations (nmfsep.pipeline.ENSEMBLE):
-# 3 minutes of 16 kHz mono, 2 stems, peak RSS 575 MB = ~114 MB interpreter + ~42 bytes per framed
-# sample (hop n_fft/4); 40 + 2 per stem covers it.
-BYTES_PER_FRAMED_SAMPLE = 40
-BYTES_PER_FRAMED_SAMPLE_PER_STEM = 2
 # Inputs whose in-memory separation would need more than this (or more than half the machine's
 # memory) are streamed: two passes over the file in blocks, in bounded memory (nmfsep.stream).
 # About 2.7 minutes of 44.1 kHz stereo at the default STFT.
@@ -434,12 +428,6 @@ def error_record(job: Job, settings: Settings, message: str) -> dict:
     record = new_record(job, settings)
     record.update(status="error", error=_one_line(message), seconds=0.0)
     return record
-
-
-def memory_needed(n_frames: int, n_channels: int, params: spectrum.StftParams, n_stems: int) -> int:
-    """Bytes a separation of n_frames x n_channels needs at its peak (a measured upper bound)."""
-    framed = spectrum.n_frames(n_frames, params) * params.n_fft * n_channels
-    return framed * (BYTES_PER_FRAMED_SAMPLE + BYTES_PER_FRAMED_SAMPLE_PER_STEM * n_stems)
 
 
 def check_options(settings: Settings) -> None:

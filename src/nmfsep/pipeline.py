@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import cache, discriminative, masks, spectrum
-from .errors import NmfsepError
+from . import audio, cache, discriminative, masks, spectrum
+from .errors import BadValueError, NmfsepError
 from .grouping import METHODS, group_components, order_by_centroid
 from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model
 from .nmf import factorize
@@ -53,6 +53,12 @@ DISCRIMINATIVE_BATCH = 512
 DISCRIMINATIVE_FRAMES = 8192  # at most, over all the synthetic mixtures (memory)
 DEFAULT_PITCH_SHIFTS = 1
 DEFAULT_BASES = 128
+# Peak memory of a separation, in bytes per sample of the framed signal (n_frames * n_fft per
+# channel), per stem. Blind separation with its three factorizations (ENSEMBLE): 3 minutes of
+# 16 kHz mono, 2 stems, peak RSS 575 MB = ~114 MB interpreter + ~42 bytes per framed sample
+# (hop n_fft/4); 40 + 2 per stem covers it.
+BYTES_PER_FRAMED_SAMPLE = 40
+BYTES_PER_FRAMED_SAMPLE_PER_STEM = 2
 
 
 @dataclass(frozen=True)
@@ -91,29 +97,29 @@ class Settings:
 
     def check(self) -> "Settings":
         if self.n_sources < 1:
-            raise NmfsepError(f"k (number of sources) must be at least 1, got {self.n_sources}")
+            raise BadValueError(f"k (number of sources) must be at least 1, got {self.n_sources}")
         if self.max_iter < 1:
-            raise NmfsepError(f"iter must be at least 1, got {self.max_iter}")
+            raise BadValueError(f"iter must be at least 1, got {self.max_iter}")
         if not self.tol >= 0:
-            raise NmfsepError(f"tol must be >= 0, got {self.tol}")
+            raise BadValueError(f"tol must be >= 0, got {self.tol}")
         if self.power is not None and not self.power > 0:
-            raise NmfsepError(f"power must be > 0, got {self.power}")
+            raise BadValueError(f"power must be > 0, got {self.power}")
         if not (self.sparsity >= 0 and self.temporal_smoothness >= 0):
-            raise NmfsepError("sparsity and smoothness must be >= 0")
+            raise BadValueError("sparsity and smoothness must be >= 0")
         if self.grouping not in METHODS:
-            raise NmfsepError(f"unknown grouping {self.grouping!r} (choose from {', '.join(METHODS)})")
+            raise BadValueError(f"unknown grouping {self.grouping!r} (choose from {', '.join(METHODS)})")
         if self.n_components is not None and self.n_components < self.n_sources and not self.models:
-            raise NmfsepError(f"--components {self.n_components} is fewer than the {self.n_sources} sources asked")
+            raise BadValueError(f"--components {self.n_components} is fewer than the {self.n_sources} sources asked")
         if self.unfolded_layers < 0:
-            raise NmfsepError(f"unfolded layers must be >= 0, got {self.unfolded_layers}")
+            raise BadValueError(f"unfolded layers must be >= 0, got {self.unfolded_layers}")
         if self.n_free < 0:
-            raise NmfsepError(f"free must be >= 0, got {self.n_free}")
+            raise BadValueError(f"free must be >= 0, got {self.n_free}")
         if self.n_free and not self.models:
-            raise NmfsepError("--free adds bases beside learned models: give at least one --model")
+            raise BadValueError("--free adds bases beside learned models: give at least one --model")
         names = [m.name for m in self.models]
         duplicate = next((n for n in names if names.count(n) > 1 or n == RESIDUAL and self.n_free), None)
         if duplicate is not None:
-            raise NmfsepError(f"two stems would be named {duplicate!r}: learn the models with distinct --name")
+            raise BadValueError(f"two stems would be named {duplicate!r}: learn the models with distinct --name")
         return self
 
     def component_counts(self, n_frames: int) -> list[int]:
@@ -516,33 +522,108 @@ def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dic
                      H=np.concatenate([alone.H, free.H]), init="custom", fixed_W_columns=range(r), **options)
 
 
-def _as_2d(samples: np.ndarray) -> np.ndarray:
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim not in (1, 2) or samples.shape[0] == 0:
-        raise NmfsepError(f"samples must be (n_samples,) or (n_samples, n_channels), got {samples.shape}")
-    if not np.isfinite(samples).all():
-        raise NmfsepError("samples contain NaN or infinite values")
-    return samples.reshape(samples.shape[0], -1)
+def memory_needed(n_frames: int, n_channels: int, params: spectrum.StftParams, n_stems: int) -> int:
+    """Bytes a separation of n_frames x n_channels needs at its peak (a measured upper bound)."""
+    framed = spectrum.n_frames(n_frames, params) * params.n_fft * n_channels
+    return framed * (BYTES_PER_FRAMED_SAMPLE + BYTES_PER_FRAMED_SAMPLE_PER_STEM * n_stems)
+
+
+def _as_2d(samples, channels_first: bool = False, name: str = "samples") -> np.ndarray:
+    """samples as (n_samples, n_channels), a view where it can be (never written to).
+
+    Accepts (n_samples,) mono, (n_samples, n_channels), or (n_channels, n_samples) with
+    channels_first=True (librosa's layout). Checks, before anything is allocated from them, the
+    dtype (real numbers), the shape (1-D or 2-D, not empty, at most audio.MAX_CHANNELS channels,
+    and a layout that does not look transposed) and finiteness; BadValueError names the problem
+    and the fix.
+    """
+    array = _as_array(samples, name)
+    shape = array.shape
+    if array.dtype.kind not in "fiu":
+        raise BadValueError(f"{name} must hold real numbers (float or integer), got dtype {array.dtype}")
+    if array.ndim not in (1, 2):
+        layout = "(n_channels, n_samples)" if channels_first else "(n_samples, n_channels)"
+        raise BadValueError(f"{name} must be (n_samples,) or {layout}, got shape {shape}")
+    if array.size == 0:
+        raise BadValueError(f"{name} is empty (shape {shape})")
+    if channels_first and array.ndim == 2:
+        array = array.T
+    n_samples = array.shape[0]
+    n_channels = array.shape[1] if array.ndim == 2 else 1
+    if n_channels > audio.MAX_CHANNELS:
+        if n_channels > n_samples and channels_first:
+            raise BadValueError(f"got shape {shape} with channels_first=True: that looks like (n_samples, "
+                                "n_channels); leave channels_first out")
+        if n_channels > n_samples:
+            raise BadValueError(f"got shape {shape}: that looks like channels-first (librosa's layout); "
+                                "pass samples.T or channels_first=True")
+        raise BadValueError(f"{name} has {n_channels} channels (shape {shape}); at most {audio.MAX_CHANNELS} "
+                            "are supported")
+    if not (np.isfinite(array.min()) and np.isfinite(array.max())):  # NaN and Inf propagate: no mask
+        raise BadValueError(f"{name} contain NaN or infinite values; clean them first (e.g. np.nan_to_num)")
+    return array.reshape(n_samples, n_channels)
+
+
+def _as_array(samples, name: str = "samples") -> np.ndarray:
+    try:
+        return np.asarray(samples)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise BadValueError(f"{name} must be an array of numbers: {exc}") from None
+
+
+def _check_sample_rate(sample_rate) -> int:
+    """sample_rate as an int, or BadValueError unless it is a whole number of Hz in range."""
+    try:
+        whole = not isinstance(sample_rate, (bool, np.bool_, str)) and int(sample_rate) == sample_rate
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or not 1 <= int(sample_rate) <= audio.MAX_SAMPLE_RATE:
+        raise BadValueError(f"sample_rate must be a whole number of Hz in 1..{audio.MAX_SAMPLE_RATE}, "
+                            f"got {sample_rate!r}")
+    return int(sample_rate)
 
 
 def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[Model] = (),
              n_free: int = 0, n_components: int | None = None, grouping: str = "auto",
              beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
              seed: int = 0, power: float | None = None, n_fft: int | None = None,
-             hop_length: int | None = None, progress: Progress | None = None) -> np.ndarray:
+             hop_length: int | None = None, channels_first: bool = False,
+             progress: Progress | None = None) -> np.ndarray:
     """Split a recording into stems that add back up to it.
 
-    samples: float array (n_samples,) for mono or (n_samples, n_channels).
+    samples: real numbers (n_samples,) for mono or (n_samples, n_channels); with
+    channels_first=True, (n_channels, n_samples) as librosa gives them. Never modified.
+    sample_rate: in Hz, a whole number up to audio.MAX_SAMPLE_RATE.
     Blind (no models): k stems, lowest spectral centroid first, from n_components NMF components
     grouped by ``grouping`` (see nmfsep.grouping). With models (see ``learn``): one
     stem per model in the given order, plus a residual stem when n_free > 0 (k is ignored).
-    Returns float32 stems (n_stems, *samples.shape).
+    Returns float32 stems (n_stems, *samples.shape), in the layout given.
+
+    Raises BadValueError (an NmfsepError and a ValueError) before anything is allocated from
+    the samples when their dtype, shape or layout is wrong (a 2-D array with more channels than
+    samples and over audio.MAX_CHANNELS of them is taken for channels-first and refused with the
+    fix), when they hold NaN or Inf, for a bad sample_rate or setting, or when the separation
+    would need more memory than the machine has (the CLI streams such inputs: ``nmfsep split``).
     """
-    samples = np.asarray(samples, dtype=np.float32)
+    samples = _as_array(samples)
+    frames = _as_2d(samples, channels_first)
+    sample_rate = _check_sample_rate(sample_rate)
     settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length, tuple(models), n_free,
-                        n_components=n_components, grouping=grouping)
-    stems = split_sources(_as_2d(samples), sample_rate, settings, progress).stems
-    return stems.reshape((len(stems),) + samples.shape)
+                        n_components=n_components, grouping=grouping).check()
+    need = memory_needed(*frames.shape, settings.stft_params(sample_rate), len(settings.stem_names))
+    limit = audio.memory_limit()
+    if limit is not None and need > limit:
+        raise BadValueError(f"samples {frames.shape} at {sample_rate} Hz: separating it in memory needs about "
+                            f"{_mib(need)}, this machine has {_mib(limit)}; separate shorter excerpts, or "
+                            "write it to a file for `nmfsep split`, which streams long inputs")
+    stems = split_sources(frames.astype(np.float32, copy=False), sample_rate, settings, progress).stems
+    if samples.ndim == 1:
+        return stems[:, :, 0]
+    return stems.transpose(0, 2, 1) if channels_first else stems
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
 
 
 def pitch_shift(V: np.ndarray, semitones: float) -> np.ndarray:
