@@ -8,7 +8,8 @@ The public API:
   recordings of it (a ``Model``; ``nmfsep.model.save`` / ``load`` keep it in a ``.npz`` file).
 - ``factorize(V, k, ...)``: the NMF core, V (n_bins, n_frames) ~ W (n_bins, k) H (k, n_frames),
   returning an ``NMFResult``; ``kmeans`` and ``deep_factorize`` are its relatives.
-- ``NmfsepError``: what every user error raises (bad values are ``ValueError`` too).
+- ``NmfsepError``: what every user error raises; ``BadValueError``, its subclass for a bad
+  value (an array, a shape, an option), is a ``ValueError`` too.
 
 The names are imported on first use, so that ``nmfsep --help`` stays fast; ``dir(nmfsep)`` and
 ``help(nmfsep)`` list them. The one-input pipeline lives in ``nmfsep.pipeline`` (not
@@ -28,12 +29,13 @@ _EXPORTS = {
     "learn": "nmfsep.pipeline",
     "Model": "nmfsep.model",
     "NmfsepError": "nmfsep.errors",
+    "BadValueError": "nmfsep.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from .errors import NmfsepError
+    from .errors import BadValueError, NmfsepError
     from .model import Model
     from .nmf import NMFResult, deep_factorize, factorize, kmeans
     from .pipeline import learn, separate

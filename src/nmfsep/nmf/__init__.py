@@ -68,7 +68,7 @@ def _beta_value(beta):
     if isinstance(beta, str):
         if beta.lower() not in _BETA_NAMES:
             raise BadValueError(f"unknown beta {beta!r}: use a number or one of "
-                              f"{', '.join(sorted(_BETA_NAMES))}")
+                                f"{', '.join(sorted(_BETA_NAMES))}")
         return _BETA_NAMES[beta.lower()]
     try:
         value = float(beta)
@@ -99,8 +99,8 @@ def check_spectrogram(V, name="V"):
         raise BadValueError(f"{name} contains {n_inf} infinite value(s); clean the input first")
     if low < 0:
         n_neg = int(np.count_nonzero(V < 0))
-        raise BadValueError(f"{name} has {n_neg} negative value(s) (smallest {float(low):.3g}); NMF "
-                          f"needs a non-negative matrix such as a magnitude spectrogram")
+        raise BadValueError(f"{name} has {n_neg} negative value(s) (smallest {float(low):.3g}); "
+                            f"NMF needs a non-negative matrix such as a magnitude spectrogram")
     return V
 
 
@@ -136,7 +136,7 @@ def _start(V, k, init, seed, W, H, dtype, stuck=()):
         W = np.asarray(W)
         if W.ndim != 2 or W.shape[0] != m or not 1 <= W.shape[1] <= k:
             raise BadValueError(f"W must have shape ({m}, k) or ({m}, r <= k) for its first r "
-                              f"columns, got {W.shape}")
+                                f"columns, got {W.shape}")
         W = check_spectrogram(W, "W")
         _refuse_zeros("W", W, "W" in stuck)
     if H is not None:
@@ -159,7 +159,7 @@ def _start(V, k, init, seed, W, H, dtype, stuck=()):
     else:
         if init.startswith("nndsvd") and k > min(m, n):
             raise BadValueError(f"init={init!r} needs k <= min(n_bins, n_frames) = {min(m, n)}, "
-                              f"got k={k}; use init='random'")
+                                f"got k={k}; use init='random'")
         W0, H0 = initialize(V, k, init, rng)
         if W is not None:
             W0[:, :W.shape[1]] = W
@@ -172,9 +172,9 @@ def _start(V, k, init, seed, W, H, dtype, stuck=()):
 def _refuse_zeros(name, factor, stuck):
     """BadValueError when a starting factor that the solver could never move is all zeros."""
     if stuck and not factor.any():
-        raise BadValueError(f"{name} is full of zeros: multiplicative updates (or holding it fixed) "
-                            f"would keep it at zero; start it from positive values, or let "
-                            f"solver='hals' (beta=2) learn it")
+        raise BadValueError(f"{name} is full of zeros: multiplicative updates (or holding it "
+                            f"fixed) would keep it at zero; start it from positive values, or "
+                            f"let solver='hals' (beta=2) learn it")
 
 
 def _normalize_columns(W, Ht, free):
@@ -194,7 +194,7 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
 
     Parameters
     ----------
-    V : array (n_bins, n_frames), non-negative and finite (else BadValueError, a ValueError). float64 stays
+    V : array (n_bins, n_frames), non-negative and finite (else BadValueError). float64 stays
         float64; anything else is computed and returned in float32. Never modified.
     k : number of components.
     beta : float or 'kl' | 'is' | 'euclidean': 2 squared Euclidean, 1 Kullback-Leibler (default,
@@ -262,8 +262,8 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     if solver == "auto":
         solver = "hals" if beta == 2 and not smooth_H else "mu"
     if solver == "hals" and beta != 2:
-        raise BadValueError(f"solver='hals' minimises the Euclidean cost (beta=2), got beta={beta}; "
-                          f"use solver='mu'")
+        raise BadValueError(f"solver='hals' minimises the Euclidean cost (beta=2), got "
+                            f"beta={beta}; use solver='mu'")
     if solver == "hals" and smooth_H:
         raise BadValueError("smooth_H needs solver='mu'")
 
