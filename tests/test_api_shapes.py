@@ -14,6 +14,7 @@ import pytest
 import nmfsep
 from nmfsep import audio
 from nmfsep.errors import BadValueError, NmfsepError
+from nmfsep.pipeline import learn
 
 RATE = 8000
 
@@ -66,6 +67,12 @@ def test_both_layouts_give_the_same_stems():
     last = nmfsep.separate(samples, RATE, k=2, max_iter=20)
     first = nmfsep.separate(np.ascontiguousarray(samples.T), RATE, k=2, max_iter=20, channels_first=True)
     np.testing.assert_array_equal(first, last.transpose(0, 2, 1))
+
+
+def test_learn_refuses_a_channels_first_recording_with_the_fix():
+    with pytest.raises(BadValueError, match=r"got shape \(2, 8000\): that looks like channels-first "
+                                            r"\(librosa's layout\); pass recording.T$"):
+        learn(stereo().T, RATE, n_bases=2)
 
 
 def test_channels_last_given_as_channels_first_is_refused_with_the_fix():

@@ -528,14 +528,14 @@ def memory_needed(n_frames: int, n_channels: int, params: spectrum.StftParams, n
     return framed * (BYTES_PER_FRAMED_SAMPLE + BYTES_PER_FRAMED_SAMPLE_PER_STEM * n_stems)
 
 
-def _as_2d(samples, channels_first: bool = False, name: str = "samples") -> np.ndarray:
+def _as_2d(samples, channels_first: bool = False, name: str = "samples", fix: str = " or channels_first=True") -> np.ndarray:
     """samples as (n_samples, n_channels), a view where it can be (never written to).
 
     Accepts (n_samples,) mono, (n_samples, n_channels), or (n_channels, n_samples) with
     channels_first=True (librosa's layout). Checks, before anything is allocated from them, the
     dtype (real numbers), the shape (1-D or 2-D, not empty, at most audio.MAX_CHANNELS channels,
     and a layout that does not look transposed) and finiteness; BadValueError names the problem
-    and the fix.
+    and the fix (``fix``: how the caller's function takes channels-first arrays, if it does).
     """
     array = _as_array(samples, name)
     shape = array.shape
@@ -556,11 +556,11 @@ def _as_2d(samples, channels_first: bool = False, name: str = "samples") -> np.n
                                 "n_channels); leave channels_first out")
         if n_channels > n_samples:
             raise BadValueError(f"got shape {shape}: that looks like channels-first (librosa's layout); "
-                                "pass samples.T or channels_first=True")
+                                f"pass {name}.T{fix}")
         raise BadValueError(f"{name} has {n_channels} channels (shape {shape}); at most {audio.MAX_CHANNELS} "
                             "are supported")
     if not (np.isfinite(array.min()) and np.isfinite(array.max())):  # NaN and Inf propagate: no mask
-        raise BadValueError(f"{name} contain NaN or infinite values; clean them first (e.g. np.nan_to_num)")
+        raise BadValueError(f"NaN or infinite values in {name}; clean them first (e.g. np.nan_to_num)")
     return array.reshape(n_samples, n_channels)
 
 
@@ -669,7 +669,7 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     if not 0 <= pitch_shifts <= MAX_PITCH_SHIFTS:
         raise NmfsepError(f"pitch shifts must be between 0 and {MAX_PITCH_SHIFTS} semitones, got {pitch_shifts}")
     params = spectrum.default_params(sample_rate, n_fft, hop_length)
-    magnitude = np.concatenate([analyse(_as_2d(r), params)[1] for r in recordings], axis=1)
+    magnitude = np.concatenate([analyse(_as_2d(r, name="recording", fix=""), params)[1] for r in recordings], axis=1)
     scale = float(magnitude.mean())
     if scale == 0.0:
         raise NmfsepError("the training audio is silent: there is nothing to learn")
