@@ -1,15 +1,23 @@
 """`nmfsep eval` and nmfsep.evaluate: which mixture, bss_eval in bounded windows, progress."""
 
+import json
 import warnings
 
 import numpy as np
 import pytest
 import scipy.signal
+import soundfile as sf
+from click.testing import CliRunner
 
 from nmfsep import evaluate
+from nmfsep.cli import cli
 from nmfsep.evaluate import bss_eval, si_sdr
 
 RATE = 8000
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def broadband(n_frames, seed, cutoff, btype="low", n_channels=None):
@@ -40,6 +48,59 @@ def mir_eval_sources(refs, ests):
         warnings.simplefilter("ignore", FutureWarning)
         sdr, sir, sar, _ = bss_eval_sources(refs, ests, compute_permutation=False)
     return {"sdr": sdr, "sir": sir, "sar": sar}
+
+
+@pytest.fixture
+def files(tmp_path):
+    refs, ests = sources_and_estimates(2 * RATE)
+    paths = {}
+    for name, samples in (("ref1", refs[0]), ("ref2", refs[1]), ("est1", ests[0]), ("est2", ests[1]),
+                          ("mix", refs.sum(0) + 0.01)):
+        paths[name] = tmp_path / f"{name}.wav"
+        sf.write(paths[name], samples, RATE, subtype="FLOAT")
+    return paths
+
+
+def test_eval_with_one_reference_and_no_mix_is_a_usage_error(files):
+    result = run("eval", "--ref", files["ref1"], files["est1"], files["est2"])
+    assert result.exit_code == 2
+    assert result.stderr == ("nmfsep eval: error: the mixture cannot be the sum of one reference: "
+                             "give --mix MIX (see 'nmfsep eval --help')\n")
+    assert result.stdout == ""
+
+
+def test_eval_with_one_reference_and_a_mix_scores_the_improvement_over_that_mix(files):
+    result = run("eval", "--ref", files["ref1"], files["est2"], files["est1"], "--mix", files["mix"], "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["mixture"] == str(files["mix"])
+    [row] = report["references"]
+    ref, est, mix = (sf.read(files[name])[0] for name in ("ref1", "est1", "mix"))
+    assert row["estimate"] == str(files["est1"])
+    assert row["si_sdr_improvement"] == pytest.approx(si_sdr(ref, est) - si_sdr(ref, mix), abs=1e-6)
+    assert row["sir"] == float("inf")  # one reference: no interference, as in mir_eval
+    assert "mixture:" not in result.stderr
+
+
+def test_eval_with_two_references_says_the_mixture_is_their_sum(files):
+    result = run("eval", "--ref", files["ref1"], "--ref", files["ref2"], files["est1"], files["est2"], "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "mixture: the sum of the 2 references (give --mix for another)\n"
+    report = json.loads(result.stdout)
+    assert report["mixture"] == "sum of references"
+    refs = [sf.read(files[name])[0] for name in ("ref1", "ref2")]
+    for row, ref, name in zip(report["references"], refs, ("est1", "est2")):
+        assert set(row) == {"reference", "estimate", "si_sdr", "si_sdr_improvement", "sdr", "sir", "sar"}
+        est = sf.read(files[name])[0]
+        assert row["si_sdr_improvement"] == pytest.approx(si_sdr(ref, est) - si_sdr(ref, refs[0] + refs[1]),
+                                                          abs=1e-6)
+    assert set(report["mean"]) == {"si_sdr", "si_sdr_improvement", "sdr", "sir", "sar"}
+
+
+def test_eval_quiet_prints_nothing_on_stderr(files):
+    result = run("eval", "--ref", files["ref1"], "--ref", files["ref2"], files["est1"], files["est2"], "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "" and result.stdout == ""
 
 
 def test_bss_eval_in_one_window_agrees_with_mir_eval():
