@@ -235,40 +235,59 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
 @click.option("--ref", "refs", multiple=True, required=True, metavar="REF",
               help="A true source (repeat once per source).")
 @click.argument("estimates", nargs=-1, required=True, metavar="EST...")
-@click.option("--mix", "mix_path", default=None, help="The mixture [default: the sum of the references].")
+@click.option("--mix", "mix_path", default=None, metavar="MIX",
+              help="The mixture the estimates came from [default: the sum of the references, "
+                   "given two or more].")
 @click.option("--no-bss", is_flag=True, help="SI-SDR only (skip the slower SDR/SIR/SAR).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def evaluate(refs, estimates, mix_path, no_bss, as_json):
-    """Score estimated stems against true sources: SI-SDR (and its improvement over the mixture),
-    SDR, SIR and SAR (bss_eval, mir_eval), each reference matched to its best estimate."""
+@click.option("-q", "--quiet", is_flag=True, help="No table, mixture line or progress on stderr.")
+def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
+    """Score estimated stems against true sources: SI-SDR and its improvement over the mixture,
+    and bss_eval's SDR, SIR and SAR (fast_bss_eval, in windows of bounded memory), each
+    reference matched to its best estimate."""
     import numpy as np
+    from rich.console import Console
 
     from . import audio
-    from .evaluate import score
+    from .evaluate import bss_window, score, windows
 
     if len(estimates) < len(refs):
         raise click.UsageError(f"{len(refs)} references need at least as many estimates, got {len(estimates)}")
-    sounds = [audio.read(p) for p in (*refs, *estimates, *([mix_path] if mix_path else []))]
-    first = sounds[0]
-    for path, sound in zip((*refs, *estimates, mix_path), sounds):
+    if mix_path is None and len(refs) == 1:
+        raise click.UsageError("the mixture cannot be the sum of one reference: give --mix MIX")
+    paths = (*refs, *estimates, *([mix_path] if mix_path else []))
+    first = audio.read(paths[0])
+    signals = np.empty((len(paths), *first.samples.shape), np.float32)  # one copy of every input
+    for i, path in enumerate(paths):
+        sound = first if i == 0 else audio.read(path)
         if (sound.sample_rate, sound.n_samples, sound.n_channels) != (first.sample_rate, first.n_samples, first.n_channels):
             raise NmfsepError(f"{path}: {sound.sample_rate} Hz, {sound.n_samples} frames, {sound.n_channels} channels "
                               f"does not match {refs[0]} ({first.sample_rate} Hz, {first.n_samples} frames, "
                               f"{first.n_channels} channels)")
-    references = np.stack([s.samples for s in sounds[: len(refs)]])
-    ests = np.stack([s.samples for s in sounds[len(refs): len(refs) + len(estimates)]])
-    mixture = sounds[-1].samples if mix_path else None
-    rows = score(references, ests, mixture, with_bss_eval=not no_bss)
+        signals[i] = sound.samples
+        del sound
+    references, ests = signals[: len(refs)], signals[len(refs): len(refs) + len(estimates)]
+    mixture = signals[-1] if mix_path else None
+    del first
+    console = Console(stderr=True)
+    if mix_path is None and not quiet:
+        console.print(f"mixture: the sum of the {len(refs)} references (give --mix for another)",
+                      markup=False, highlight=False, soft_wrap=True)
+    n_windows = len(windows(references.shape[1], bss_window(len(refs), references.shape[2])))
+    with steps_bar(console, "bss_eval", n_windows, "windows", not (quiet or no_bss) and console.is_terminal) as progress:
+        rows = score(references, ests, mixture, with_bss_eval=not no_bss, progress=progress)
     for ref, row in zip(refs, rows):
         row["estimate"] = estimates[row["estimate"]]
         row["reference"] = ref
     metrics = [k for k in ("si_sdr", "si_sdr_improvement", "sdr", "sir", "sar") if k in rows[0]]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in metrics}
     if as_json:
-        click.echo(json.dumps({"references": [{"reference": r["reference"], "estimate": r["estimate"],
+        click.echo(json.dumps({"mixture": mix_path or "sum of references",
+                               "references": [{"reference": r["reference"], "estimate": r["estimate"],
                                                **{k: r[k] for k in metrics}} for r in rows], "mean": mean}))
         return
-    from rich.console import Console
+    if quiet:
+        return
     from rich.table import Table
 
     table = Table(title="separation quality (dB)")
@@ -279,7 +298,7 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json):
     for r in rows:
         table.add_row(r["reference"], r["estimate"], *(f"{r[k]:.2f}" for k in metrics))
     table.add_row("mean", "", *(f"{mean[k]:.2f}" for k in metrics))
-    Console(stderr=True).print(table)
+    console.print(table)
 
 
 def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet) -> int:

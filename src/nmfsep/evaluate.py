@@ -1,24 +1,33 @@
 """Separation quality: scale-invariant SDR and the best matching of estimates to references."""
 
 import itertools
-import warnings
+from collections.abc import Callable
 
 import numpy as np
+
+
+CHUNK = 1 << 20  # samples that si_sdr converts to float64 at a time (its memory, whatever the length)
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     """Scale-invariant SDR in dB (Le Roux et al. 2019), over all samples and channels.
 
         target = (<s_hat, s> / ||s||^2) s,   SI-SDR = 10 log10(||target||^2 / ||s_hat - target||^2)
+
+    The sums are taken in float64, CHUNK samples at a time. -inf for a silent reference.
     """
-    s = np.asarray(reference, dtype=np.float64).ravel()
-    s_hat = np.asarray(estimate, dtype=np.float64).ravel()
-    energy = s @ s
+    s, s_hat = np.asarray(reference).ravel(), np.asarray(estimate).ravel()
+
+    def total(f):
+        return sum(f(s[i: i + CHUNK].astype(np.float64), s_hat[i: i + CHUNK].astype(np.float64))
+                   for i in range(0, len(s), CHUNK))
+
+    energy, overlap = total(lambda a, b: np.array([a @ a, b @ a]))
     if energy == 0:
         return float("-inf")
-    target = (s_hat @ s) / energy * s
-    noise = s_hat - target
-    return float(10 * np.log10((target @ target) / max(noise @ noise, 1e-20)))
+    scale = overlap / energy
+    noise = total(lambda a, b: (b - scale * a) @ (b - scale * a))
+    return float(10 * np.log10(scale**2 * energy / max(noise, 1e-20)))
 
 
 def best_permutation(references: np.ndarray, estimates: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
@@ -38,36 +47,103 @@ def si_sdr_improvement(references: np.ndarray, estimates: np.ndarray, mixture: n
     return scores - baseline
 
 
-def bss_eval(references: np.ndarray, estimates: np.ndarray) -> dict[str, np.ndarray]:
-    """SDR, SIR, SAR (dB) of each reference against the estimate of the given order (mir_eval).
+FILTER_LENGTH = 512  # taps of bss_eval's distortion filter (mir_eval's and fast_bss_eval's default)
+BSS_BUDGET = 1 << 21  # frames x channels x sources^2 that bss_eval scores at a time (its memory)
 
-    references, estimates: (n_sources, n_samples, ...); channels are laid end to end, so a
-    stereo source is scored as one signal twice as long.
+
+def bss_window(n_sources: int, n_channels: int) -> int:
+    """Frames per bss_eval window: BSS_BUDGET / (n_channels n_sources^2), at least 16 filter
+    lengths. fast_bss_eval's correlations of a window take about 100 bytes per frame, channel and
+    pair of sources, so about 200 MB: 6 s of 44.1 kHz stereo with 2 sources, 1.5 s with 4."""
+    return max(BSS_BUDGET // (n_channels * n_sources**2), 16 * FILTER_LENGTH)
+
+
+def windows(n_frames: int, window: int) -> list[tuple[int, int]]:
+    """(start, stop) of the fewest windows of at most `window` frames, of near-equal length
+    (a short tail is spread over the others), that tile n_frames frames."""
+    count = -(-n_frames // window)
+    bounds = np.linspace(0, n_frames, count + 1).round().astype(int)
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def bss_eval_energies(references: np.ndarray, estimates: np.ndarray) -> np.ndarray:
+    """bss_eval's decomposition of each estimate, est_i = s_target + e_interf + e_artif, as energies.
+
+    references, estimates: (n_sources, n_samples); estimate i is scored against reference i.
+    Returns (3, n_sources): ||s_target||^2, ||s_target + e_interf||^2 and ||est_i||^2 (fast_bss_eval's
+    projections on the FILTER_LENGTH shifts of reference i and of all the references). A silent
+    reference spans nothing: its estimate's target energy is 0, and it is left out of the others'.
     """
-    from mir_eval.separation import bss_eval_sources
+    from fast_bss_eval.numpy import square_cosine_metrics
 
-    def flat(x):
-        x = np.asarray(x, dtype=np.float64)
-        return np.moveaxis(x, 1, -1).reshape(len(x), -1) if x.ndim == 3 else x
+    energy = np.einsum("ij,ij->i", estimates, estimates)
+    target, projected = np.zeros_like(energy), np.zeros_like(energy)
+    active = np.flatnonzero(np.any(references != 0, axis=1))
+    if len(active):
+        coh_target, coh_all = square_cosine_metrics(references[active], estimates,
+                                                    filter_length=FILTER_LENGTH, pairwise=True)
+        target[active] = coh_target[np.arange(len(active)), active] * energy[active]
+        projected = coh_all[0] * energy
+        if len(active) == 1:  # no other reference, no interference (the two solves differ by rounding)
+            projected[active] = target[active]
+    return np.stack([target, projected, energy])
 
-    with warnings.catch_warnings():  # mir_eval 0.8 marks bss_eval_sources deprecated; it still works
-        warnings.simplefilter("ignore", FutureWarning)
-        sdr, sir, sar, _ = bss_eval_sources(flat(references), flat(estimates), compute_permutation=False)
-    return {"sdr": sdr, "sir": sir, "sar": sar}
+
+def bss_eval(references: np.ndarray, estimates: np.ndarray, window: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """SDR, SIR, SAR (dB) of each reference against the estimate of the given order (bss_eval v3).
+
+    references, estimates: (n_sources, n_frames) or (n_sources, n_frames, n_channels), or lists
+    of n_sources such arrays. In each window the channels are laid end to end, so a stereo source
+    is scored as one signal twice as long. Windows hold at most `window` frames (default
+    bss_window: about 200 MB whatever the length, channels and sources; n_frames: one window).
+    Each window is decomposed by bss_eval with its own distortion filter (bss_eval_energies), and
+    the energies are summed over the windows before the ratios are taken:
+
+        SDR = 10 log10(sum T / sum(E - T)),  SIR = 10 log10(sum T / sum(P - T)),
+        SAR = 10 log10(sum P / sum(E - P))
+
+    with T = ||s_target||^2, P = ||s_target + e_interf||^2, E = ||est||^2 of each window. In one
+    window this is mir_eval's bss_eval_sources (to 1e-6 dB where the references are broadband; for
+    a few pure tones the filter's system is ill-conditioned and the two can differ by dB). Silent
+    windows weigh nothing (museval takes the median over 1 s windows and drops their NaN); an
+    estimate silent throughout gets NaN. progress(done, total) after each window.
+    """
+    n_frames, n_channels = len(references[0]), (np.shape(references[0]) + (1,))[1]
+    spans = windows(n_frames, window or bss_window(len(references), n_channels))
+    totals = np.zeros((3, len(references)))
+    for done, (start, stop) in enumerate(spans, 1):
+        def flat(signals):  # this window in float64, channels end to end
+            x = np.stack([signal[start:stop] for signal in signals], dtype=np.float64)
+            return x.swapaxes(1, 2).reshape(len(x), -1) if x.ndim == 3 else x
+
+        totals += bss_eval_energies(flat(references), flat(estimates))
+        if progress is not None:
+            progress(done, len(spans))
+    target, projected, energy = totals
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # a difference that rounding takes below zero is no energy at all (one reference: no interference)
+        return {"sdr": 10 * np.log10(target / np.maximum(energy - target, 0)),
+                "sir": 10 * np.log10(target / np.maximum(projected - target, 0)),
+                "sar": 10 * np.log10(projected / np.maximum(energy - projected, 0))}
 
 
 def score(references: np.ndarray, estimates: np.ndarray, mixture: np.ndarray | None = None,
-          with_bss_eval: bool = True) -> list[dict]:
+          with_bss_eval: bool = True, window: int | None = None,
+          progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """One row per reference: its best-matched estimate (index), SI-SDR, improvement, SDR/SIR/SAR.
 
-    The mixture defaults to the sum of the references (true when they are a full separation).
+    references: (n_sources, n_frames[, n_channels]); estimates: (n_estimates >= n_sources, ...) of
+    the same frames and channels; mixture: (n_frames[, n_channels]), by default the sum of the
+    references (true when they are a full separation; with one reference that would be the
+    reference itself, which the CLI refuses). window, progress: see bss_eval.
     """
     mixture = references.sum(axis=0) if mixture is None else mixture
     order, scores = best_permutation(references, estimates)
     rows = [{"estimate": j, "si_sdr": float(s), "si_sdr_improvement": float(s - si_sdr(ref, mixture))}
             for ref, j, s in zip(references, order, scores)]
     if with_bss_eval:
-        metrics = bss_eval(references, estimates[list(order)])
+        metrics = bss_eval(references, [estimates[j] for j in order], window, progress)
         for i, row in enumerate(rows):
             row.update({name: float(values[i]) for name, values in metrics.items()})
     return rows
