@@ -233,3 +233,12 @@ def test_float_stems_of_a_clipped_master_add_up_to_it_and_report_no_clipping(tmp
     assert record["clipped"] == [] and "warning" not in result.stderr
     original = sf.read(master, dtype="float64")[0]
     assert np.abs(stem_sum(record)[:, 0] - original).max() <= 1e-4 * np.abs(original).max()
+
+
+def test_wavex_on_stdin_gives_stems_with_its_channel_mask(tmp_path):
+    song = surround(tmp_path / "five.wav", 0x60F)
+    result = CliRunner().invoke(cli, ["split", "-", "-k", "2", "-o", str(tmp_path / "out"), *FAST, "--json"],
+                                input=open(song, "rb").read(), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [record] = records(result)
+    assert [channel_mask(s["path"]) for s in record["stems"]] == [0x60F, 0x60F]
