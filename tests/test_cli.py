@@ -31,7 +31,8 @@ def test_json_line_has_exactly_the_contract_fields(wav_file, tmp_path):
     assert len(lines) == 1
     record = json.loads(lines[0])
     assert set(record) == {"input", "status", "error", "stems", "sample_rate", "channels", "frames",
-                           "k", "iterations", "loss", "seconds", "mode", "peak_memory"}
+                           "k", "iterations", "loss", "seconds", "mode", "peak_memory", "format", "subtype",
+                           "clipped"}
     assert record["status"] == "ok" and record["error"] is None
     assert [s["name"] for s in record["stems"]] == ["source1", "source2", "source3"]
     assert record["channels"] == 2 and record["k"] == 3 and record["sample_rate"] == 22050
@@ -58,8 +59,10 @@ def test_float_stems_add_up_to_the_input_on_disk(wav_file, tmp_path):
     assert np.abs(total - original).max() <= 1e-4 * np.abs(original).max()
 
 
-@pytest.mark.parametrize("fmt,ext,subtype", [("FLAC", "flac", "PCM_16"), ("OGG", "ogg", "VORBIS")])
-def test_other_formats_are_read_and_kept(wav_file, tmp_path, fmt, ext, subtype):
+@pytest.mark.parametrize("fmt,ext,subtype", [("FLAC", "flac", "PCM_16"), ("AIFF", "aiff", "PCM_24"),
+                                              ("CAF", "caf", "PCM_16"), ("W64", "w64", "FLOAT"),
+                                              ("RF64", "rf64", "PCM_16")])
+def test_other_lossless_formats_are_read_and_kept(wav_file, tmp_path, fmt, ext, subtype):
     mix = wav_file(f"a.{ext}", subtype=subtype, fmt=fmt)
     result = run("split", mix, "-o", tmp_path / "out", "--iter", 10, "-q")
     assert result.exit_code == 0, result.output

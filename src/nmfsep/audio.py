@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import io
 import os
 import re
+import shlex
 import stat
 import sys
 import tempfile
@@ -24,8 +25,23 @@ from .errors import AudioError
 MAX_CHANNELS = 64
 MAX_SAMPLE_RATE = 768_000
 
-# Formats whose stems are written in the input's format; any other input gives WAV stems.
-EXTENSIONS = {"WAV": "wav", "FLAC": "flac", "OGG": "ogg", "AIFF": "aiff", "W64": "w64", "CAF": "caf"}
+# Formats whose stems are written in the input's format (a lossy input excepted, see LOSSY); any
+# other input gives WAV stems. soundfile's format names and their file extensions.
+EXTENSIONS = {"WAV": "wav", "WAVEX": "wav", "FLAC": "flac", "AIFF": "aiff", "W64": "w64", "CAF": "caf",
+              "RF64": "rf64", "OGG": "ogg", "MP3": "mp3"}
+# Lossy codecs (soundfile's subtype names) and what people call them. A lossy input's stems are
+# lossless (LOSSLESS_STEMS) unless a lossy format is asked for: re-encoded lossily, they would no
+# longer add up to the input.
+LOSSY = {"MPEG_LAYER_I": "MP1", "MPEG_LAYER_II": "MP2", "MPEG_LAYER_III": "MP3", "VORBIS": "Ogg Vorbis",
+         "OPUS": "Ogg Opus"}
+LOSSLESS_STEMS = "FLAC"
+# Containers whose WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk carries a channel mask (which speaker each
+# channel feeds): read from the input, written into the stems.
+MASKED_FORMATS = ("WAVEX", "RF64")
+# Formats libsndfile does not read, by file extension: refused with the command that converts them.
+FFMPEG_ONLY = {"m4a": "AAC/M4A", "m4b": "AAC/M4A", "m4r": "AAC/M4A", "aac": "AAC", "mp4": "MP4",
+               "alac": "ALAC", "wma": "WMA", "asf": "WMA", "webm": "WebM", "mka": "Matroska",
+               "ac3": "AC-3", "dts": "DTS", "ape": "Monkey's Audio", "wv": "WavPack"}
 
 # Declared chunk sizes at or above this are streaming placeholders (ffmpeg and sox write
 # 0xFFFFFFFF or 0x7FFFF000 when they cannot seek back), not promises of that much audio.
@@ -61,6 +77,28 @@ class Header:
     n_frames: int
     format: str
     subtype: str
+    channel_mask: int | None = None  # dwChannelMask of a WAVE_FORMAT_EXTENSIBLE input
+
+
+@dataclass(frozen=True)
+class StemFormat:
+    """How stems are written: soundfile's format and subtype names ('FLAC', 'PCM_24'; 'OGG',
+    'OPUS'), and the channel mask written into a WAVEX or RF64 stem (None: libsndfile's own)."""
+
+    format: str
+    subtype: str
+    channel_mask: int | None = None
+
+    @property
+    def extension(self) -> str:
+        return extension(self.format, self.subtype)
+
+    @property
+    def lossy(self) -> bool:
+        return self.subtype in LOSSY
+
+    def __str__(self) -> str:
+        return f"{self.format} {self.subtype}"
 
 
 def display_name(path: str) -> str:
@@ -177,9 +215,15 @@ def open_input(path: str) -> Source:
     try:
         handle = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as exc:
+        kind = FFMPEG_ONLY.get(os.path.splitext(path)[1][1:].lower())
+        if kind:
+            flac = os.path.splitext(path)[0] + ".flac"
+            raise AudioError(f"{name}: {kind} is not a format libsndfile reads; convert it first: "
+                             f"ffmpeg -i {shlex.quote(path)} {shlex.quote(flac)}") from None
         raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from None
     try:
-        header = Header(handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype)
+        mask = channel_mask(source) if handle.format in MASKED_FORMATS else None
+        header = Header(handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, mask)
         _check_header(name, header, handle.extra_info)
     except BaseException:
         handle.close()
@@ -243,42 +287,67 @@ def _reason(exc: Exception) -> str:
     return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
 
 
-def output_format(fmt: str) -> str:
-    """The format stems are written in for an input of format ``fmt`` (soundfile's names)."""
+def output_format(fmt: str, subtype: str | None = None) -> str:
+    """The format stems are written in for an input of format ``fmt`` and ``subtype`` (soundfile's
+    names): the input's own, FLAC for a lossy input (MP3, Ogg Vorbis, Opus), else WAV."""
+    if subtype in LOSSY:
+        return LOSSLESS_STEMS
     return fmt if fmt in EXTENSIONS else "WAV"
 
 
-def extension(fmt: str) -> str:
-    return EXTENSIONS.get(fmt, "wav")
+def extension(fmt: str, subtype: str | None = None) -> str:
+    return "opus" if subtype == "OPUS" else EXTENSIONS.get(fmt, "wav")
 
 
-def write_temp(path: str, samples: np.ndarray, sample_rate: int, fmt: str, subtype: str) -> str:
+def check_writable(name: str, stem_format: StemFormat, sample_rate: int, n_channels: int) -> None:
+    """Raise AudioError naming ``name`` unless the installed libsndfile writes ``stem_format`` at
+    this rate and channel count (Opus takes 8-48 kHz, MP3 at most 2 channels, ...). A few frames
+    are encoded in memory, so the answer is libsndfile's own, before any work."""
+    try:
+        with open_output(io.BytesIO(), sample_rate, n_channels, stem_format) as handle:
+            handle.write(np.zeros((64, n_channels), np.float32))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        reason = re.sub(r"^Error\s*:\s*", "", _reason(exc)).rstrip(".")
+        raise AudioError(f"{name}: stems cannot be written as {stem_format} at {sample_rate} Hz with "
+                         f"{n_channels} channels ({reason}); choose another --format") from None
+
+
+def open_output(file, sample_rate: int, n_channels: int, stem_format: StemFormat) -> sf.SoundFile:
+    """A SoundFile open for writing stems of ``stem_format`` to ``file`` (a path or a file object)."""
+    return sf.SoundFile(file, "w", sample_rate, n_channels, stem_format.subtype, format=stem_format.format)
+
+
+def write_temp(path: str, samples: np.ndarray, sample_rate: int, stem_format: StemFormat) -> str:
     """Write to a hidden temporary file beside ``path`` and return its name (rename it to commit).
 
     The file is flushed to disk and given the permissions a new file would get (mkstemp's are
     owner-only), so renaming it gives a complete, ordinary file. On any failure, Ctrl-C included,
     the temporary file is removed.
     """
-    temp = new_temp(path, fmt)
+    temp = new_temp(path, stem_format)
     try:
-        sf.write(temp, samples, sample_rate, format=fmt, subtype=subtype)
-        finish_temp(temp)
+        sf.write(temp, samples, sample_rate, format=stem_format.format, subtype=stem_format.subtype)
+        finish_temp(temp, stem_format)
     except BaseException:
         os.unlink(temp)
         raise
     return temp
 
 
-def new_temp(path: str, fmt: str) -> str:
+def new_temp(path: str, stem_format: StemFormat) -> str:
     """An empty hidden temporary file beside ``path`` (the streaming path writes it in blocks)."""
     folder = os.path.dirname(path) or "."
-    handle, temp = tempfile.mkstemp(prefix=".nmfsep-", suffix="." + extension(fmt), dir=folder)
+    handle, temp = tempfile.mkstemp(prefix=".nmfsep-", suffix="." + stem_format.extension, dir=folder)
     os.close(handle)
     return temp
 
 
-def finish_temp(temp: str) -> None:
-    """Flush a written temporary file to disk and give it a new file's permissions."""
+def finish_temp(temp: str, stem_format: StemFormat | None = None) -> None:
+    """Write the stem format's channel mask into a written temporary file (libsndfile writes its
+    own default), flush the file to disk and give it a new file's permissions."""
+    if stem_format is not None and stem_format.channel_mask is not None:
+        with open(temp, "r+b") as handle:
+            set_channel_mask(handle, stem_format.channel_mask)
     handle = os.open(temp, os.O_RDONLY)
     try:
         os.fsync(handle)
@@ -310,13 +379,73 @@ def write_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) ->
 
 
 def writable_subtype(fmt: str, subtype: str) -> str:
-    """The input's subtype where the output format can hold it; else 24-bit for float or 32-bit
-    input where the format has it (FLAC), else the format's default."""
-    if sf.check_format(fmt, subtype):
+    """The input's subtype where the output format can hold it; else 24-bit for float, 32-bit or
+    lossy input where the format has it (FLAC), else the format's default.
+
+    A lossy codec is never kept: libsndfile's check_format accepts WAV + MPEG_LAYER_III (it reads
+    such files) but cannot write it, and stems of a lossy input are lossless anyway.
+    """
+    if subtype not in LOSSY and sf.check_format(fmt, subtype):
         return subtype
-    if subtype in ("FLOAT", "DOUBLE", "PCM_32") and sf.check_format(fmt, "PCM_24"):
+    if (subtype in ("FLOAT", "DOUBLE", "PCM_32") or subtype in LOSSY) and sf.check_format(fmt, "PCM_24"):
         return "PCM_24"
     return sf.default_subtype(fmt)
+
+
+# --- channel masks: WAVE_FORMAT_EXTENSIBLE's dwChannelMask, read and written in the file's bytes ---
+
+_WAVE_EXTENSIBLE = b"\xfe\xff"
+_MASK_OFFSET = 20  # in the 'fmt ' chunk's data: wFormatTag ... cbSize, wValidBitsPerSample, dwChannelMask
+_MAX_CHUNKS = 1000  # chunks walked before 'fmt ' (the bytes are untrusted)
+
+
+def channel_mask(file) -> int | None:
+    """The dwChannelMask of a RIFF/RF64 WAVE file (a path or a BytesIO) whose 'fmt ' chunk is
+    WAVE_FORMAT_EXTENSIBLE, else None. A BytesIO's position is left as it was."""
+    if isinstance(file, io.BytesIO):
+        with file.getbuffer() as view:
+            return _read_mask(lambda start, size: bytes(view[start:start + size]))
+    with open(file, "rb") as handle:
+        return _read_mask(_reader(handle))
+
+
+def set_channel_mask(handle, mask: int) -> None:
+    """Write ``mask`` into the WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk of a WAVE file open as "r+b"
+    (libsndfile writes WAVEX and RF64 that way); a file without one is left as it is."""
+    fmt = _fmt_chunk(_reader(handle))
+    if fmt is not None:
+        handle.seek(fmt + _MASK_OFFSET)
+        handle.write(mask.to_bytes(4, "little"))
+
+
+def _reader(handle):
+    def read_at(start: int, size: int) -> bytes:
+        handle.seek(start)
+        return handle.read(size)
+    return read_at
+
+
+def _read_mask(read_at) -> int | None:
+    fmt = _fmt_chunk(read_at)
+    return None if fmt is None else int.from_bytes(read_at(fmt + _MASK_OFFSET, 4), "little")
+
+
+def _fmt_chunk(read_at) -> int | None:
+    """Offset of the data of a RIFF/RF64/BW64 WAVE file's 'fmt ' chunk if it is
+    WAVE_FORMAT_EXTENSIBLE, else None."""
+    if read_at(0, 4) not in (b"RIFF", b"RF64", b"BW64") or read_at(8, 4) != b"WAVE":
+        return None
+    position = 12
+    for _ in range(_MAX_CHUNKS):
+        head = read_at(position, 8)
+        if len(head) < 8:
+            return None
+        size = int.from_bytes(head[4:], "little")
+        if head[:4] == b"fmt ":
+            extensible = size >= _MASK_OFFSET + 4 and read_at(position + 8, 2) == _WAVE_EXTENSIBLE
+            return position + 8 if extensible else None
+        position += 8 + size + (size & 1)
+    return None
 
 
 _SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}

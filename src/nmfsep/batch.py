@@ -65,10 +65,12 @@ class Job:
 class Output:
     """Where and how stems are written.
 
-    format: 'WAV' or 'FLAC' (None keeps the input's format); subtype: soundfile's sample format
-    (None keeps the input's where the format holds it); stdout_stem: write only this stem, as WAV,
-    to the stream given to ``process`` instead of files; report: also write an HTML report beside
-    the stems (nmfsep.report), its path under the record's "report".
+    format: soundfile's format name, 'WAV', 'FLAC', or lossy 'MP3' or 'OGG' (None keeps the
+    input's format, FLAC for a lossy input: nmfsep.audio.output_format); subtype: soundfile's
+    sample format (None keeps the input's where the format holds it), the codec for a lossy format
+    ('MPEG_LAYER_III', 'VORBIS', 'OPUS'); stdout_stem: write only this stem, as WAV, to the stream
+    given to ``process`` instead of files; report: also write an HTML report beside the stems
+    (nmfsep.report), its path under the record's "report".
     """
 
     folder: str = "separated"
@@ -81,22 +83,31 @@ class Output:
     report: bool = False
 
     def check(self) -> "Output":
-        """Refuse, before any work, a template or format/subtype pair that cannot work."""
+        """Refuse, before any work, a template or format/subtype pair that cannot work, or a
+        format the installed libsndfile does not write (MP3 needs libsndfile 1.1)."""
         check_template(self.template)
         fmt = "WAV" if self.stdout_stem else self.format
+        if fmt and fmt not in sf.available_formats():
+            raise NmfsepError(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt} files "
+                              "(choose another --format)")
         if fmt and self.subtype and not sf.check_format(fmt, self.subtype):
             raise NmfsepError(f"{fmt} files cannot hold {self.subtype} samples (choose another --subtype)")
         return self
 
-    def file_format(self, input_format: str, input_subtype: str) -> tuple[str, str]:
-        """(format, subtype) of the stems of an input with this format and subtype."""
-        fmt = "WAV" if self.stdout_stem else (self.format or audio.output_format(input_format))
-        if self.subtype is None:
-            return fmt, audio.writable_subtype(fmt, input_subtype)
-        if not sf.check_format(fmt, self.subtype):
-            raise NmfsepError(f"{fmt} files cannot hold {self.subtype} samples "
+    def file_format(self, header: audio.Header) -> audio.StemFormat:
+        """How the stems of an input with this header are written: --format or the input's format
+        (FLAC for a lossy input), --subtype or the input's where the format holds it, and the
+        input's channel mask where the stems are WAV (as WAVEX) or RF64. Not checked against the
+        input's rate and channels: nmfsep.audio.check_writable does that."""
+        fmt = "WAV" if self.stdout_stem else (self.format or audio.output_format(header.format, header.subtype))
+        subtype = self.subtype or audio.writable_subtype(fmt, header.subtype)
+        if not sf.check_format(fmt, subtype):
+            raise NmfsepError(f"{fmt} files cannot hold {subtype} samples "
                               f"(choose another --subtype, or --format wav)")
-        return fmt, self.subtype
+        mask = None if self.stdout_stem else header.channel_mask
+        if mask is not None and fmt in ("WAV", "WAVEX", "RF64"):
+            return audio.StemFormat("RF64" if fmt == "RF64" else "WAVEX", subtype, mask)
+        return audio.StemFormat(fmt, subtype)
 
 
 class Listener(Protocol):
@@ -228,13 +239,14 @@ def check_collisions(jobs: list[Job], output: Output, stem_names: list[str]) -> 
 
 def _planned_extension(path: str, output: Output) -> str | None:
     if output.format:
-        return audio.extension(output.format)
+        return audio.extension(output.format, output.subtype)
     if path == "-":
         return "wav"
     try:
         if not os.path.isfile(path):
             return None
-        return audio.extension(audio.output_format(sf.info(path).format))
+        info = sf.info(path)
+        return audio.extension(audio.output_format(info.format, info.subtype))
     except Exception:  # an unreadable file: it fails in process(), with its reason
         return None
 
@@ -264,7 +276,8 @@ def _check_writable(folder: str) -> None:
 def new_record(job: Job, settings: Settings) -> dict:
     return {"input": job.input, "status": "ok", "error": None, "stems": [], "sample_rate": None,
             "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
-            "loss": None, "seconds": None, "mode": None, "peak_memory": None}
+            "loss": None, "seconds": None, "mode": None, "peak_memory": None, "format": None,
+            "subtype": None, "clipped": []}
 
 
 def process(job: Job | str, settings: Settings, output: Output, progress: Progress | None = None,
@@ -284,10 +297,12 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
         with audio.open_input(job.input) as source:
             header = source.header
             record.update(sample_rate=header.sample_rate, channels=header.n_channels, frames=header.n_frames)
-            fmt, subtype = output.file_format(header.format, header.subtype)
+            stem_format = output.file_format(header)
+            audio.check_writable(name, stem_format, header.sample_rate, header.n_channels)
+            record.update(format=stem_format.format, subtype=stem_format.subtype)
             paths, report_file = [], None
             if stream is None:
-                paths = stem_paths(output, job.track, settings.stem_names, audio.extension(fmt))
+                paths = stem_paths(output, job.track, settings.stem_names, stem_format.extension)
                 if output.skip_existing and all(os.path.exists(p) for p in paths):
                     record.update(status="skipped", stems=_stem_list(settings.stem_names, paths))
                     return record
@@ -300,11 +315,11 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
                 raise NmfsepError(f"{name}: too long for --report (the report embeds all its audio); "
                                   "split it without --report")
             if record["mode"] == "stream":
-                _process_streaming(source, settings, output, paths, fmt, subtype, progress, stream, record)
+                _process_streaming(source, settings, output, paths, stem_format, progress, stream, record)
             else:
                 sound = source.read()
         if record["mode"] == "memory":
-            _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name,
+            _process_in_memory(sound, settings, output, paths, stem_format, progress, stream, record, name,
                                report_file)
     except NmfsepError as exc:
         message = str(exc) if str(exc).startswith(name + ": ") else f"{name}: {exc}"
@@ -324,7 +339,7 @@ def peak_memory() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, stream, record, name,
+def _process_in_memory(sound, settings, output, paths, stem_format, progress, stream, record, name,
                        report_file=None):
     """The whole input at once (nmfsep.pipeline.split_sources); stems written together, then
     the report (if asked) beside them."""
@@ -337,7 +352,8 @@ def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, s
     if not np.isfinite(stems).all():
         raise NmfsepError(f"{name}: the separation overflowed (peak sample {gain:.3g}; is it really audio?)")
     if stream is None:
-        write_stems(paths, stems, sound.sample_rate, fmt, subtype)
+        clamp = Clamp(result.names, stem_format.subtype)
+        write_stems(paths, stems, sound.sample_rate, stem_format, clamp)
         record.update(stems=_stem_list(result.names, paths))
         if report_file:
             from .report import write as write_report
@@ -346,13 +362,14 @@ def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, s
                                             time.perf_counter() - started, paths, stems)
     else:
         stem = stems[result.names.index(output.stdout_stem)]
-        _write_to_stream(stream, _clipped(stem, subtype), sound.sample_rate, subtype)
+        clamp = Clamp([output.stdout_stem], stem_format.subtype)
+        _write_to_stream(stream, clamp(0, stem), sound.sample_rate, stem_format.subtype)
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
-    record.update(iterations=result.n_iter, loss=result.loss)
+    record.update(iterations=result.n_iter, loss=result.loss, clipped=clamp.report())
 
 
 def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],
-                       fmt: str, subtype: str, progress: Progress | None, stream, record: dict) -> None:
+                       stem_format: audio.StemFormat, progress: Progress | None, stream, record: dict) -> None:
     """Separate an input too long for memory in two passes (nmfsep.stream), writing the stems
     block by block: to temporary files renamed together at the end, or the stdout stem as a
     WAV stream sent while the second pass runs."""
@@ -370,15 +387,16 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
 
     if stream is not None:
         index = names.index(output.stdout_stem)
+        clamp = Clamp([output.stdout_stem], stem_format.subtype)
         for _ in source.blocks(READ_BLOCK):  # a stream cannot be taken back: check the whole input
             pass                             # (truncation, NaN) before sending anything
         writer = []
 
         def write(stems):
             if not writer:
-                writer.append(audio.WavStream(stream, header.sample_rate, header.n_channels, subtype,
-                                              header.n_frames))
-            writer[0].write(_clipped(check(stems)[index], subtype))
+                writer.append(audio.WavStream(stream, header.sample_rate, header.n_channels,
+                                              stem_format.subtype, header.n_frames))
+            writer[0].write(clamp(0, check(stems)[index]))
 
         try:
             result = separate(write)
@@ -389,22 +407,22 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
     else:
         temps, handles, renamed = [], [], []
+        clamp = Clamp(names, stem_format.subtype)
         try:
             for path in paths:
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                temps.append(audio.new_temp(path, fmt))
-                handles.append(sf.SoundFile(temps[-1], "w", header.sample_rate, header.n_channels,
-                                            subtype, format=fmt))
+                temps.append(audio.new_temp(path, stem_format))
+                handles.append(audio.open_output(temps[-1], header.sample_rate, header.n_channels, stem_format))
 
             def write(stems):
-                for handle, stem in zip(handles, check(stems)):
-                    handle.write(_clipped(stem, subtype))
+                for i, (handle, stem) in enumerate(zip(handles, check(stems))):
+                    handle.write(clamp(i, stem))
 
             result = separate(write)
             for handle in handles:
                 handle.close()
             for temp in temps:
-                audio.finish_temp(temp)
+                audio.finish_temp(temp, stem_format)
             for temp, path in zip(temps, paths):
                 os.replace(temp, path)
                 renamed.append(path)
@@ -413,7 +431,7 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
                 handle.close()
             _abandon(exc, temps[len(renamed):] + renamed, paths)
         record.update(stems=_stem_list(names, paths))
-    record.update(iterations=result.fit.n_iter, loss=result.fit.loss)
+    record.update(iterations=result.fit.n_iter, loss=result.fit.loss, clipped=clamp.report())
 
 
 def _stem_list(names: list[str], paths: list[str]) -> list[dict]:
@@ -468,22 +486,49 @@ def refuse_existing(paths: list[str], force: bool) -> None:
         raise NmfsepError(f"{existing[0]} already exists (use --force to overwrite)")
 
 
-def _clipped(stem: np.ndarray, subtype: str) -> np.ndarray:
-    # integer formats wrap around instead of clipping
-    return np.clip(stem, -1.0, 1.0) if subtype in PCM_SUBTYPES else stem
+class Clamp:
+    """Clamps the samples of integer-format stems to full scale (+-1; integer formats would wrap
+    around) and counts, per stem, the samples beyond it and the peak, so that no stem is clipped
+    without a word. Float and lossy formats are written as they are.
+
+    ``clamp(i, block)`` returns stem i's block (samples, n_channels) ready to write; blocks of one
+    stem may come in any number of calls (the streaming path). ``report()`` gives the record's
+    "clipped" list: [{"stem", "samples", "peak"}] for the stems that were clipped, in stem order,
+    "samples" counting sample values over all channels, "peak" the largest absolute value.
+    """
+
+    def __init__(self, names: list[str], subtype: str):
+        self.names, self.clamps = names, subtype in PCM_SUBTYPES
+        self.samples, self.peaks = [0] * len(names), [0.0] * len(names)
+
+    def __call__(self, index: int, stem: np.ndarray) -> np.ndarray:
+        if not self.clamps or stem.size == 0:
+            return stem
+        peak = float(max(stem.max(), -stem.min()))
+        if peak <= 1.0:
+            return stem
+        self.samples[index] += int(np.count_nonzero(np.abs(stem) > 1.0))
+        self.peaks[index] = max(self.peaks[index], peak)
+        return np.clip(stem, -1.0, 1.0)
+
+    def report(self) -> list[dict]:
+        return [{"stem": name, "samples": count, "peak": peak}
+                for name, count, peak in zip(self.names, self.samples, self.peaks) if count]
 
 
-def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, fmt: str, subtype: str) -> None:
-    """Write every stem to a temporary file beside it, then rename them all.
+def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, stem_format: audio.StemFormat,
+                clamp: Clamp) -> None:
+    """Write every stem (samples, n_channels) to a temporary file beside it, then rename them all;
+    ``clamp`` (one for these stems) clamps and counts what an integer format cannot hold.
 
     On any failure, Ctrl-C included, the temporary files and the stems already renamed are
     removed: an input's stems appear together or not at all.
     """
     temps, renamed = [], []
     try:
-        for path, stem in zip(paths, stems):
+        for i, (path, stem) in enumerate(zip(paths, stems)):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            temps.append(audio.write_temp(path, _clipped(stem, subtype), sample_rate, fmt, subtype))
+            temps.append(audio.write_temp(path, clamp(i, stem), sample_rate, stem_format))
         for temp, path in zip(temps, paths):
             os.replace(temp, path)
             renamed.append(path)

@@ -16,7 +16,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 # The same as nmfsep.grouping.METHODS (tested), not imported from it so that --help stays fast.
 GROUPINGS = ["auto", "none", "timbre", "coactivation", "pitch", "flatness"]
+LOSSY_CODECS = {"MPEG_LAYER_III": "mp3", "VORBIS": "Ogg Vorbis", "OPUS": "Opus"}
 MAX_PITCH_SHIFTS = 12  # nmfsep.model.MAX_PITCH_SHIFTS (tested), for the same reason
+# --format: soundfile's format and, for the lossy ones, their codec (the subtype).
+STEM_FORMATS = {"wav": ("WAV", None), "flac": ("FLAC", None), "mp3": ("MP3", "MPEG_LAYER_III"),
+                "ogg": ("OGG", "VORBIS"), "opus": ("OGG", "OPUS")}
 # click >= 8.2 raises this for a bare `nmfsep`; older versions print the help and exit 0 themselves.
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -149,10 +153,14 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 @separation_options
 @click.option("--filename", "template", default="{track}/{stem}.{ext}", show_default=True,
               metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext}.")
-@click.option("--format", "out_format", type=click.Choice(["wav", "flac"], case_sensitive=False),
-              default=None, help="Stem file format [default: the input's].")
+@click.option("--format", "out_format", type=click.Choice(list(STEM_FORMATS), case_sensitive=False),
+              default=None, help="Stem file format; mp3, ogg (Vorbis) and opus are lossy, so their stems "
+                                 "add up to the input only approximately [default: the input's; FLAC "
+                                 "for a lossy input (mp3, ogg, opus)].")
 @click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "FLOAT"], case_sensitive=False),
-              default=None, help="Stem sample format [default: the input's].")
+              default=None, help="Stem sample format of wav and flac stems [default: the input's, "
+                                 "24-bit for a lossy input]. Integer stems beyond full scale are "
+                                 "clamped with a warning; FLOAT (wav) keeps them exact.")
 @click.option("--stdout", "stdout_stem", metavar="STEM", default=None,
               help="Write this one stem as WAV to stdout (for pipes) instead of files.")
 @click.option("-r", "--recursive", is_flag=True, help="Look for inputs in the subfolders of INPUT folders.")
@@ -182,8 +190,12 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
         raise click.UsageError("--force and --skip-existing contradict each other: choose one", ctx)
     if report and stdout_stem:
         raise click.UsageError("--report writes report.html beside stem files; --stdout writes none", ctx)
-    output = Output(out_dir, template, force, skip_existing, out_format and out_format.upper(),
-                    subtype and subtype.upper(), stdout_stem, report)
+    fmt, codec = STEM_FORMATS[out_format.lower()] if out_format else (None, None)
+    if codec and subtype:
+        raise click.UsageError(f"--format {out_format.lower()} has no --subtype (its codec decides; "
+                               "--subtype is for wav and flac)", ctx)
+    output = Output(out_dir, template, force, skip_existing, fmt, codec or (subtype and subtype.upper()),
+                    stdout_stem, report)
     sys.exit(run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet))
 
 
@@ -325,6 +337,9 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
             raise click.UsageError(str(exc), ctx) from None
         batch.check_output_folder(output.folder)
     console = Console(stderr=True)
+    if output.subtype in LOSSY_CODECS and not quiet:
+        click.echo(f"nmfsep: note: {LOSSY_CODECS[output.subtype]} stems are lossy: they add up to the input "
+                   "only approximately (wav or flac stems add up exactly)", err=True)
     counts = {"ok": 0, "skipped": 0, "error": 0}
     failures = []
     restore = interrupt_on_sigterm()
@@ -336,8 +351,11 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
                 if record["status"] == "error":
                     failures.append(record)
                     bars.print(f"nmfsep: error: {record['error']}")
-                elif not quiet:
-                    bars.print(status_line(record))
+                else:
+                    for warning in clip_warnings(record):
+                        bars.print(warning)
+                    if not quiet:
+                        bars.print(status_line(record))
                 if as_json:
                     click.echo(json.dumps(record))
     finally:
@@ -377,6 +395,16 @@ def interrupt_on_sigterm():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def clip_warnings(record) -> list[str]:
+    """One warning line per stem that an integer format clipped (the record's "clipped")."""
+    import math
+
+    name = "<stdin>" if record["input"] == "-" else record["input"]
+    return [f"nmfsep: warning: {name}: stem '{c['stem']}' clipped: {c['samples']} samples beyond full scale, "
+            f"peak {c['peak']:.3f} (+{20 * math.log10(c['peak']):.2f} dB); use --subtype float to keep the "
+            "stems exact" for c in record.get("clipped") or []]
+
+
 def status_line(record) -> str:
     """One line for people about an input that was split or skipped."""
     import os
@@ -391,7 +419,8 @@ def status_line(record) -> str:
     if record["status"] == "skipped":
         return f"{name}: skipped, its {where.replace(' in ', ' exist in ', 1)}"
     report = f", report {click.format_filename(record['report'])}" if record.get("report") else ""
-    return f"{name}: {where}{report} ({record['iterations']} iterations, {record['seconds']:.1f} s)"
+    return (f"{name}: {where}{report} ({record['format']} {record['subtype']}, {record['iterations']} iterations, "
+            f"{record['seconds']:.1f} s)")
 
 
 def print_summary(console, counts, failures) -> None:

@@ -129,7 +129,7 @@ def write_audio(paths: dict, distinct: Experiment, near: Experiment,
     for path, samples in signals:
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            os.replace(audio.write_temp(path, samples, sample_rate, "WAV", "FLOAT"), path)
+            os.replace(audio.write_temp(path, samples, sample_rate, audio.StemFormat("WAV", "FLOAT")), path)
         except OSError as exc:
             raise NmfsepError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
