@@ -394,10 +394,10 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
             raise NmfsepError("stdout was closed before the stem was written (broken pipe)") from None
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
     else:
-        temps, handles, renamed = [], [], []
+        temps, handles, renamed, created = [], [], [], []
         try:
+            created = make_folders(paths)
             for path in paths:
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
                 temps.append(audio.new_temp(path, fmt))
                 handles.append(sf.SoundFile(temps[-1], "w", header.sample_rate, header.n_channels,
                                             subtype, format=fmt))
@@ -417,7 +417,7 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
         except BaseException as exc:
             for handle in handles:
                 handle.close()
-            _abandon(exc, temps[len(renamed):] + renamed, paths)
+            _abandon(exc, temps[len(renamed):] + renamed, paths, created)
         record.update(stems=_stem_list(names, paths))
     record.update(iterations=result.fit.n_iter, loss=result.fit.loss)
 
@@ -491,24 +491,44 @@ def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, fmt: str,
     On any failure, Ctrl-C included, the temporary files and the stems already renamed are
     removed: an input's stems appear together or not at all.
     """
-    temps, renamed = [], []
+    temps, renamed, created = [], [], []
     try:
+        created = make_folders(paths)
         for path, stem in zip(paths, stems):
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             temps.append(audio.write_temp(path, _clipped(stem, subtype), sample_rate, fmt, subtype))
         for temp, path in zip(temps, paths):
             os.replace(temp, path)
             renamed.append(path)
     except BaseException as exc:
-        _abandon(exc, temps[len(renamed):] + renamed, paths)
+        _abandon(exc, temps[len(renamed):] + renamed, paths, created)
 
 
-def _abandon(exc: BaseException, written: list[str], paths: list[str]):
-    """Remove what a failed input wrote (temp files and stems already renamed), then re-raise:
-    an OSError as one NmfsepError line, anything else (Ctrl-C included) as it was."""
+def make_folders(paths: list[str]) -> list[str]:
+    """Create the folders of ``paths``; return those that did not exist, deepest first (so that
+    a failed input can remove what it made, and only that)."""
+    created = []
+    for folder in dict.fromkeys(os.path.abspath(os.path.dirname(p) or ".") for p in paths):
+        missing, parent = [], folder
+        while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        os.makedirs(folder, exist_ok=True)
+        created.extend(missing)
+    return sorted(dict.fromkeys(created), key=lambda f: f.count(os.sep), reverse=True)
+
+
+def _abandon(exc: BaseException, written: list[str], paths: list[str], created: list[str] = ()):
+    """Remove what a failed input wrote (temp files, stems already renamed, and the folders it
+    created that are empty now), then re-raise: an OSError as one NmfsepError line, anything
+    else (Ctrl-C included) as it was."""
     for leftover in written:
         try:
             os.unlink(leftover)
+        except OSError:
+            pass
+    for folder in created:  # deepest first; a folder another input has written into stays
+        try:
+            os.rmdir(folder)
         except OSError:
             pass
     if isinstance(exc, OSError):
