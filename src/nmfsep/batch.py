@@ -205,6 +205,8 @@ def stem_paths(output: Output, track: str, stem_names: list[str], ext: str) -> l
     root = os.path.abspath(output.folder)
     for stem in stem_names:
         relative = output.template.format(track=track, stem=safe_name(stem), ext=ext)
+        if not relative.lower().endswith("." + ext.lower()):  # a template without {ext}: a file
+            relative += "." + ext                             # name still says its format
         path = os.path.normpath(os.path.join(output.folder, relative))
         if os.path.commonpath([root, os.path.abspath(path)]) != root:
             raise NmfsepError(f"--filename: {relative} would be written outside {output.folder}")

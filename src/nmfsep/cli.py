@@ -148,7 +148,8 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
               help="Output folder; stems go to DIR/{track}/{stem}.{ext}.")
 @separation_options
 @click.option("--filename", "template", default="{track}/{stem}.{ext}", show_default=True,
-              metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext}.")
+              metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext} "
+                                       "(a name that does not end in .{ext} gets it appended).")
 @click.option("--format", "out_format", type=click.Choice(["wav", "flac"], case_sensitive=False),
               default=None, help="Stem file format [default: the input's].")
 @click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "FLOAT"], case_sensitive=False),
@@ -368,9 +369,9 @@ def status_line(record) -> str:
         where = f"{stems[0]['name']} written to stdout"
     else:
         folder = os.path.commonpath([os.path.dirname(s["path"]) or "." for s in stems]) if stems else "."
-        where = f"{len(stems)} stems in {click.format_filename(folder)}/"
+        where = f"{len(stems)} stem{'s' if len(stems) != 1 else ''} in {click.format_filename(folder)}/"
     if record["status"] == "skipped":
-        return f"{name}: skipped, its {where.replace(' in ', ' exist in ', 1)}"
+        return f"{name}: skipped, its {where.replace(' in ', ' exist in ' if len(stems) != 1 else ' exists in ', 1)}"
     report = f", report {click.format_filename(record['report'])}" if record.get("report") else ""
     return f"{name}: {where}{report} ({record['iterations']} iterations, {record['seconds']:.1f} s)"
 
