@@ -100,9 +100,9 @@ def test_a_template_ending_in_the_extension_is_kept_as_it_is(tmp_path):
 # --- usage errors ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options,hint", [
-    (["--n-fft", "512", "--hop", "1000"], "'--hop'"),
-    (["--hop", "5000"], "'--hop'"),             # more than half of this input's default n_fft (1024)
-    (["--n-fft", "511"], "'--n-fft'"),
+    (["--n-fft", "512", "--hop", "1000"], "--hop: "),
+    (["--hop", "5000"], "--hop: "),             # more than half of this input's default n_fft (1024)
+    (["--n-fft", "511"], "--n-fft: "),
 ])
 def test_an_invalid_hop_or_n_fft_is_a_usage_error(tmp_path, options, hint):
     result = split(tone(tmp_path / "a.wav"), "-o", tmp_path / "out", *options)

@@ -444,12 +444,48 @@ def memory_needed(n_frames: int, n_channels: int, params: spectrum.StftParams, n
     return framed * (BYTES_PER_FRAMED_SAMPLE + BYTES_PER_FRAMED_SAMPLE_PER_STEM * n_stems)
 
 
-def check_options(settings: Settings) -> None:
-    """Check, once before any input, the STFT sizes given on the command line."""
+def check_options(settings: Settings, jobs: list[Job] = ()) -> None:
+    """Check, once before any input, the STFT sizes given on the command line; NmfsepError whose
+    message starts with the option at fault ("--n-fft: ...", "--hop: ..."). A hop given without
+    n_fft is checked against the default n_fft of each input's sample rate, from the headers that
+    can be read (stdin and unreadable files are checked when they are read)."""
+    if settings.models:  # the models' STFT decides; Settings.stft_params refuses another
+        return
     if settings.n_fft is not None:
-        spectrum.StftParams(settings.n_fft, settings.hop_length or max(settings.n_fft // 4, 1)).check()
+        try:
+            spectrum.StftParams(settings.n_fft, settings.n_fft // 2).check()
+        except NmfsepError as exc:
+            raise NmfsepError(f"--n-fft: {exc}") from None
         if settings.n_fft > MAX_N_FFT:
-            raise NmfsepError(f"n_fft {settings.n_fft} is too large (at most {MAX_N_FFT} samples)")
+            raise NmfsepError(f"--n-fft: n_fft {settings.n_fft} is too large (at most {MAX_N_FFT} samples)")
+        if settings.hop_length is not None and settings.hop_length > settings.n_fft // 2:
+            raise NmfsepError(f"--hop: hop must be between 1 and n_fft/2 = {settings.n_fft // 2} samples, "
+                              f"got {settings.hop_length}")
+    elif settings.hop_length is not None:
+        for job in jobs:
+            try:
+                rate = sf.info(job.input).samplerate if job.input != "-" and not job.error else None
+            except Exception:  # an unreadable file fails in process(), with its reason
+                rate = None
+            n_fft = rate and spectrum.default_params(rate).n_fft
+            if n_fft and settings.hop_length > n_fft // 2:
+                raise NmfsepError(f"--hop: hop must be at most n_fft/2 = {n_fft // 2} samples for {job.input} "
+                                  f"(n_fft {n_fft} at {rate} Hz), got {settings.hop_length}; give a smaller "
+                                  "--hop or a larger --n-fft")
+
+
+def unsearched_subfolders(folder: str, pattern: str | None = None, exclude: str | None = None) -> int:
+    """How many subfolders of ``folder`` (not hidden, not the output folder ``exclude``) hold,
+    at any depth, a file that ``find_inputs`` with ``recursive`` would split: what a search
+    without it leaves out."""
+    excluded = os.path.realpath(exclude) if exclude else None
+    count = 0
+    for entry in os.scandir(folder):
+        if (entry.is_dir() and not entry.name.startswith(".")
+                and os.path.realpath(entry.path) != excluded
+                and next(_walk(entry.path, True, pattern, exclude), None) is not None):
+            count += 1
+    return count
 
 
 def check_memory(name: str, header: audio.Header, settings: Settings) -> str:

@@ -294,8 +294,13 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
         output.check()
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
-    batch.check_options(settings)
     jobs = batch.find_inputs(inputs, recursive, pattern, exclude=output.folder)
+    try:
+        batch.check_options(settings, jobs)
+    except NmfsepError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    if not recursive:  # a warning about what is not split: shown with -q too
+        note_unsearched(inputs, pattern, output.folder, jobs)
     stream = None
     if output.stdout_stem:
         check_stdout(ctx, output, settings, jobs, as_json)
@@ -327,6 +332,22 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
     if not quiet and len(jobs) > 1:
         print_summary(console, counts, failures)
     return EXIT_FAILED if failures else 0
+
+
+def note_unsearched(inputs, pattern, out_dir, jobs) -> None:
+    """One line on stderr for each folder input whose subfolders hold audio that was not
+    searched (no -r); a folder with nothing at its top already fails with that hint."""
+    import os
+
+    from .batch import unsearched_subfolders
+
+    failed = {job.input for job in jobs if job.error}
+    for given in dict.fromkeys(inputs):
+        if given != "-" and given not in failed and os.path.isdir(given):
+            count = unsearched_subfolders(given, pattern, out_dir)
+            if count:
+                click.echo(f"nmfsep: note: {given}: {count} subfolder{'s' if count != 1 else ''} with audio "
+                           "not searched (use -r)", err=True)
 
 
 def check_stdout(ctx, output, settings, jobs, as_json) -> None:
