@@ -107,10 +107,11 @@ def test_usage_errors_are_one_line_exit_2(wav_file, args, message):
     assert result.stderr == message
 
 
-def test_unusable_n_fft_fails_the_input(wav_file, tmp_path):
+def test_unusable_n_fft_is_a_usage_error(wav_file, tmp_path):
     result = run("split", wav_file(), "--n-fft", 1001, "-o", tmp_path / "out")
-    assert result.exit_code == 1
-    assert result.stderr == "nmfsep: error: n_fft must be an even number of samples >= 16, got 1001\n"
+    assert result.exit_code == 2
+    assert result.stderr == ("nmfsep split: error: --n-fft: n_fft must be an even number of samples >= 16, "
+                             "got 1001 (see 'nmfsep split --help')\n")
 
 
 def test_existing_stems_are_not_overwritten_without_force(wav_file, tmp_path):

@@ -356,7 +356,7 @@ def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, s
         stem = stems[result.names.index(output.stdout_stem)]
         _write_to_stream(stream, _clipped(stem, subtype), sound.sample_rate, subtype)
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
-    record.update(iterations=result.n_iter, loss=result.loss)
+    record.update(iterations=result.n_iter, loss=mean_loss(result.loss, result.bases, result.activations))
 
 
 def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],
@@ -421,7 +421,17 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
                 handle.close()
             _abandon(exc, temps[len(renamed):] + renamed, paths, created)
         record.update(stems=_stem_list(names, paths))
-    record.update(iterations=result.fit.n_iter, loss=result.fit.loss)
+    record.update(iterations=result.fit.n_iter, loss=mean_loss(result.fit.loss, result.fit.bases,
+                                                              result.fit.activations))
+
+
+def mean_loss(loss: float | None, bases: np.ndarray, activations: np.ndarray) -> float | None:
+    """The record's "loss": the factorization's final objective (the beta-divergence between the
+    magnitude spectrogram scaled to mean 1 and W H, plus blind separation's smoothness term) per
+    time-frequency point of the spectrogram it fitted, W (n_bins, C) and H (C, n_frames): a
+    mean, comparable across inputs of any length and level."""
+    points = bases.shape[0] * activations.shape[1]
+    return None if loss is None or points == 0 else loss / points
 
 
 def _stem_list(names: list[str], paths: list[str]) -> list[dict]:
