@@ -36,7 +36,8 @@ def test_json_line_has_exactly_the_contract_fields(wav_file, tmp_path):
     assert [s["name"] for s in record["stems"]] == ["source1", "source2", "source3"]
     assert record["channels"] == 2 and record["k"] == 3 and record["sample_rate"] == 22050
     assert record["frames"] == sf.info(str(mix)).frames
-    assert 1 <= record["iterations"] <= 10 and record["loss"] > 0 and record["seconds"] >= 0
+    # iterations: all the factorizations' (3 of the blind ensemble and 2 of --grouping auto's check)
+    assert 1 <= record["iterations"] <= 5 * 10 and record["loss"] > 0 and record["seconds"] >= 0
     assert all(os.path.exists(s["path"]) for s in record["stems"])
 
 

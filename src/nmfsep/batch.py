@@ -356,7 +356,8 @@ def _process_in_memory(sound, settings, output, paths, fmt, subtype, progress, s
         stem = stems[result.names.index(output.stdout_stem)]
         _write_to_stream(stream, _clipped(stem, subtype), sound.sample_rate, subtype)
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
-    record.update(iterations=result.n_iter, loss=mean_loss(result.loss, result.bases, result.activations))
+    record.update(iterations=result.iterations_run,
+                  loss=mean_loss(result.loss, result.bases, result.activations))
 
 
 def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],
@@ -421,8 +422,8 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
                 handle.close()
             _abandon(exc, temps[len(renamed):] + renamed, paths, created)
         record.update(stems=_stem_list(names, paths))
-    record.update(iterations=result.fit.n_iter, loss=mean_loss(result.fit.loss, result.fit.bases,
-                                                              result.fit.activations))
+    record.update(iterations=result.iterations_run, loss=mean_loss(result.fit.loss, result.fit.bases,
+                                                                  result.fit.activations))
 
 
 def mean_loss(loss: float | None, bases: np.ndarray, activations: np.ndarray) -> float | None:

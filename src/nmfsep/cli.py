@@ -429,29 +429,35 @@ class BatchProgress:
     def __init__(self, console, n_inputs, enabled):
         self.console, self.enabled = console, enabled
         self.tasks = {}
+        self.n_inputs, self.finished_inputs = n_inputs, 0
         if enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bars = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
+                                 TextColumn("{task.fields[count]}"),
                                  TimeElapsedColumn(), console=console, transient=True)
-            self.overall = (self.bars.add_task("all inputs", total=n_inputs, unit="inputs")
+            self.overall = (self.bars.add_task("all inputs", total=n_inputs, count=f"0/{n_inputs} inputs")
                             if n_inputs > 1 else None)
 
     def started(self, job):
+        """A bar with no count until the separation says its total (reading and the STFT come first)."""
         if self.enabled:
-            self.tasks[job.input] = self.bars.add_task(job.input, total=None, unit="iterations")
+            self.tasks[job.input] = self.bars.add_task(job.input, total=None, count="")
 
     def progress(self, job, done, total):
+        """done of total solver iterations (total: planned, true once the separation ends)."""
         if self.enabled and job.input in self.tasks:
-            self.bars.update(self.tasks[job.input], completed=done, total=total)
+            self.bars.update(self.tasks[job.input], completed=done, total=total,
+                             count=f"{done}/{total} iterations")
 
     def finished(self, name):
         if self.enabled:
             if name in self.tasks:
                 self.bars.remove_task(self.tasks.pop(name))
             if self.overall is not None:
-                self.bars.advance(self.overall)
+                self.finished_inputs += 1
+                self.bars.update(self.overall, completed=self.finished_inputs,
+                                 count=f"{self.finished_inputs}/{self.n_inputs} inputs")
 
     def print(self, text):
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
