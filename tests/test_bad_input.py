@@ -226,9 +226,9 @@ def test_model_file_that_is_not_a_model(tmp_path):
     (["-k", "two"], 2, "Invalid value for '-k': 'two' is not a valid integer range."),
     (["--iter", "-5"], 2, "Invalid value for '--iter': -5 is not in the range x>=1."),
     (["--n-fft", "8"], 2, "Invalid value for '--n-fft': 8 is not in the range x>=16."),
-    (["--n-fft", "1001"], 1, "n_fft must be an even number of samples >= 16, got 1001"),
-    (["--n-fft", "100000000"], 1, "n_fft 100000000 is too large (at most 65536 samples)"),
-    (["--n-fft", "64", "--hop", "40"], 1, "hop must be between 1 and n_fft/2 = 32 samples, got 40"),
+    (["--n-fft", "1001"], 2, "--n-fft: n_fft must be an even number of samples >= 16, got 1001"),
+    (["--n-fft", "100000000"], 2, "--n-fft: n_fft 100000000 is too large (at most 65536 samples)"),
+    (["--n-fft", "64", "--hop", "40"], 2, "--hop: hop must be between 1 and n_fft/2 = 32 samples, got 40"),
 ])
 def test_bad_options_fail_in_one_line_before_any_work(tmp_path, args, code, message):
     path = tmp_path / "a.wav"

@@ -8,10 +8,12 @@ atomic: a temporary file in the target folder is renamed over the final name onc
 """
 
 from dataclasses import dataclass
+import errno
 import io
 import os
 import re
 import shlex
+import select
 import stat
 import sys
 import tempfile
@@ -374,8 +376,27 @@ def write_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) ->
     before the write sends nothing."""
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate, format="WAV", subtype=subtype)
-    stream.write(buffer.getvalue())
+    write_all(stream, buffer.getvalue())
     stream.flush()
+
+
+def write_all(stream, data: bytes) -> None:
+    """Write every byte of ``data`` to a binary stream, or raise BrokenPipeError.
+
+    A raw stream may take only part of a write: ``sys.stdout.buffer`` is one under ``python -u``
+    or PYTHONUNBUFFERED, and a pipe whose reader leaves mid-write takes what fitted and no more.
+    The rest is written until all of it is delivered; a write that takes nothing, or one into a
+    pipe with no reader left (EPIPE), raises BrokenPipeError.
+    """
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking stream that is full: wait until it takes more
+            select.select([], [stream], [])
+            continue
+        if written == 0:
+            raise BrokenPipeError(errno.EPIPE, "the stream took no more bytes")
+        view = view[written:]
 
 
 def writable_subtype(fmt: str, subtype: str) -> str:
@@ -472,13 +493,13 @@ class WavStream:
         fact = header.find(b"fact", 12, data)
         if fact >= 0:
             header[fact + 8 : fact + 12] = min(n_frames, 0xFFFFFFFF).to_bytes(4, "little")
-        self.stream.write(bytes(header))
+        write_all(self.stream, bytes(header))
 
     def write(self, samples: np.ndarray) -> None:
         """samples: float (n, n_channels)."""
         buffer = io.BytesIO()
         sf.write(buffer, samples, self.sample_rate, format="RAW", subtype=self.subtype)
-        self.stream.write(buffer.getvalue())
+        write_all(self.stream, buffer.getvalue())
 
     def close(self) -> None:
         self.stream.flush()

@@ -210,6 +210,8 @@ def stem_paths(output: Output, track: str, stem_names: list[str], ext: str) -> l
     root = os.path.abspath(output.folder)
     for stem in stem_names:
         relative = output.template.format(track=track, stem=safe_name(stem), ext=ext)
+        if not relative.lower().endswith("." + ext.lower()):  # a template without {ext}: a file
+            relative += "." + ext                             # name still says its format
         path = os.path.normpath(os.path.join(output.folder, relative))
         if os.path.commonpath([root, os.path.abspath(path)]) != root:
             raise NmfsepError(f"--filename: {relative} would be written outside {output.folder}")
@@ -365,7 +367,8 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
         clamp = Clamp([output.stdout_stem], stem_format.subtype)
         _write_to_stream(stream, clamp(0, stem), sound.sample_rate, stem_format.subtype)
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
-    record.update(iterations=result.n_iter, loss=result.loss, clipped=clamp.report())
+    record.update(iterations=result.iterations_run,
+                  loss=mean_loss(result.loss, result.bases, result.activations), clipped=clamp.report())
 
 
 def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],
@@ -406,11 +409,11 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
             raise NmfsepError("stdout was closed before the stem was written (broken pipe)") from None
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
     else:
-        temps, handles, renamed = [], [], []
+        temps, handles, renamed, created = [], [], [], []
         clamp = Clamp(names, stem_format.subtype)
         try:
+            created = make_folders(paths)
             for path in paths:
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
                 temps.append(audio.new_temp(path, stem_format))
                 handles.append(audio.open_output(temps[-1], header.sample_rate, header.n_channels, stem_format))
 
@@ -429,9 +432,20 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
         except BaseException as exc:
             for handle in handles:
                 handle.close()
-            _abandon(exc, temps[len(renamed):] + renamed, paths)
+            _abandon(exc, temps[len(renamed):] + renamed, paths, created)
         record.update(stems=_stem_list(names, paths))
-    record.update(iterations=result.fit.n_iter, loss=result.fit.loss, clipped=clamp.report())
+    record.update(iterations=result.iterations_run, loss=mean_loss(result.fit.loss, result.fit.bases,
+                                                                  result.fit.activations),
+                  clipped=clamp.report())
+
+
+def mean_loss(loss: float | None, bases: np.ndarray, activations: np.ndarray) -> float | None:
+    """The record's "loss": the factorization's final objective (the beta-divergence between the
+    magnitude spectrogram scaled to mean 1 and W H, plus blind separation's smoothness term) per
+    time-frequency point of the spectrogram it fitted, W (n_bins, C) and H (C, n_frames): a
+    mean, comparable across inputs of any length and level."""
+    points = bases.shape[0] * activations.shape[1]
+    return None if loss is None or points == 0 else loss / points
 
 
 def _stem_list(names: list[str], paths: list[str]) -> list[dict]:
@@ -448,12 +462,48 @@ def error_record(job: Job, settings: Settings, message: str) -> dict:
     return record
 
 
-def check_options(settings: Settings) -> None:
-    """Check, once before any input, the STFT sizes given on the command line."""
+def check_options(settings: Settings, jobs: list[Job] = ()) -> None:
+    """Check, once before any input, the STFT sizes given on the command line; NmfsepError whose
+    message starts with the option at fault ("--n-fft: ...", "--hop: ..."). A hop given without
+    n_fft is checked against the default n_fft of each input's sample rate, from the headers that
+    can be read (stdin and unreadable files are checked when they are read)."""
+    if settings.models:  # the models' STFT decides; Settings.stft_params refuses another
+        return
     if settings.n_fft is not None:
-        spectrum.StftParams(settings.n_fft, settings.hop_length or max(settings.n_fft // 4, 1)).check()
+        try:
+            spectrum.StftParams(settings.n_fft, settings.n_fft // 2).check()
+        except NmfsepError as exc:
+            raise NmfsepError(f"--n-fft: {exc}") from None
         if settings.n_fft > MAX_N_FFT:
-            raise NmfsepError(f"n_fft {settings.n_fft} is too large (at most {MAX_N_FFT} samples)")
+            raise NmfsepError(f"--n-fft: n_fft {settings.n_fft} is too large (at most {MAX_N_FFT} samples)")
+        if settings.hop_length is not None and settings.hop_length > settings.n_fft // 2:
+            raise NmfsepError(f"--hop: hop must be between 1 and n_fft/2 = {settings.n_fft // 2} samples, "
+                              f"got {settings.hop_length}")
+    elif settings.hop_length is not None:
+        for job in jobs:
+            try:
+                rate = sf.info(job.input).samplerate if job.input != "-" and not job.error else None
+            except Exception:  # an unreadable file fails in process(), with its reason
+                rate = None
+            n_fft = rate and spectrum.default_params(rate).n_fft
+            if n_fft and settings.hop_length > n_fft // 2:
+                raise NmfsepError(f"--hop: hop must be at most n_fft/2 = {n_fft // 2} samples for {job.input} "
+                                  f"(n_fft {n_fft} at {rate} Hz), got {settings.hop_length}; give a smaller "
+                                  "--hop or a larger --n-fft")
+
+
+def unsearched_subfolders(folder: str, pattern: str | None = None, exclude: str | None = None) -> int:
+    """How many subfolders of ``folder`` (not hidden, not the output folder ``exclude``) hold,
+    at any depth, a file that ``find_inputs`` with ``recursive`` would split: what a search
+    without it leaves out."""
+    excluded = os.path.realpath(exclude) if exclude else None
+    count = 0
+    for entry in os.scandir(folder):
+        if (entry.is_dir() and not entry.name.startswith(".")
+                and os.path.realpath(entry.path) != excluded
+                and next(_walk(entry.path, True, pattern, exclude), None) is not None):
+            count += 1
+    return count
 
 
 def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
@@ -524,24 +574,44 @@ def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, stem_form
     On any failure, Ctrl-C included, the temporary files and the stems already renamed are
     removed: an input's stems appear together or not at all.
     """
-    temps, renamed = [], []
+    temps, renamed, created = [], [], []
     try:
+        created = make_folders(paths)
         for i, (path, stem) in enumerate(zip(paths, stems)):
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             temps.append(audio.write_temp(path, clamp(i, stem), sample_rate, stem_format))
         for temp, path in zip(temps, paths):
             os.replace(temp, path)
             renamed.append(path)
     except BaseException as exc:
-        _abandon(exc, temps[len(renamed):] + renamed, paths)
+        _abandon(exc, temps[len(renamed):] + renamed, paths, created)
 
 
-def _abandon(exc: BaseException, written: list[str], paths: list[str]):
-    """Remove what a failed input wrote (temp files and stems already renamed), then re-raise:
-    an OSError as one NmfsepError line, anything else (Ctrl-C included) as it was."""
+def make_folders(paths: list[str]) -> list[str]:
+    """Create the folders of ``paths``; return those that did not exist, deepest first (so that
+    a failed input can remove what it made, and only that)."""
+    created = []
+    for folder in dict.fromkeys(os.path.abspath(os.path.dirname(p) or ".") for p in paths):
+        missing, parent = [], folder
+        while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        os.makedirs(folder, exist_ok=True)
+        created.extend(missing)
+    return sorted(dict.fromkeys(created), key=lambda f: f.count(os.sep), reverse=True)
+
+
+def _abandon(exc: BaseException, written: list[str], paths: list[str], created: list[str] = ()):
+    """Remove what a failed input wrote (temp files, stems already renamed, and the folders it
+    created that are empty now), then re-raise: an OSError as one NmfsepError line, anything
+    else (Ctrl-C included) as it was."""
     for leftover in written:
         try:
             os.unlink(leftover)
+        except OSError:
+            pass
+    for folder in created:  # deepest first; a folder another input has written into stays
+        try:
+            os.rmdir(folder)
         except OSError:
             pass
     if isinstance(exc, OSError):

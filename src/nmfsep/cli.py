@@ -43,7 +43,11 @@ class Beta(click.ParamType):
 # Options shared by several commands (click makes a new Option each time one is applied).
 BETA = click.option("--beta", type=Beta(), default="kl", show_default=True,
                     help="Divergence: kl (1), is (0), euclidean (2) or any number.")
-SEED = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+SEED = click.option("--seed", type=int, default=0, show_default=True,
+                    help="Seed of the random parts: the grouping's k-means restarts, the random start of "
+                         "inputs too short for NNDSVDa, the randomized SVD of large spectrograms and the "
+                         "supervised training's mixtures. The NNDSVDa start is deterministic, so most "
+                         "splits give the same stems whatever the seed.")
 N_FFT = click.option("--n-fft", type=click.IntRange(min=16), default=None,
                      help="FFT size in samples [default: ~46 ms at the input's rate].")
 HOP = click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
@@ -152,7 +156,8 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
               help="Output folder; stems go to DIR/{track}/{stem}.{ext}.")
 @separation_options
 @click.option("--filename", "template", default="{track}/{stem}.{ext}", show_default=True,
-              metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext}.")
+              metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext} "
+                                       "(a name that does not end in .{ext} gets it appended).")
 @click.option("--format", "out_format", type=click.Choice(list(STEM_FORMATS), case_sensitive=False),
               default=None, help="Stem file format; mp3, ogg (Vorbis) and opus are lossy, so their stems "
                                  "add up to the input only approximately [default: the input's; FLAC "
@@ -324,8 +329,13 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
         output.check()
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
-    batch.check_options(settings)
     jobs = batch.find_inputs(inputs, recursive, pattern, exclude=output.folder)
+    try:
+        batch.check_options(settings, jobs)
+    except NmfsepError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    if not recursive:  # a warning about what is not split: shown with -q too
+        note_unsearched(inputs, pattern, output.folder, jobs)
     stream = None
     if output.stdout_stem:
         check_stdout(ctx, output, settings, jobs, as_json)
@@ -363,6 +373,22 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
     if not quiet and len(jobs) > 1:
         print_summary(console, counts, failures)
     return EXIT_FAILED if failures else 0
+
+
+def note_unsearched(inputs, pattern, out_dir, jobs) -> None:
+    """One line on stderr for each folder input whose subfolders hold audio that was not
+    searched (no -r); a folder with nothing at its top already fails with that hint."""
+    import os
+
+    from .batch import unsearched_subfolders
+
+    failed = {job.input for job in jobs if job.error}
+    for given in dict.fromkeys(inputs):
+        if given != "-" and given not in failed and os.path.isdir(given):
+            count = unsearched_subfolders(given, pattern, out_dir)
+            if count:
+                click.echo(f"nmfsep: note: {given}: {count} subfolder{'s' if count != 1 else ''} with audio "
+                           "not searched (use -r)", err=True)
 
 
 def check_stdout(ctx, output, settings, jobs, as_json) -> None:
@@ -415,9 +441,9 @@ def status_line(record) -> str:
         where = f"{stems[0]['name']} written to stdout"
     else:
         folder = os.path.commonpath([os.path.dirname(s["path"]) or "." for s in stems]) if stems else "."
-        where = f"{len(stems)} stems in {click.format_filename(folder)}/"
+        where = f"{len(stems)} stem{'s' if len(stems) != 1 else ''} in {click.format_filename(folder)}/"
     if record["status"] == "skipped":
-        return f"{name}: skipped, its {where.replace(' in ', ' exist in ', 1)}"
+        return f"{name}: skipped, its {where.replace(' in ', ' exist in ' if len(stems) != 1 else ' exists in ', 1)}"
     report = f", report {click.format_filename(record['report'])}" if record.get("report") else ""
     return (f"{name}: {where}{report} ({record['format']} {record['subtype']}, {record['iterations']} iterations, "
             f"{record['seconds']:.1f} s)")
@@ -451,29 +477,35 @@ class BatchProgress:
     def __init__(self, console, n_inputs, enabled):
         self.console, self.enabled = console, enabled
         self.tasks = {}
+        self.n_inputs, self.finished_inputs = n_inputs, 0
         if enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bars = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
+                                 TextColumn("{task.fields[count]}"),
                                  TimeElapsedColumn(), console=console, transient=True)
-            self.overall = (self.bars.add_task("all inputs", total=n_inputs, unit="inputs")
+            self.overall = (self.bars.add_task("all inputs", total=n_inputs, count=f"0/{n_inputs} inputs")
                             if n_inputs > 1 else None)
 
     def started(self, job):
+        """A bar with no count until the separation says its total (reading and the STFT come first)."""
         if self.enabled:
-            self.tasks[job.input] = self.bars.add_task(job.input, total=None, unit="iterations")
+            self.tasks[job.input] = self.bars.add_task(job.input, total=None, count="")
 
     def progress(self, job, done, total):
+        """done of total solver iterations (total: planned, true once the separation ends)."""
         if self.enabled and job.input in self.tasks:
-            self.bars.update(self.tasks[job.input], completed=done, total=total)
+            self.bars.update(self.tasks[job.input], completed=done, total=total,
+                             count=f"{done}/{total} iterations")
 
     def finished(self, name):
         if self.enabled:
             if name in self.tasks:
                 self.bars.remove_task(self.tasks.pop(name))
             if self.overall is not None:
-                self.bars.advance(self.overall)
+                self.finished_inputs += 1
+                self.bars.update(self.overall, completed=self.finished_inputs,
+                                 count=f"{self.finished_inputs}/{self.n_inputs} inputs")
 
     def print(self, text):
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)

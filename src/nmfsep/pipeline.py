@@ -52,6 +52,7 @@ DISCRIMINATIVE_RATE = 0.05
 DISCRIMINATIVE_BATCH = 512
 DISCRIMINATIVE_FRAMES = 8192  # at most, over all the synthetic mixtures (memory)
 DEFAULT_PITCH_SHIFTS = 1
+SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
 DEFAULT_BASES = 128
 # Peak memory of a separation, in bytes per sample of the framed signal (n_frames * n_fft per
 # channel), per stem. Blind separation with its three factorizations (ENSEMBLE): 3 minutes of
@@ -193,6 +194,44 @@ class Separation:
     params: spectrum.StftParams | None = None
     confidence: float = 1.0
     power: float = WIENER_POWER  # the mask exponent used
+    iterations_run: int = 0  # solver iterations of all its factorizations (n_iter: the first's)
+
+
+class IterationCount:
+    """The solver iterations of one separation over all its runs (factorizations; a streamed
+    input's blocks), reported to ``progress`` as (done, total), starting with (0, planned).
+
+    ``total`` starts as the most the planned runs may take; a run that stops early (its tolerance
+    met) gives back what it did not use, so at the end total == done, the iterations run: a bar
+    starts from a known total and ends on the count the record gives.
+    """
+
+    def __init__(self, progress: Progress | None, planned: int):
+        self.progress, self.done, self.total = progress, 0, planned
+        self._report(0)
+
+    def callback(self) -> Callable[[int, float], None] | None:
+        """For factorize: callback(it, loss), ``it`` counted from the start of the current run."""
+        return None if self.progress is None else (lambda it, _loss: self._report(it))
+
+    def ran(self, n_iter: int, budget: int) -> None:
+        """A run of at most ``budget`` iterations (as planned) ended after ``n_iter``."""
+        self.done += n_iter
+        self.total += n_iter - budget
+        self._report(0)
+
+    def _report(self, current: int) -> None:
+        if self.progress is not None:
+            self.progress(self.done + current, max(self.total, self.done + current))
+
+
+def planned_iterations(settings: "Settings", n_frames: int) -> int:
+    """The most solver iterations ``fit_bases`` may run on n_frames frames (see IterationCount)."""
+    if settings.models:
+        return settings.max_iter + (2 * min(settings.max_iter, SEMI_SUPERVISED_WARMUP) if settings.n_free else 0)
+    counts = settings.component_counts(n_frames)
+    auto = 2 if len(counts) > 1 and settings.grouping == "auto" and settings.n_sources >= 2 else 0
+    return settings.max_iter * (len(counts) + auto)
 
 
 def analyse(samples: np.ndarray, params: spectrum.StftParams) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +254,8 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
         spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
     ])
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
-                      fit.groups, source_masks, fit.losses, params, fit.confidence, power)
+                      fit.groups, source_masks, fit.losses, params, fit.confidence, power,
+                      fit.iterations_run)
 
 
 @dataclass
@@ -233,6 +273,7 @@ class Fit:
     confidence: float = 1.0
     n_averaged: int = 1  # factorizations averaged (blind ensemble)
     trained: discriminative.Trained | None = None
+    iterations_run: int = 0  # solver iterations of all its factorizations (n_iter: the first's)
 
     def masks(self, activations: np.ndarray, power: float, magnitude: np.ndarray) -> np.ndarray:
         """The stems' soft masks for these activations of magnitude / scale (n_bins, n_frames):
@@ -245,11 +286,23 @@ class Fit:
 
 
 def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
-              params: spectrum.StftParams, progress: Progress | None = None) -> Fit:
+              params: spectrum.StftParams, progress: Progress | None = None,
+              count: IterationCount | None = None) -> Fit:
     """Factorize magnitude / scale (n_bins, n_frames) as the settings ask and group the components
     into stems: blind (learn W and H, group, order by centroid), supervised (the models' W fixed)
     or semi-supervised (--free). ``scale`` is the mean magnitude of the whole input (the
-    streaming path fits a subsample of it); 0 means digital silence (every stem silent)."""
+    streaming path fits a subsample of it); 0 means digital silence (every stem silent).
+    Progress goes to ``count`` where given (its plan includes planned_iterations), else to
+    ``progress``, in solver iterations."""
+    if count is None:
+        count = IterationCount(progress, planned_iterations(settings, magnitude.shape[1]))
+    start = count.done
+    fit = _fit_bases(magnitude, scale, settings, sample_rate, params, count)
+    fit.iterations_run = count.done - start
+    return fit
+
+
+def _fit_bases(magnitude, scale, settings, sample_rate, params, count: IterationCount) -> Fit:
     known = np.concatenate([m.bases for m in settings.models], axis=1) if settings.models else None
     n_known = 0 if known is None else known.shape[1]
     counts = [n_known + settings.n_free] if settings.models else settings.component_counts(magnitude.shape[1])
@@ -259,22 +312,23 @@ def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_ra
         W = np.zeros((magnitude.shape[0], k), np.float32) if known is None else known
         H = np.zeros((k, magnitude.shape[1]), np.float32)
         n_iter, loss, losses = 0, 0.0, np.zeros(0)
+        count.ran(0, planned_iterations(settings, magnitude.shape[1]))
     else:
-        callback = None if progress is None else (lambda it, _loss: progress(it, settings.max_iter))
         options = dict(beta=settings.beta, max_iter=settings.max_iter, tol=settings.tol,
-                       seed=settings.seed, callback=callback, l1_H=settings.sparsity,
+                       seed=settings.seed, callback=count.callback(), l1_H=settings.sparsity,
                        smooth_H=settings.temporal_smoothness)
         if known is None and len(counts) > 1:
-            fit = _ensemble(magnitude / scale, counts, settings, sample_rate, params, options, progress)
+            fit = _ensemble(magnitude / scale, counts, settings, sample_rate, params, options, count)
             if settings.grouping == "auto":
-                fit = _one_component_per_source(magnitude / scale, fit, settings, options) or fit
+                fit = _one_component_per_source(magnitude / scale, fit, settings, options, count) or fit
             return fit
         if known is None:
             result = factorize(magnitude / scale, k, init=_init_for(magnitude, k), **options)
         elif settings.n_free:
-            result = _semi_supervised(magnitude / scale, known, settings.n_free, options)
+            result = _semi_supervised(magnitude / scale, known, settings.n_free, options, count)
         else:
             result = factorize(magnitude / scale, k, W=known, update_W=False, **options)
+        count.ran(result.n_iter, settings.max_iter)
         W, H, n_iter, losses = result.W, result.H, result.n_iter, np.asarray(result.losses)
         loss = float(losses[-1]) if len(losses) else None
 
@@ -380,7 +434,7 @@ _last_discriminative: tuple | None = None
 
 
 def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate: int,
-              params: spectrum.StftParams, options: dict, progress: Progress | None) -> Fit:
+              params: spectrum.StftParams, options: dict, count: IterationCount) -> Fit:
     """Blind separation averaged over factorizations of V with each of ``counts`` components.
 
     Each factorization is grouped on its own; the first's groups are put in stem order and every
@@ -403,12 +457,10 @@ def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate:
     +0.7 dB, piano_bass_clarinet -0.9 -> +0.8 dB; drums_guitar 11.0 -> 10.9 dB; FULL_AGREEMENT
     0.7, 0.8, 0.9, 1.0 gave means of +6.34, +6.41, +6.44, +6.29 dB).
     """
-    total = settings.max_iter * len(counts)
     bases, activations, groups, first, agreement = [], [], [], None, []
-    for i, k in enumerate(counts):
-        callback = None if progress is None else (
-            lambda it, _loss, done=i * settings.max_iter: progress(done + it, total))
-        result = factorize(V, k, init=_init_for(V, k), **dict(options, callback=callback))
+    for k in counts:
+        result = factorize(V, k, init=_init_for(V, k), **options)
+        count.ran(result.n_iter, settings.max_iter)
         member = group_components(result.W, result.H, settings.n_sources, settings.grouping, sample_rate,
                                   params.n_fft, settings.seed)
         if first is None:
@@ -446,7 +498,8 @@ def _above_chance(agreement: float, n: int) -> float:
     return 1.0 if n == 1 else (agreement - 1.0 / n) / (1.0 - 1.0 / n)
 
 
-def _one_component_per_source(V: np.ndarray, ensemble: Fit, settings: Settings, options: dict) -> Fit | None:
+def _one_component_per_source(V: np.ndarray, ensemble: Fit, settings: Settings, options: dict,
+                              count: IterationCount) -> Fit | None:
     """--grouping auto: one component per source instead of the ensemble, where that models the
     input nearly as well as many components and the ensemble's grouping disagrees with it; else None.
 
@@ -462,9 +515,11 @@ def _one_component_per_source(V: np.ndarray, ensemble: Fit, settings: Settings, 
     n = settings.n_sources
     if n < 2 or ensemble.n_averaged < 2:
         return None
-    plain = dict(options, callback=None)
-    one = factorize(V, 1, init=_init_for(V, 1), **plain).losses[-1]
-    simple = factorize(V, n, init=_init_for(V, n), **plain)
+    single = factorize(V, 1, init=_init_for(V, 1), **options)
+    count.ran(single.n_iter, settings.max_iter)
+    one = single.losses[-1]
+    simple = factorize(V, n, init=_init_for(V, n), **options)
+    count.ran(simple.n_iter, settings.max_iter)
     if (one - simple.losses[-1]) < SIMPLE_SHARE * (one - ensemble.loss):  # loss: its first factorization
         return None
     groups = order_by_centroid([np.array([i]) for i in range(n)], simple.W, simple.H)
@@ -505,7 +560,7 @@ def _init_for(V: np.ndarray, k: int) -> str:
     return "nndsvda" if k <= min(V.shape) else "random"
 
 
-def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict):
+def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict, count: IterationCount):
     """Fixed known bases plus n_free learned ones, warm-started so the free bases do not take over.
 
     Started from a generic init, free bases soon model the known source too (measured on the demo
@@ -514,10 +569,12 @@ def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dic
     free bases together, the known bases fixed.
     """
     r = known.shape[1]
-    quick = dict(options, max_iter=min(options["max_iter"], 100), callback=None)
+    quick = dict(options, max_iter=min(options["max_iter"], SEMI_SUPERVISED_WARMUP))
     alone = factorize(V, r, W=known, update_W=False, **quick)
+    count.ran(alone.n_iter, quick["max_iter"])
     unexplained = np.maximum(V - alone.W @ alone.H, 0) + 1e-3 * float(V.mean())
     free = factorize(unexplained, n_free, init=_init_for(V, n_free), **quick)
+    count.ran(free.n_iter, quick["max_iter"])
     return factorize(V, r + n_free, W=np.concatenate([known, free.W], axis=1),
                      H=np.concatenate([alone.H, free.H]), init="custom", fixed_W_columns=range(r), **options)
 

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from . import spectrum
-from .pipeline import Fit, Progress, Settings, fit_bases
+from .pipeline import Fit, IterationCount, Progress, Settings, fit_bases, planned_iterations
 
 LEARN_SECONDS = 90.0     # audio the bases are learned on (the whole input when shorter)
 SEGMENT_SECONDS = 5.0    # contiguous pieces of that subsample
@@ -173,8 +173,9 @@ def segment_spectra(reader: Reader, n_channels: int, start: int, stop: int,
     return spectrum.analyse_frames(padded, params)
 
 
-def activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_iter: int) -> np.ndarray:
-    """H (k, f) for a block of normalised magnitudes V (n_bins, f), the bases W fixed.
+def activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_iter: int) -> tuple[np.ndarray, int]:
+    """(H (k, f), iterations run) for a block of normalised magnitudes V (n_bins, f), the bases
+    W fixed.
 
     Every frame starts from the same constant, c with mean(W c) = 1 (the mean of the whole
     normalised input), and runs n_iter iterations: the result does not depend on the block.
@@ -185,11 +186,12 @@ def activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_
     row_sums = float(bases.sum(axis=1).mean())
     start = np.full((k, magnitude.shape[1]), 1.0 / row_sums if row_sums > 0 else 1.0, np.float32)
     if row_sums == 0 or n_iter == 0:
-        return start * (row_sums > 0)
-    return factorize(magnitude, k, W=bases, H=start, init="custom", update_W=False,
-                     beta=settings.beta, max_iter=n_iter, tol=0.0, l1_H=settings.sparsity,
-                     smooth_H=settings.smoothness or 0.0).H  # only if asked: the blind default
+        return start * (row_sums > 0), 0
+    result = factorize(magnitude, k, W=bases, H=start, init="custom", update_W=False,
+                       beta=settings.beta, max_iter=n_iter, tol=0.0, l1_H=settings.sparsity,
+                       smooth_H=settings.smoothness or 0.0)  # only if asked: the blind default
     # (BLIND_SMOOTHNESS) shapes the bases fitted on the subsample, not these per-block activations
+    return result.H, result.n_iter
 
 
 @dataclass
@@ -201,6 +203,7 @@ class StreamResult:
     fit: Fit
     n_samples: int
     learned_frames: int
+    iterations_run: int = 0  # solver iterations of both passes: the fit's and every block's
 
 
 def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hint: int,
@@ -211,7 +214,8 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     reader: the input (see Reader; ``ArrayReader`` for samples in memory). n_samples_hint: its
     length from the header (it places the subsample; pass 2 reads to the real end).
     write(stems): called with each finished block of stems, float32 (n_stems, n, n_channels), in
-    order; together they are the input's length.
+    order; together they are the input's length. progress(done, total): solver iterations of
+    both passes, the total planned from the start and true at the end (pipeline.IterationCount).
     """
     settings.check()
     params = settings.stft_params(sample_rate, name)
@@ -222,21 +226,23 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     subsample = np.concatenate([np.abs(segment_spectra(reader, n_channels, a, b, params)).mean(axis=0)
                                 for a, b in segments], axis=1)
     scale = float(subsample.mean(dtype=np.float64))
-    fit = fit_bases(subsample, scale, settings, sample_rate, params, progress)
+    n_iter = min(STREAM_ITER, settings.max_iter)
+    n_blocks = -(-spectrum.n_frames(max(n_samples_hint, 1), params) // BLOCK_FRAMES)  # about
+    count = IterationCount(progress, planned_iterations(settings, subsample.shape[1]) + n_blocks * n_iter)
+    fit = fit_bases(subsample, scale, settings, sample_rate, params, count=count)
     learned = subsample.shape[1]
     del subsample
 
     # pass 2: activations, masks and stems, block by block
-    n_iter = min(STREAM_ITER, settings.max_iter)
     synthesis = IstftStream(params, None)
     analysis = StftStream(n_channels, params)
     inputs = _Fifo()
-    total = spectrum.n_frames(max(n_samples_hint, 1), params)
     for spectra in _spectra(reader.blocks(block_samples), analysis, block_samples, inputs):
         magnitude = np.abs(spectra).mean(axis=0)
+        ran = 0
         if scale > 0:
             magnitude /= np.float32(scale)
-            H = activations(magnitude, fit.bases, settings, n_iter)
+            H, ran = activations(magnitude, fit.bases, settings, n_iter)
         else:
             H = np.zeros((fit.bases.shape[1], magnitude.shape[1]), np.float32)
         source_masks = fit.masks(H, settings.mask_power(fit.n_averaged), magnitude)
@@ -246,11 +252,12 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
             synthesis.length = analysis.n_samples
         stems = synthesis.push(spectra[None] * source_masks[:-1 or None, None])
         _write(write, _with_remainder(stems, inputs, len(fit.groups)))
-        if progress is not None:
-            progress(min(analysis.n_frames, total), max(total, analysis.n_frames))
+        n_blocks -= 1
+        count.ran(ran, n_iter if n_blocks >= 0 else 0)  # a block beyond the estimate adds its own
+    count.ran(0, max(n_blocks, 0) * n_iter)  # fewer blocks than estimated: the total drops to the count
     synthesis.length = analysis.n_samples
     _write(write, _with_remainder(synthesis.finish(), inputs, len(fit.groups)))
-    return StreamResult(settings.stem_names, fit, analysis.n_samples, learned)
+    return StreamResult(settings.stem_names, fit, analysis.n_samples, learned, count.done)
 
 
 class _Fifo:
