@@ -72,13 +72,14 @@ def test_eval_with_one_reference_and_no_mix_is_a_usage_error(files):
 def test_eval_with_one_reference_and_a_mix_scores_the_improvement_over_that_mix(files):
     result = run("eval", "--ref", files["ref1"], files["est2"], files["est1"], "--mix", files["mix"], "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
     assert report["mixture"] == str(files["mix"])
     [row] = report["references"]
     ref, est, mix = (sf.read(files[name])[0] for name in ("ref1", "est1", "mix"))
     assert row["estimate"] == str(files["est1"])
     assert row["si_sdr_improvement"] == pytest.approx(si_sdr(ref, est) - si_sdr(ref, mix), abs=1e-6)
-    assert row["sir"] == float("inf")  # one reference: no interference, as in mir_eval
+    assert row["sir"] is None  # one reference: no interference, SIR infinite (as in mir_eval), null in JSON
+    assert np.isfinite(row["sdr"]) and np.isfinite(row["sar"])
     assert "mixture:" not in result.stderr
 
 

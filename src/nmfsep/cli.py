@@ -299,9 +299,13 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
     metrics = [k for k in ("si_sdr", "si_sdr_improvement", "sdr", "sir", "sar") if k in rows[0]]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in metrics}
     if as_json:
+        def number(value):  # strict JSON has no Infinity or NaN (jq refuses them): null instead
+            return value if np.isfinite(value) else None
+
         click.echo(json.dumps({"mixture": mix_path or "sum of references",
                                "references": [{"reference": r["reference"], "estimate": r["estimate"],
-                                               **{k: r[k] for k in metrics}} for r in rows], "mean": mean}))
+                                               **{k: number(r[k]) for k in metrics}} for r in rows],
+                               "mean": {k: number(v) for k, v in mean.items()}}, allow_nan=False))
         return
     if quiet:
         return
