@@ -10,7 +10,8 @@ from nmfsep import model, synth
 from nmfsep.cli import cli
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
 from nmfsep.discriminative import Trained, unfold
-from nmfsep.pipeline import Settings, discriminative_training, learn, pitch_shift, split_sources, synthetic_sources
+from nmfsep.pipeline import (Settings, discriminative_training, learn, pitch_shift, split_sources, synthetic_sources,
+                             train_models, training_needed)
 
 RATE = 22050
 
@@ -81,17 +82,6 @@ def test_cli_learn_split_eval_round_trip(data, tmp_path):
         assert row["si_sdr_improvement"] == pytest.approx(si_sdr(ref, estimate) - si_sdr(ref, mix), abs=1e-3)
         assert {"sdr", "sir", "sar"} <= set(row) and row["sdr"] > 10
     assert report["mean"]["si_sdr"] == pytest.approx(np.mean([r["si_sdr"] for r in rows]))
-
-
-def test_split_refuses_a_model_of_another_sample_rate(data, tmp_path):
-    mix, _, training = data
-    model.save(learn(training[0], 16000, 4, name="low"), str(tmp_path / "low.npz"))
-    sf.write(tmp_path / "mix.wav", mix, RATE)
-    result = run("split", tmp_path / "mix.wav", "--model", tmp_path / "low.npz", "-o", tmp_path / "out")
-    assert result.exit_code == 1
-    assert result.stderr == (f"nmfsep: error: {tmp_path / 'mix.wav'}: 22050 Hz, but model 'low' was learned at "
-                             "16000 Hz (resample the input, e.g. sox IN -r 16000 OUT, or learn the model at 22050 Hz)\n")
-    assert not (tmp_path / "out" / "mix").exists()
 
 
 def test_split_refuses_a_file_that_is_not_a_model(wav_file, tmp_path):
@@ -225,23 +215,115 @@ def test_models_without_frames_split_as_before(data):
                                                                              discriminative=False)).stems)
 
 
-def test_discriminative_training_is_made_once_for_the_same_models_and_settings(data, monkeypatch):
+def test_settings_from_train_models_carry_the_training_so_splits_do_not_train_again(data, monkeypatch):
+    import pickle
+
     from nmfsep import pipeline
 
     mix, _, training = data
-    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")  # the on-disk cache off: this is the in-process one
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")  # the on-disk cache off: the settings carry it
+    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)  # a short training: this is not about its result
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     made = []
     real = pipeline.discriminative.train
-    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a: made.append(a) or real(*a))
-    first = split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=1))
-    again = split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=1))      # a batch's next input
+    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    settings = train_models(Settings(models=models, unfolded_layers=1))
+    assert len(made) == 1 and len(settings.trained.layers) == 1
+    first = split_sources(mix[:, None], RATE, settings)
+    again = split_sources(mix[:, None], RATE, pickle.loads(pickle.dumps(settings)))   # as a worker gets them
     assert len(made) == 1
     np.testing.assert_array_equal(first.stems, again.stems)
-    split_sources(mix[:, None], RATE, Settings(models=models, seed=1, unfolded_layers=1))      # other settings: made again
-    relearned = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
-    split_sources(mix[:, None], RATE, Settings(models=relearned, unfolded_layers=1))           # other model objects: again
-    assert len(made) == 3
+    assert train_models(settings) is settings
+    untrained = split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=1))  # trains itself
+    assert len(made) == 2
+    np.testing.assert_array_equal(untrained.stems, first.stems)
+    one = Settings(models=models[:1])                          # one model: nothing to train
+    assert train_models(one) is one and not training_needed(one)
+
+
+def test_train_models_reports_its_start_and_steps_but_not_a_training_loaded_from_the_cache(data, monkeypatch,
+                                                                                             tmp_path):
+    from nmfsep import pipeline
+
+    _, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    started, steps = [], []
+    settings = Settings(models=models, unfolded_layers=1, max_iter=50)
+    train_models(settings, lambda done, total: steps.append((done, total)), started.append)
+    total = 50 + pipeline.DISCRIMINATIVE_STEPS
+    assert started == [tmp_path / "cache"]
+    assert steps[-1] == (total, total) and {t for _, t in steps} == {total}
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len(steps) >= pipeline.DISCRIMINATIVE_STEPS
+    started.clear()
+    assert train_models(settings, lambda *a: steps.append(a), started.append).trained is not None  # loaded
+    assert started == []
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
+    train_models(settings, None, started.append)
+    assert started == [None]                                   # made, and kept nowhere
+
+
+def test_cli_says_once_that_it_trains_the_models_and_where_it_keeps_them(data, tmp_path, monkeypatch):
+    from nmfsep import pipeline
+
+    mix, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    for name, t in zip(("low", "mid"), training):
+        model.save(learn(t, RATE, 8, name=name), str(tmp_path / f"{name}.npz"))
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", mix, RATE, subtype="FLOAT")
+    args = ["split", tmp_path / "a.wav", tmp_path / "b.wav", "--model", tmp_path / "low.npz",
+            "--model", tmp_path / "mid.npz", "-o", tmp_path / "out", "--iter", 50]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    line = ("nmfsep: training the models to tell their sources apart, once for all inputs "
+            f"(kept in {tmp_path / 'cache'} for later splits with them)")
+    assert result.stderr.splitlines().count(line) == 1 and result.stderr.startswith(line)
+    result = run(*args, "--force")                             # loaded from the cache: not trained, no line
+    assert result.exit_code == 0, result.output
+    assert "training" not in result.stderr
+    result = run(*args, "--force", "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_a_batch_with_two_workers_trains_the_models_once(data, tmp_path):
+    """Every process counts its trainings (a sitecustomize that wraps discriminative.train and
+    shortens it to 20 steps), with the cache off so that a worker would have to train for itself."""
+    import os
+    import subprocess
+    import sys
+
+    mix, _, training = data
+    for name, t in zip(("low", "mid"), training):
+        model.save(learn(t, RATE, 8, name=name), str(tmp_path / f"{name}.npz"))
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", mix, RATE, subtype="FLOAT")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "from nmfsep import discriminative\n"
+        "_real = discriminative.train\n"
+        "def train(*a, **k):\n"
+        "    with open(os.environ['TRAININGS_LOG'], 'a') as log:\n"
+        "        log.write(f'{os.getpid()}\\n')\n"
+        "    return _real(*a[:5], 20, *a[6:], **k)\n"
+        "discriminative.train = train\n")
+    log = tmp_path / "trainings.log"
+    env = dict(os.environ, NMFSEP_CACHE_DIR="", TRAININGS_LOG=str(log),
+               PYTHONPATH=os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-m", "nmfsep.cli", "split", tmp_path / "a.wav", tmp_path / "b.wav",
+                             "--model", tmp_path / "low.npz", "--model", tmp_path / "mid.npz",
+                             "-o", tmp_path / "out", "-j", "2", "--iter", "50", "--json"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert len(log.read_text().splitlines()) == 1
+    assert result.stderr.count("training the models to tell their sources apart, once for all inputs "
+                               "(not kept: the cache is off") == 1
 
 
 def test_a_later_run_loads_the_training_from_the_disk_cache(data, monkeypatch, tmp_path):
@@ -253,29 +335,26 @@ def test_a_later_run_loads_the_training_from_the_disk_cache(data, monkeypatch, t
     settings = Settings(models=models, unfolded_layers=2)
     made = []
     real = pipeline.discriminative.train
-    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a: made.append(a) or real(*a))
+    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
     first = split_sources(mix[:, None], RATE, settings)
     saved = list((tmp_path / "cache").iterdir())
     assert len(made) == 1 and len(saved) == 1 and saved[0].name.startswith("discriminative-")
 
-    pipeline._last_discriminative = None                       # a new process, same model files
     again = split_sources(mix[:, None], RATE, Settings(models=tuple(model.Model(**vars(m)) for m in models),
                                                        unfolded_layers=2))
     assert len(made) == 1
     np.testing.assert_array_equal(first.stems, again.stems)
 
-    pipeline._last_discriminative = None
     split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=3))   # other settings: trained
     assert len(made) == 2 and len(list((tmp_path / "cache").iterdir())) == 2
 
     saved[0].write_bytes(saved[0].read_bytes()[:100])           # a damaged file is made again
-    pipeline._last_discriminative = None
     np.testing.assert_array_equal(split_sources(mix[:, None], RATE, settings).stems, first.stems)
     assert len(made) == 3
 
 
 def test_the_disk_cache_can_be_turned_off(data, monkeypatch, tmp_path):
-    from nmfsep import cache, pipeline
+    from nmfsep import cache
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
@@ -283,7 +362,6 @@ def test_the_disk_cache_can_be_turned_off(data, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
-    pipeline._last_discriminative = None
     split_sources(mix[:, None], RATE, Settings(models=models, unfolded_layers=1))
     assert list(tmp_path.iterdir()) == []
     monkeypatch.delenv("NMFSEP_CACHE_DIR")

@@ -503,3 +503,26 @@ class WavStream:
 
     def close(self) -> None:
         self.stream.flush()
+
+
+# soxr's "VHQ" (very high quality): passband to 95% of the lower Nyquist frequency, 175 dB
+# stopband; the stems are made to add back up to the input anyway (nmfsep.pipeline.back_to_rate).
+RESAMPLE_QUALITY = "VHQ"
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int, length: int | None = None) -> np.ndarray:
+    """samples (n_samples, n_channels) at from_rate, as float32 (length, n_channels) at to_rate.
+
+    soxr (the SoX resampler, linear phase: no delay). length defaults to round(n_samples *
+    to_rate / from_rate), at least 1; the result is trimmed or zero-padded to it.
+    """
+    import soxr
+
+    if length is None:
+        length = max(1, round(samples.shape[0] * to_rate / from_rate))
+    n_channels = samples.shape[1]
+    out = soxr.resample(np.ascontiguousarray(samples, dtype=np.float32), from_rate, to_rate, RESAMPLE_QUALITY)
+    out = out.reshape(-1, n_channels)[:length]
+    if out.shape[0] < length:
+        out = np.concatenate([out, np.zeros((length - out.shape[0], n_channels), np.float32)])
+    return out

@@ -25,7 +25,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import soundfile as sf
 
-from . import audio, spectrum, stream as streaming
+from . import audio, pipeline, spectrum, stream as streaming
 from .errors import NmfsepError
 from .pipeline import Progress, Settings, memory_needed, split_sources
 from .report import report_path
@@ -116,6 +116,12 @@ class Listener(Protocol):
     def started(self, job: Job) -> None: ...
 
     def progress(self, job: Job, done: int, total: int) -> None: ...
+
+    def training_started(self, folder) -> None:
+        """The model set's discriminative training starts, once for the batch; folder: where it
+        is kept for later runs (None: nowhere, see nmfsep.pipeline.train_models)."""
+
+    def training_progress(self, done: int, total: int) -> None: ...
 
 
 # --- finding inputs and naming outputs --------------------------------------------------------
@@ -279,7 +285,8 @@ def new_record(job: Job, settings: Settings) -> dict:
     return {"input": job.input, "status": "ok", "error": None, "stems": [], "sample_rate": None,
             "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
             "loss": None, "seconds": None, "mode": None, "peak_memory": None, "format": None,
-            "subtype": None, "clipped": []}
+            "subtype": None, "clipped": [],
+            "resampled": None}
 
 
 def process(job: Job | str, settings: Settings, output: Output, progress: Progress | None = None,
@@ -369,6 +376,8 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
     record.update(iterations=result.iterations_run,
                   loss=mean_loss(result.loss, result.bases, result.activations), clipped=clamp.report())
+    if result.resampled_to:
+        record["resampled"] = {"from": sound.sample_rate, "to": result.resampled_to}
 
 
 def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],
@@ -510,14 +519,25 @@ def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
     """How an input is separated, from its header: "memory" (the whole input at once) when its
     separation needs at most STREAM_ABOVE_BYTES and half the machine's memory, else "stream"
     (nmfsep.stream, memory bounded by its learning subsample). Refuse an input that fits
-    neither."""
-    params = settings.stft_params(header.sample_rate, name)
+    neither. An input resampled to the models' rate (see nmfsep.pipeline.split_sources) is
+    separated at that rate, then its stems are shared out at its own (``back_to_rate``: an
+    STFT, no factorization; counted as one more separation, an upper bound); it is not
+    streamed."""
+    rate = settings.separation_rate(header.sample_rate)
+    params = settings.stft_params(rate, name)
     if params.n_fft > MAX_N_FFT:
         raise NmfsepError(f"n_fft {params.n_fft} is too large (at most {MAX_N_FFT} samples)")
     limit = audio.memory_limit()
-    need = memory_needed(header.n_frames, header.n_channels, params, len(settings.stem_names))
+    n_stems = len(settings.stem_names)
+    need = memory_needed(round(header.n_frames * rate / header.sample_rate), header.n_channels, params, n_stems)
+    if rate != header.sample_rate:
+        need += memory_needed(header.n_frames, header.n_channels, spectrum.default_params(header.sample_rate), n_stems)
     if need <= STREAM_ABOVE_BYTES and (limit is None or need <= limit // 2):
         return "memory"
+    if rate != header.sample_rate:
+        raise NmfsepError(f"{name}: too long to separate in memory, and a streamed separation cannot resample "
+                          f"{header.sample_rate} Hz to the models' {rate} Hz: resample it first "
+                          f"(e.g. sox IN -r {rate} OUT), or learn the models at {header.sample_rate} Hz")
     learned = min(header.n_frames, int(streaming.LEARN_SECONDS * header.sample_rate))
     need = memory_needed(learned, header.n_channels, params, len(settings.stem_names))
     if limit is not None and need > limit:
@@ -639,8 +659,10 @@ def run(jobs: list[Job], settings: Settings, output: Output, n_jobs: int = 1,
 
     n_jobs > 1 runs that many worker processes (at most one per CPU and per input), each with
     its BLAS and solver threads limited to cpus // n_jobs, and yields records in the order the
-    inputs finish. stdin is always read here, in this process, first.
+    inputs finish. stdin is always read here, in this process, first. The models' training,
+    where they need one, is made here first, once (``train_models``).
     """
+    settings = train_models(jobs, settings, listener)
     local = [j for j in jobs if j.input == "-"]
     pooled = [j for j in jobs if j.input != "-"]
     n_jobs = max(1, min(n_jobs, available_cpus(), len(pooled)))
@@ -653,6 +675,19 @@ def run(jobs: list[Job], settings: Settings, output: Output, n_jobs: int = 1,
         yield process(job, settings, output, report, stream)
     if pooled:
         yield from _run_pool(pooled, settings, output, n_jobs, listener)
+
+
+def train_models(jobs: list[Job], settings: Settings, listener: Listener | None = None) -> Settings:
+    """The settings with their model set's discriminative training made (or loaded from the
+    cache), once, before any input is split (nmfsep.pipeline.train_models): every input and
+    every worker gets it with the settings, even where the cache folder cannot be written.
+    Not made when no input can use it (every input failed already, or does not exist)."""
+    if not pipeline.training_needed(settings) or not any(
+            not job.error and (job.input == "-" or os.path.exists(job.input)) for job in jobs):
+        return settings
+    if listener is None:
+        return pipeline.train_models(settings)
+    return pipeline.train_models(settings, listener.training_progress, listener.training_started)
 
 
 def _run_pool(jobs: list[Job], settings: Settings, output: Output, n_jobs: int,

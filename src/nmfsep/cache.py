@@ -24,6 +24,18 @@ def folder() -> Path | None:
     return Path(base) / "nmfsep"
 
 
+def writable_folder() -> Path | None:
+    """The cache folder if files can be kept in it (it, or the nearest folder above it that
+    exists, is writable), else None (also when the cache is off)."""
+    where = folder()
+    if where is None:
+        return None
+    existing = where
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    return where if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK) else None
+
+
 def digest(*parts) -> str:
     """A name for these inputs: arrays by their dtype, shape and bytes, anything else by repr."""
     h = hashlib.sha256()

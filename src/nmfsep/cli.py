@@ -358,7 +358,7 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
     failures = []
     restore = interrupt_on_sigterm()
     try:
-        with BatchProgress(console, len(jobs), not quiet and console.is_terminal) as bars:
+        with BatchProgress(console, len(jobs), not quiet and console.is_terminal, quiet) as bars:
             for record in batch.run(jobs, settings, output, n_jobs, bars, stream):
                 bars.finished(record["input"])
                 counts[record["status"]] += 1
@@ -369,6 +369,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
                     for warning in clip_warnings(record):
                         bars.print(warning)
                     if not quiet:
+                        if record.get("resampled"):
+                            bars.print(resampled_note(record))
                         bars.print(status_line(record))
                 if as_json:
                     click.echo(json.dumps(record))
@@ -453,6 +455,14 @@ def status_line(record) -> str:
             f"{record['seconds']:.1f} s)")
 
 
+def resampled_note(record) -> str:
+    """The line that says an input was separated at the models' rate (see batch's "resampled")."""
+    name = "<stdin>" if record["input"] == "-" else record["input"]
+    rates = record["resampled"]
+    return (f"nmfsep: note: {name}: {rates['from']} Hz resampled to the models' {rates['to']} Hz "
+            f"and the stems back to {rates['from']} Hz")
+
+
 def print_summary(console, counts, failures) -> None:
     """The end of a batch on stderr: counts, and a table of the inputs that failed."""
     from rich.table import Table
@@ -478,8 +488,8 @@ class BatchProgress:
     """Rich progress bars on stderr, one per input being split plus one for the whole batch,
     driven by batch.run's listener calls; also prints lines above the bars."""
 
-    def __init__(self, console, n_inputs, enabled):
-        self.console, self.enabled = console, enabled
+    def __init__(self, console, n_inputs, enabled, quiet=False):
+        self.console, self.enabled, self.quiet = console, enabled, quiet
         self.tasks = {}
         self.n_inputs, self.finished_inputs = n_inputs, 0
         if enabled:
@@ -501,6 +511,21 @@ class BatchProgress:
         if self.enabled and job.input in self.tasks:
             self.bars.update(self.tasks[job.input], completed=done, total=total,
                              count=f"{done}/{total} iterations")
+
+    def training_started(self, folder):
+        """The line (unless -q) and the bar of the models' one-time training (batch.Listener)."""
+        if not self.quiet:
+            kept = (f"kept in {click.format_filename(str(folder))} for later splits with them" if folder else
+                    "not kept: the cache is off (NMFSEP_CACHE_DIR is empty) or its folder is not writable")
+            self.print(f"nmfsep: training the models to tell their sources apart, once for all inputs ({kept})")
+        if self.enabled:
+            self.tasks[None] = self.bars.add_task("training the models (once)", total=None, count="")
+
+    def training_progress(self, done, total):
+        if self.enabled and None in self.tasks:
+            self.bars.update(self.tasks[None], completed=done, total=total, count=f"{done}/{total} steps")
+            if done >= total:
+                self.bars.remove_task(self.tasks.pop(None))
 
     def finished(self, name):
         if self.enabled:
@@ -582,7 +607,7 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
     from rich.console import Console
 
     from . import audio
-    from .pipeline import analyse, split_sources
+    from .pipeline import split_sources, train_models, training_needed
 
     settings = separation_settings(ctx, **options)
     from . import figures
@@ -590,15 +615,18 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
     figures.check_output(figure_path, force)
     sound = audio.read(input_path)
     console = Console(stderr=True)
+    if training_needed(settings):
+        with steps_bar(console, "training the models (once)", None, "steps", not quiet and console.is_terminal) as progress:
+            settings = train_models(settings, progress)
     with steps_bar(console, input_path, settings.max_iter, "iterations", not quiet and console.is_terminal) as progress:
         separation = split_sources(sound.samples, sound.sample_rate, settings, progress, name=input_path)
-    spectrogram = analyse(sound.samples, separation.params)[1]
+    spectrogram, rate = separation.spectrogram(sound.samples, sound.sample_rate)
     title = audio.display_name(input_path)
     if compare == "pca":
-        fig = figures.pca_figure(spectrogram, sound.sample_rate, separation.params, separation.bases,
+        fig = figures.pca_figure(spectrogram, rate, separation.params, separation.bases,
                                  separation.activations, title=title)
     else:
-        fig = figures.separation_figure(spectrogram, sound.sample_rate, separation, beta=settings.beta,
+        fig = figures.separation_figure(spectrogram, rate, separation, beta=settings.beta,
                                         title=f"{title}: {len(separation.names)} sources, "
                                               f"{separation.bases.shape[1]} components")
     figures.save(fig, figure_path, force)

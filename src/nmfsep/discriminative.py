@@ -18,6 +18,7 @@ exponent); with no layers this is Weninger's method alone.
 """
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -50,9 +51,11 @@ def unfold(H: np.ndarray, layers: list[np.ndarray], V: np.ndarray) -> np.ndarray
 
 
 def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: int,
-          steps: int, rate: float, batch: int | None = None, seed: int = 0) -> Trained:
+          steps: int, rate: float, batch: int | None = None, seed: int = 0,
+          callback: Callable[[int], None] | None = None) -> Trained:
     """Train the layers and mask bases on sources S whose sum W H models (see the module doc),
-    each step on ``batch`` frames drawn at random (None: all of them)."""
+    each step on ``batch`` frames drawn at random (None: all of them); callback(step) after
+    each step (1 ... steps)."""
     rng = np.random.default_rng(seed)
     theta = [np.log(np.maximum(W, 1e-30)).astype(np.float32) for _ in range(n_layers + 1)]
     moments = [(np.zeros_like(t), np.zeros_like(t)) for t in theta]
@@ -84,6 +87,8 @@ def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: i
             count += 1
             for mean, t in zip(means, theta):
                 mean += (t - mean) / count
+        if callback is not None:
+            callback(step)
     Ws = [np.exp(t) for t in (means if count else theta)]
     return Trained(Ws[:-1], Ws[-1])
 

@@ -3,8 +3,8 @@
 A model file comes from someone else: it is read with ``allow_pickle=False``, every member's
 header is checked before its data is read, and every field is validated, so a file can neither
 run code nor make us allocate more than it holds. A model is used only at the sample rate and
-STFT parameters it was learned with: splitting a file at another rate is refused with a message
-that says how to fix it (resample the input, or learn the model at that rate).
+STFT parameters it was learned with: a file at another rate is resampled to it for the split,
+and its stems back (see nmfsep.pipeline.split_sources).
 """
 
 from dataclasses import dataclass

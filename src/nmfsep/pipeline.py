@@ -17,7 +17,8 @@ masks use a trained copy of the bases (deep-unfolded and discriminative NMF, see
 beside the fixed ones and make a ``residual`` stem (what the models do not cover).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
@@ -76,7 +77,8 @@ class Settings:
     smoothness None is BLIND_SMOOTHNESS in blind separation and 0 with models.
     discriminative: with two models or more that keep training frames, refine the activations
     and make the masks with layers and bases trained to separate those models' synthetic
-    mixtures (see ``discriminative_training``); unfolded_layers: how many refining updates.
+    mixtures (see ``discriminative_training``); unfolded_layers: how many refining updates;
+    trained: that training, made beforehand (see ``train_models``).
     """
 
     n_sources: int = 2
@@ -95,6 +97,9 @@ class Settings:
     grouping: str = "auto"
     discriminative: bool = True
     unfolded_layers: int = UNFOLDED_LAYERS
+    # The model set's discriminative training, made beforehand by ``train_models`` (a batch makes
+    # it once, before its inputs and workers); None: made, or loaded from the cache, when needed.
+    trained: "discriminative.Trained | None" = field(default=None, compare=False, repr=False)
 
     def check(self) -> "Settings":
         if self.n_sources < 1:
@@ -155,15 +160,15 @@ class Settings:
         return [m.name for m in self.models] + ([RESIDUAL] if self.n_free else [])
 
     def stft_params(self, sample_rate: int, name: str = "input") -> spectrum.StftParams:
-        """The STFT of the models where there are models (and they must fit), else the default."""
+        """The STFT of the models where there are models (they must agree), else the default at
+        sample_rate (see ``separation_rate``: with models, the separation runs at theirs)."""
         if not self.models:
             return spectrum.default_params(sample_rate, self.n_fft, self.hop_length)
         first = self.models[0]
         for m in self.models:
-            if m.sample_rate != sample_rate:
-                raise NmfsepError(
-                    f"{name}: {sample_rate} Hz, but model {m.name!r} was learned at {m.sample_rate} Hz "
-                    f"(resample the input, e.g. sox IN -r {m.sample_rate} OUT, or learn the model at {sample_rate} Hz)")
+            if m.sample_rate != first.sample_rate:
+                raise NmfsepError(f"models {first.name!r} and {m.name!r} were learned at different sample rates "
+                                  f"({first.sample_rate} and {m.sample_rate} Hz): learn them at one rate")
             if (m.n_fft, m.hop_length) != (first.n_fft, first.hop_length):
                 raise NmfsepError(f"models {first.name!r} and {m.name!r} use different STFT sizes "
                                   f"({first.n_fft}/{first.hop_length} and {m.n_fft}/{m.hop_length})")
@@ -171,6 +176,11 @@ class Settings:
             raise NmfsepError(f"the models were learned with n_fft {first.n_fft} and hop {first.hop_length}: "
                               "leave --n-fft/--hop out or match them")
         return spectrum.StftParams(first.n_fft, first.hop_length).check()
+
+    def separation_rate(self, sample_rate: int) -> int:
+        """The rate an input at sample_rate is separated at: the models' (an input at another
+        rate is resampled to it, and its stems back), else its own."""
+        return self.models[0].sample_rate if self.models else sample_rate
 
 
 @dataclass
@@ -195,6 +205,20 @@ class Separation:
     confidence: float = 1.0
     power: float = WIENER_POWER  # the mask exponent used
     iterations_run: int = 0  # solver iterations of all its factorizations (n_iter: the first's)
+    # The models' rate where the input was resampled to it (see ``split_sources``): the bases,
+    # activations, masks and params are at this rate, the stems at the input's. None: the input's.
+    resampled_to: int | None = None
+
+    def spectrogram(self, samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+        """(V (n_bins, n_frames), its rate): the magnitude of samples (n_samples, n_channels) at
+        sample_rate as this separation saw them (resampled to its rate where it resampled), the
+        frames of its masks and activations."""
+        rate = self.resampled_to or sample_rate
+        if rate != sample_rate:
+            from .audio import resample
+
+            samples = resample(samples, sample_rate, rate)
+        return analyse(samples, self.params)[1], rate
 
 
 class IterationCount:
@@ -242,8 +266,26 @@ def analyse(samples: np.ndarray, params: spectrum.StftParams) -> tuple[np.ndarra
 
 def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
                   progress: Progress | None = None, name: str = "input") -> Separation:
-    """Separate float samples (n_samples, n_channels) into the stems settings.stem_names."""
+    """Separate float samples (n_samples, n_channels) into the stems settings.stem_names.
+
+    Models learned at another rate: the input is resampled to theirs (nmfsep.audio.resample),
+    separated there, and the stems brought back to sample_rate and the input's length so that
+    they still add up to it (``back_to_rate``); the Separation's ``resampled_to`` says so.
+    """
     settings.check()
+    rate = settings.separation_rate(sample_rate)
+    if rate == sample_rate:
+        return _split_at_rate(samples, sample_rate, settings, progress, name)
+    from .audio import resample
+
+    result = _split_at_rate(resample(samples, sample_rate, rate), rate, settings, progress, name)
+    result.stems = back_to_rate(result.stems, samples, rate, sample_rate)
+    result.resampled_to = rate
+    return result
+
+
+def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, progress: Progress | None,
+                   name: str) -> Separation:
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = analyse(samples, params)
     scale = float(magnitude.mean())
@@ -256,6 +298,40 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
                       fit.groups, source_masks, fit.losses, params, fit.confidence, power,
                       fit.iterations_run)
+
+
+def back_to_rate(stems: np.ndarray, samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """Stems (n_stems, m, n_channels) separated at ``rate`` from samples (n_samples, n_channels)
+    resampled to it, brought back to sample_rate: float32 (n_stems, n_samples, n_channels) that
+    add up to samples (to float32 rounding: the last stem is the input less the others).
+
+    Resampled back, the stems miss the input by what the round trip loses: everything above the
+    lower of the two Nyquist frequencies, and a little ringing at the edges. That residual r is
+    shared out in the STFT (at sample_rate's default size) by masks that sum to one: below the
+    lower Nyquist frequency each stem's share of the stems' power (a Wiener mask, as the
+    separation itself); above it, where the stems hold nothing, each stem's share of the
+    stems' power in the top octave below it, frame by frame. Spectra fall off smoothly, so
+    what lies above the models' band most likely belongs with whatever is brightest just below
+    it at that moment; splitting it evenly would put every source's highs in every stem.
+    """
+    from .audio import resample
+
+    back = np.stack([resample(stem, rate, sample_rate, samples.shape[0]) for stem in stems])
+    if len(back) == 1:
+        return samples.astype(np.float32)[None]
+    residual = samples - back.sum(axis=0)
+    params = spectrum.default_params(sample_rate)
+    power = np.stack([(np.abs(spectrum.stft(np.ascontiguousarray(s.T), params)) ** 2).sum(axis=0) for s in back])
+    top = min(params.n_bins, int(np.ceil(min(rate, sample_rate) / 2 / sample_rate * params.n_fft)))
+    octave = slice(top // 2, top)
+    shares = power[:, octave].sum(axis=1, keepdims=True)    # (n_stems, 1, n_frames)
+    power[:, top:] = shares
+    total = power.sum(axis=0)
+    weights = np.where(total > 0, power / np.where(total > 0, total, 1), np.float32(1 / len(back)))
+    spread = spectrum.stft(np.ascontiguousarray(residual.T, dtype=np.float32), params)
+    stems = [b + spectrum.istft(spread * m, params, samples.shape[0]).T for b, m in zip(back[:-1], weights[:-1])]
+    stems.append(samples - np.sum(stems, axis=0))
+    return np.stack(stems).astype(np.float32)
 
 
 @dataclass
@@ -340,7 +416,7 @@ def _fit_bases(magnitude, scale, settings, sample_rate, params, count: Iteration
         groups = order_by_centroid(groups, W, H)
     trained = None
     if settings.discriminative and scale != 0.0 and discriminative_applies(settings.models):
-        trained = discriminative_training(settings.models, settings).with_free(W[:, n_known:])
+        trained = (settings.trained or discriminative_training(settings.models, settings)).with_free(W[:, n_known:])
     return Fit(W, H, groups, n_iter, loss, losses, trained=trained)
 
 
@@ -365,7 +441,26 @@ def synthetic_sources(models: tuple[Model, ...], seed: int) -> np.ndarray:
     return S / S.sum(axis=0).mean()
 
 
-def discriminative_training(models: tuple[Model, ...], settings: "Settings") -> discriminative.Trained:
+def training_needed(settings: Settings) -> bool:
+    """Whether splits with these settings need a discriminative training not yet made."""
+    return settings.trained is None and settings.discriminative and discriminative_applies(settings.models)
+
+
+def train_models(settings: Settings, progress: Progress | None = None,
+                 started: Callable[[Path | None], None] | None = None) -> Settings:
+    """The settings with their model set's discriminative training in ``trained`` (the same
+    settings where there is none to make): loaded from the on-disk cache, else trained, with
+    started(folder) called first (folder: where the training will be kept, None where it cannot
+    be: the cache is off or not writable) and progress(step, total) as it goes. Splits with the
+    returned settings, in this process or another (they pickle), do not train again.
+    """
+    if not training_needed(settings):
+        return settings
+    return replace(settings, trained=discriminative_training(settings.models, settings, progress, started))
+
+
+def discriminative_training(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None,
+                            started: Callable[[Path | None], None] | None = None) -> discriminative.Trained:
     """Unfolded layers and mask bases trained to separate the models' synthetic mixtures.
 
     DISCRIMINATIVE_MIXTURES synthetic mixtures of the models' stored training frames (see
@@ -374,24 +469,22 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings") -> 
     updates of the activations, each with its own copy of the bases, and a copy of the bases for
     the masks are trained so that the masked mixtures match the true sources
     (``nmfsep.discriminative``). They depend only on the models and the settings, so they are
-    made once per model set (a batch splits every input with them) and kept on disk for later
-    runs (``nmfsep.cache``).
+    made once per model set (a batch makes them before its inputs: see ``train_models``) and
+    kept on disk for later runs (``nmfsep.cache``). Made here (not loaded): started(folder)
+    is called first, and progress(step, settings.max_iter + DISCRIMINATIVE_STEPS) as it goes
+    (the fit of the activations, then the training's steps).
     """
-    global _last_discriminative
     key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
-    last = _last_discriminative
-    if last is not None and last[1] == key and len(last[0]) == len(models) and all(
-            a is b for a, b in zip(last[0], models)):
-        return last[2]
     name = _training_name(models, key)
     trained = _cached_training(models, name, settings.unfolded_layers)
     if trained is None:
-        trained = _train(models, settings)
+        if started is not None:
+            started(cache.writable_folder())
+        trained = _train(models, settings, progress)
         cache.save("discriminative", name, {"layers": np.array(trained.layers, np.float32).reshape(
             (len(trained.layers),) + trained.mask_bases.shape), "mask_bases": trained.mask_bases})
     for bases in (*trained.layers, trained.mask_bases):
         bases.flags.writeable = False
-    _last_discriminative = (tuple(models), key, trained)
     return trained
 
 
@@ -417,20 +510,19 @@ def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> dis
     return discriminative.Trained(list(layers), mask_bases)
 
 
-def _train(models: tuple[Model, ...], settings: "Settings") -> discriminative.Trained:
+def _train(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None) -> discriminative.Trained:
     """Make the training (see ``discriminative_training``)."""
     S = np.concatenate([synthetic_sources(models, settings.seed + i) for i in range(DISCRIMINATIVE_MIXTURES)],
                        axis=2)[:, :, :DISCRIMINATIVE_FRAMES]  # in random order: a random subset
     W = np.concatenate([m.bases for m in models], axis=1)
+    fitted, total = settings.max_iter, settings.max_iter + DISCRIMINATIVE_STEPS
+    report = (lambda done: None) if progress is None else (lambda done: progress(done, total))
     H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=settings.max_iter,
-                  tol=settings.tol, l1_H=settings.sparsity).H
-    return discriminative.train(S, W, H, model_groups(models), settings.unfolded_layers, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE,
-                                DISCRIMINATIVE_BATCH, settings.seed)
-
-
-# The last discriminative training made, with the model objects and settings it was made for: a
-# batch splits every input with the same models, and it depends on nothing else (read-only).
-_last_discriminative: tuple | None = None
+                  tol=settings.tol, l1_H=settings.sparsity, callback=lambda it, _loss: report(it)).H
+    report(fitted)  # the fit may stop early (tol)
+    return discriminative.train(S, W, H, model_groups(models), settings.unfolded_layers, DISCRIMINATIVE_STEPS,
+                                DISCRIMINATIVE_RATE, DISCRIMINATIVE_BATCH, settings.seed,
+                                callback=lambda step: report(fitted + step))
 
 
 def _ensemble(V: np.ndarray, counts: list[int], settings: Settings, sample_rate: int,

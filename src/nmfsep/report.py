@@ -100,12 +100,15 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
     from .figures import beta_name
 
     params = separation.params
+    rate = separation.resampled_to or sound.sample_rate
     models = ", ".join(f"{m.name} ({m.n_bases} bases)" for m in settings.models)
     rows = [
         ("audio", f"{sound.sample_rate} Hz, {sound.n_channels} channel{'s' * (sound.n_channels != 1)}, "
                   f"{sound.n_samples / sound.sample_rate:.2f} s ({sound.n_samples} frames), "
                   f"{sound.format} {sound.subtype}"),
         ("mode", "supervised (models)" if settings.models else "blind"),
+        *([("resampled", f"{sound.sample_rate} Hz to the models' {rate} Hz, the stems back to "
+                         f"{sound.sample_rate} Hz")] if rate != sound.sample_rate else []),
         ("stems", ", ".join(separation.names)),
     ]
     if settings.models:
@@ -121,7 +124,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
         ("final loss", "-" if separation.loss is None else f"{separation.loss:.6g}"),
         ("seed (--seed)", str(settings.seed)),
         ("mask exponent (--power)", f"{separation.power:g}"),
-        ("STFT (--n-fft, --hop)", f"{params.n_fft} samples ({1000 * params.n_fft / sound.sample_rate:.1f} ms), "
+        ("STFT (--n-fft, --hop)", f"{params.n_fft} samples ({1000 * params.n_fft / rate:.1f} ms), "
                                   f"hop {params.hop_length}"),
     ]
     if settings.sparsity or settings.temporal_smoothness:
@@ -139,10 +142,8 @@ def render(input_name: str, sound, separation, settings, seconds: float, stem_pa
     playback, audio louder than full scale is scaled down, mixture and stems alike.
     """
     from . import figures
-    from .pipeline import analyse
 
-    spectrogram = analyse(sound.samples, separation.params)[1]
-    rate = sound.sample_rate
+    spectrogram, rate = separation.spectrogram(sound.samples, sound.sample_rate)
     geometry = figures.Axes(rate, separation.params.n_fft, separation.params.hop_length, spectrogram.shape[1])
     ref = float(geometry.image(spectrogram).max())
     stems = separation.stems if stems is None else stems
@@ -154,7 +155,7 @@ def render(input_name: str, sound, separation, settings, seconds: float, stem_pa
     entries += [(name, path, os.path.relpath(path, folder), stem, mask * spectrogram)
                 for name, path, stem, mask in zip(separation.names, stem_paths, stems, separation.masks)]
     for i, (name, path, link, samples, magnitude) in enumerate(entries):
-        mime, data = encode_audio(samples * np.float32(playback), rate)
+        mime, data = encode_audio(samples * np.float32(playback), sound.sample_rate)
         image = _png(figures.spectrogram_figure(magnitude, rate, separation.params, ref=ref,
                                                 title=f"{name}: spectrogram"))
         file_html = (f'<a class="file" href="{e(quote(link))}">{e(link)}</a>' if link

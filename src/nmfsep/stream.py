@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from . import spectrum
+from .errors import NmfsepError
 from .pipeline import Fit, IterationCount, Progress, Settings, fit_bases, planned_iterations
 
 LEARN_SECONDS = 90.0     # audio the bases are learned on (the whole input when shorter)
@@ -218,6 +219,11 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     both passes, the total planned from the start and true at the end (pipeline.IterationCount).
     """
     settings.check()
+    if settings.separation_rate(sample_rate) != sample_rate:
+        rate = settings.separation_rate(sample_rate)
+        raise NmfsepError(f"{name}: a streamed separation cannot resample {sample_rate} Hz to the models' "
+                          f"{rate} Hz: resample it first (e.g. sox IN -r {rate} OUT), or learn the models "
+                          f"at {sample_rate} Hz")
     params = settings.stft_params(sample_rate, name)
     block_samples = BLOCK_FRAMES * params.hop_length
 
