@@ -451,12 +451,18 @@ def test_a_subnormal_entry_of_V_diverges_like_a_zero(beta):
     assert beta_divergence(V, W, H, beta) == pytest.approx(at_zero, rel=1e-12)
 
 
-@pytest.mark.parametrize("zero", ["W", "H"])
-def test_mu_refuses_a_starting_factor_full_of_zeros(zero):
-    V = low_rank(dtype=np.float64)
+def start_with_zeros(V, zero):
+    """A custom start (W, H) for V whose factor ``zero`` ('W' or 'H') is all zeros."""
     W, H = custom_start(*V.shape, 2)
     start = {"W": W, "H": H}
     start[zero] = np.zeros_like(start[zero])
+    return start
+
+
+@pytest.mark.parametrize("zero", ["W", "H"])
+def test_mu_refuses_a_starting_factor_full_of_zeros(zero):
+    V = low_rank(dtype=np.float64)
+    start = start_with_zeros(V, zero)
     with pytest.raises(ValueError, match=f"{zero} is full of zeros"):
         factorize(V, 2, beta=2, solver="mu", init="custom", **start)
 
@@ -470,9 +476,7 @@ def test_a_fixed_factor_full_of_zeros_is_refused_by_every_solver():
 @pytest.mark.parametrize("zero", ["W", "H"])
 def test_hals_learns_from_a_starting_factor_full_of_zeros(zero):
     V = low_rank(dtype=np.float64)
-    W, H = custom_start(*V.shape, 2)
-    start = {"W": W, "H": H}
-    start[zero] = np.zeros_like(start[zero])
+    start = start_with_zeros(V, zero)
     result = factorize(V, 2, beta=2, solver="hals", init="custom", max_iter=50, **start)
     assert result.W.any() and result.H.any()
     assert result.losses[-1] < 0.1 * result.losses[0]
