@@ -253,7 +253,7 @@ def test_stdin_that_is_not_audio(tmp_path):
     result = split("-", "-o", tmp_path / "out", input=b"hello")
     assert_one_line_error(result, "<stdin>", "not a readable audio file")
     result = split("-", "-o", tmp_path / "out", input=b"")
-    assert_one_line_error(result, "<stdin>", "not a readable audio file")
+    assert_one_line_error(result, "<stdin>", "is empty (nothing was piped in)")
     assert not (tmp_path / "out").exists()
 
 
@@ -289,3 +289,23 @@ def test_float_samples_far_outside_one_are_separated_without_overflow(tmp_path):
     assert result.exit_code == 0 and result.stderr == "", result.output
     total = sum(sf.read(str(tmp_path / "out" / "loud" / f"source{i}.wav"), dtype="float32")[0] for i in (1, 2))
     assert np.isfinite(total).all() and np.abs(total - samples).max() <= 1e-4 * np.abs(samples).max()
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--beta", "nan"], "beta must be a finite number"),
+    (["--tol", "nan"], "tol must be >= 0"),
+    (["--components", "2", "-k", "3"], "--components 2 is fewer than the 3 sources asked"),
+])
+def test_option_values_that_cannot_work_are_usage_errors(tmp_path, options, message):
+    mix = tmp_path / "a.wav"
+    sf.write(str(mix), np.zeros(1600, np.float32), 16000)
+    result = CliRunner().invoke(cli, ["split", str(mix), "-o", str(tmp_path / "out"), *options])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("nmfsep split: error: ") and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_stdin_is_named_empty(tmp_path):
+    result = CliRunner().invoke(cli, ["split", "-", "-o", str(tmp_path / "out")], input=b"")
+    assert result.exit_code == 1
+    assert result.stderr == "nmfsep: error: <stdin>: is empty (nothing was piped in)\n"

@@ -62,9 +62,9 @@ def test_float_stems_add_up_to_the_input_on_disk(wav_file, tmp_path):
 
 @pytest.mark.parametrize("fmt,ext,subtype", [("FLAC", "flac", "PCM_16"), ("AIFF", "aiff", "PCM_24"),
                                               ("CAF", "caf", "PCM_16"), ("W64", "w64", "FLOAT"),
-                                              ("RF64", "rf64", "PCM_16")])
+                                              ("RF64", "wav", "PCM_16")])
 def test_other_lossless_formats_are_read_and_kept(wav_file, tmp_path, fmt, ext, subtype):
-    mix = wav_file(f"a.{ext}", subtype=subtype, fmt=fmt)
+    mix = wav_file(f"a.{ext}", subtype=subtype, fmt=fmt)  # RF64 files are named .wav
     result = run("split", mix, "-o", tmp_path / "out", "--iter", 10, "-q")
     assert result.exit_code == 0, result.output
     info = sf.info(str(tmp_path / "out" / "a" / f"source1.{ext}"))

@@ -242,3 +242,100 @@ def test_wavex_on_stdin_gives_stems_with_its_channel_mask(tmp_path):
     assert result.exit_code == 0, result.output
     [record] = records(result)
     assert [channel_mask(s["path"]) for s in record["stems"]] == [0x60F, 0x60F]
+
+
+# --- found by trying it as a new user would ----------------------------------------------------
+
+def mp3_without_length_header(path, rate=44100):
+    """A constant-bitrate MP3 whose first frame (the Info header with the exact length) is cut off,
+    as sox writes them: libsndfile then estimates the length from the size, a little too long."""
+    tones(path, rate=rate, seconds=3.0, fmt="MP3", subtype="MPEG_LAYER_III")
+    sf.write(str(path), sf.read(str(path), dtype="float32")[0], rate, format="MP3",
+             subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT", compression_level=0.5)
+    data = open(path, "rb").read()
+    bitrate = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320][data[2] >> 4] * 1000
+    first_frame = 144 * bitrate // rate + ((data[2] >> 1) & 1)  # MPEG-1 layer III
+    assert data[first_frame:first_frame + 2] == b"\xff\xfb"
+    open(path, "wb").write(data[first_frame:])
+    return str(path)
+
+
+@WRITES_MP3
+def test_an_mp3_whose_header_overestimates_its_length_is_split_whole_not_called_truncated(tmp_path):
+    song = mp3_without_length_header(tmp_path / "sox.mp3")
+    decoded = sf.read(song, dtype="float64", always_2d=True)[0]
+    assert sf.info(song).frames > len(decoded), "the test input should carry libsndfile's estimate"
+    result = split(song, "-k", 2, "-o", tmp_path / "out", *FAST, "--json")
+    assert result.exit_code == 0, result.output
+    [record] = records(result)
+    assert record["frames"] == len(decoded)
+    assert all(sf.info(s["path"]).frames == len(decoded) for s in record["stems"])
+    assert np.abs(stem_sum(record) - decoded).max() <= 1e-4 * np.abs(decoded).max()
+
+
+@pytest.mark.parametrize("subtype", ["ULAW", "ALAW", "IMA_ADPCM"])
+def test_stems_of_a_bounded_sample_format_are_clamped_with_a_warning_not_wrapped(tmp_path, subtype):
+    master = tmp_path / f"master_{subtype}.wav"
+    sf.write(str(master), sf.read(clipped_master(tmp_path / "pcm.wav"), dtype="float32")[0], 16000,
+             subtype=subtype)
+    result = split(master, "-k", 2, "-o", tmp_path / "out", "--iter", 20, "--grouping", "none", "--json")
+    assert result.exit_code == 0, result.output
+    [record] = records(result)
+    assert record["subtype"] == subtype and record["clipped"]
+    assert f"stem '{record['clipped'][0]['stem']}' clipped" in result.stderr
+    # a wrapped sample lands near the opposite full scale: the stems would miss the input by ~2
+    # (ADPCM's own coding error on this square wave reaches ~0.9)
+    original = sf.read(str(master), dtype="float64")[0]
+    assert np.abs(stem_sum(record)[:, 0] - original).max() < 1.0
+
+
+def test_clipping_advice_names_wav_where_the_stem_format_holds_no_float(tmp_path):
+    master = clipped_master(tmp_path / "master.wav")
+    result = split(master, "-k", 2, "-o", tmp_path / "out", "--format", "flac", "--iter", 20, "--grouping", "none")
+    assert result.exit_code == 0, result.output
+    assert "use --format wav --subtype float to keep the stems exact" in result.stderr
+    exact = split(master, "-k", 2, "-o", tmp_path / "exact", "--format", "wav", "--subtype", "float", *FAST)
+    assert exact.exit_code == 0, exact.output
+
+
+def test_the_stdout_stem_of_a_wavex_input_keeps_its_channel_mask(tmp_path):
+    import subprocess
+    import sys
+
+    song = surround(tmp_path / "five.wav", 0x60F)
+    with open(tmp_path / "stem.wav", "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "nmfsep.cli", "split", song, *FAST, "--stdout", "source1"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert channel_mask(tmp_path / "stem.wav") == 0x60F
+    assert sf.info(str(tmp_path / "stem.wav")).channels == 6
+
+
+def test_a_stdout_that_cannot_take_the_stem_is_named_with_its_cause(tmp_path):
+    import subprocess
+    import sys
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    song = tones(tmp_path / "a.wav")
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "nmfsep.cli", "split", song, *FAST, "--stdout", "source1"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (f"nmfsep: error: {song}: cannot write the stem to stdout "
+                                                    "(No space left on device)")
+    assert "internal error" not in done.stderr
+
+
+def test_a_full_disk_is_named_as_such_not_an_internal_error(tmp_path, monkeypatch):
+    song = tones(tmp_path / "a.wav")
+
+    def full_disk(*args, **kwargs):
+        raise sf.LibsndfileError(2, "Error writing: ")  # what libsndfile raises as its "System error"
+
+    monkeypatch.setattr(audio.sf, "write", full_disk)
+    monkeypatch.setattr(batch.os, "statvfs", lambda folder: os.statvfs_result((4096, 4096, 10, 0, 0, 10, 0, 0, 0, 255)))
+    result = split(song, "-k", 2, "-o", tmp_path / "out", *FAST)
+    assert result.exit_code == 1
+    assert result.stderr.endswith(f"{tmp_path / 'out' / 'a'}: cannot write stems (no space left on device)\n")
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,7 @@ any sample memory is allocated, and ``Source.read`` decodes the samples afterwar
 atomic: a temporary file in the target folder is renamed over the final name once complete.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import errno
 import io
 import os
@@ -30,7 +30,7 @@ MAX_SAMPLE_RATE = 768_000
 # Formats whose stems are written in the input's format (a lossy input excepted, see LOSSY); any
 # other input gives WAV stems. soundfile's format names and their file extensions.
 EXTENSIONS = {"WAV": "wav", "WAVEX": "wav", "FLAC": "flac", "AIFF": "aiff", "W64": "w64", "CAF": "caf",
-              "RF64": "rf64", "OGG": "ogg", "MP3": "mp3"}
+              "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}  # RF64 files are named .wav (EBU Tech 3306)
 # Lossy codecs (soundfile's subtype names) and what people call them. A lossy input's stems are
 # lossless (LOSSLESS_STEMS) unless a lossy format is asked for: re-encoded lossily, they would no
 # longer add up to the input.
@@ -212,6 +212,8 @@ def open_input(path: str) -> Source:
         if stdin is None or stdin.isatty():
             raise AudioError(f"{name}: is a terminal; pipe a WAV stream in (sox in.flac -t wav - | nmfsep split - ...)")
         source = io.BytesIO(_read_capped(getattr(stdin, "buffer", stdin), name))
+        if not source.getbuffer().nbytes:
+            raise AudioError(f"{name}: is empty (nothing was piped in)")
     else:
         source = _open_file(path, name)
     try:
@@ -227,10 +229,29 @@ def open_input(path: str) -> Source:
         mask = channel_mask(source) if handle.format in MASKED_FORMATS else None
         header = Header(handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype, mask)
         _check_header(name, header, handle.extra_info)
+        if handle.format == "MP3":  # libsndfile's count is an estimate (over by up to a frame's
+            header = replace(header, n_frames=_count_frames(handle, name))  # worth for sox's files)
     except BaseException:
         handle.close()
         raise
     return Source(name, handle, header)
+
+
+def _count_frames(handle: sf.SoundFile, name: str) -> int:
+    """The frames a file really decodes to, read block by block (bounded memory), then rewound."""
+    total = 0
+    try:
+        while True:
+            block = handle.read(65536, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            total += block.shape[0]
+        handle.seek(0)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as exc:
+        raise AudioError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+    if total == 0:
+        raise AudioError(f"{name}: contains no audio samples")
+    return total
 
 
 def read(path: str) -> Audio:
@@ -371,11 +392,14 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) -> None:
-    """Write a WAV stream (for stdout); the whole file is built in memory first, so a failure
-    before the write sends nothing."""
+def write_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str,
+                 channel_mask: int | None = None) -> None:
+    """Write a WAV stream (for stdout), WAVE_FORMAT_EXTENSIBLE with ``channel_mask`` where one is
+    given; the whole file is built in memory first, so a failure before the write sends nothing."""
     buffer = io.BytesIO()
-    sf.write(buffer, samples, sample_rate, format="WAV", subtype=subtype)
+    sf.write(buffer, samples, sample_rate, format="WAV" if channel_mask is None else "WAVEX", subtype=subtype)
+    if channel_mask is not None:
+        set_channel_mask(buffer, channel_mask)
     write_all(stream, buffer.getvalue())
     stream.flush()
 
@@ -476,15 +500,20 @@ class WavStream:
     """A WAV stream of a known length written block by block (for stdout: nothing is seeked).
 
     The header is written first with the final sizes (n_frames x n_channels of ``subtype``), so
-    the stream is a complete WAV file once n_frames have been written.
+    the stream is a complete WAV file once n_frames have been written; WAVE_FORMAT_EXTENSIBLE
+    with ``channel_mask`` where one is given.
     """
 
-    def __init__(self, stream, sample_rate: int, n_channels: int, subtype: str, n_frames: int):
+    def __init__(self, stream, sample_rate: int, n_channels: int, subtype: str, n_frames: int,
+                 channel_mask: int | None = None):
         if subtype not in _SAMPLE_BYTES:
             subtype = "FLOAT"
         self.stream, self.sample_rate, self.subtype = stream, sample_rate, subtype
         buffer = io.BytesIO()
-        sf.write(buffer, np.zeros((0, n_channels), np.float32), sample_rate, format="WAV", subtype=subtype)
+        sf.write(buffer, np.zeros((0, n_channels), np.float32), sample_rate,
+                 format="WAV" if channel_mask is None else "WAVEX", subtype=subtype)
+        if channel_mask is not None:
+            set_channel_mask(buffer, channel_mask)
         header = bytearray(buffer.getvalue())
         data_bytes = n_frames * n_channels * _SAMPLE_BYTES[subtype]
         data = header.rfind(b"data")

@@ -31,7 +31,9 @@ from .pipeline import Progress, Settings, memory_needed, split_sources
 from .report import report_path
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
-PCM_SUBTYPES = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"}
+# Sample formats that hold values beyond full scale; every other one (PCM, u-law, A-law, ADPCM,
+# MPEG) wraps around or clips them, so its stems are clamped, with a word.
+UNBOUNDED_SUBTYPES = {"FLOAT", "DOUBLE", "VORBIS", "OPUS"}
 # What a folder is searched for without --glob: the extensions of the formats libsndfile reads
 # (soundfile.available_formats()), headerless RAW excepted. Matched case-insensitively.
 AUDIO_EXTENSIONS = frozenset({
@@ -104,7 +106,9 @@ class Output:
         if not sf.check_format(fmt, subtype):
             raise NmfsepError(f"{fmt} files cannot hold {subtype} samples "
                               f"(choose another --subtype, or --format wav)")
-        mask = None if self.stdout_stem else header.channel_mask
+        mask = header.channel_mask
+        if mask is not None and self.stdout_stem:  # a stream: the WAV header says WAVE_FORMAT_EXTENSIBLE
+            return audio.StemFormat("WAV", subtype, mask)
         if mask is not None and fmt in ("WAV", "WAVEX", "RF64"):
             return audio.StemFormat("RF64" if fmt == "RF64" else "WAVEX", subtype, mask)
         return audio.StemFormat(fmt, subtype)
@@ -372,7 +376,7 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
     else:
         stem = stems[result.names.index(output.stdout_stem)]
         clamp = Clamp([output.stdout_stem], stem_format.subtype)
-        _write_to_stream(stream, clamp(0, stem), sound.sample_rate, stem_format.subtype)
+        _write_to_stream(stream, clamp(0, stem), sound.sample_rate, stem_format)
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
     record.update(iterations=result.iterations_run,
                   loss=mean_loss(result.loss, result.bases, result.activations), clipped=clamp.report())
@@ -407,15 +411,15 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
         def write(stems):
             if not writer:
                 writer.append(audio.WavStream(stream, header.sample_rate, header.n_channels,
-                                              stem_format.subtype, header.n_frames))
+                                              stem_format.subtype, header.n_frames, stem_format.channel_mask))
             writer[0].write(clamp(0, check(stems)[index]))
 
         try:
             result = separate(write)
             if writer:
                 writer[0].close()
-        except BrokenPipeError:
-            raise NmfsepError("stdout was closed before the stem was written (broken pipe)") from None
+        except OSError as exc:
+            raise _stdout_error(exc) from None
         record.update(stems=[{"name": output.stdout_stem, "path": "-"}])
     else:
         temps, handles, renamed, created = [], [], [], []
@@ -557,9 +561,10 @@ def refuse_existing(paths: list[str], force: bool) -> None:
 
 
 class Clamp:
-    """Clamps the samples of integer-format stems to full scale (+-1; integer formats would wrap
-    around) and counts, per stem, the samples beyond it and the peak, so that no stem is clipped
-    without a word. Float and lossy formats are written as they are.
+    """Clamps the samples of stems whose sample format is bounded (integer PCM, u-law, A-law,
+    ADPCM, MPEG: they would wrap around or clip) to full scale (+-1) and counts, per stem, the
+    samples beyond it and the peak, so that no stem is clipped without a word. Float, Vorbis and
+    Opus stems are written as they are.
 
     ``clamp(i, block)`` returns stem i's block (samples, n_channels) ready to write; blocks of one
     stem may come in any number of calls (the streaming path). ``report()`` gives the record's
@@ -568,7 +573,7 @@ class Clamp:
     """
 
     def __init__(self, names: list[str], subtype: str):
-        self.names, self.clamps = names, subtype in PCM_SUBTYPES
+        self.names, self.clamps = names, subtype not in UNBOUNDED_SUBTYPES
         self.samples, self.peaks = [0] * len(names), [0.0] * len(names)
 
     def __call__(self, index: int, stem: np.ndarray) -> np.ndarray:
@@ -637,14 +642,35 @@ def _abandon(exc: BaseException, written: list[str], paths: list[str], created: 
     if isinstance(exc, OSError):
         where = exc.filename or os.path.dirname(paths[0])
         raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
+    if isinstance(exc, sf.LibsndfileError):  # libsndfile says "System error." for a full disk
+        where = os.path.dirname(paths[0]) or "."
+        raise NmfsepError(f"{where}: cannot write stems ({_write_failure(where, exc)})") from None
     raise exc
 
 
-def _write_to_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str) -> None:
+def _write_failure(folder: str, exc: Exception) -> str:
+    """Why libsndfile could not write into folder: a full disk named as such, else its words."""
     try:
-        audio.write_stream(stream, samples, sample_rate, subtype)
-    except BrokenPipeError:
-        raise NmfsepError("stdout was closed before the stem was written (broken pipe)") from None
+        stats = os.statvfs(folder)
+        if stats.f_bavail * stats.f_frsize < 2**20:
+            return "no space left on device"
+    except OSError:
+        pass
+    return str(exc).strip().rstrip(".") or type(exc).__name__
+
+
+def _write_to_stream(stream, samples: np.ndarray, sample_rate: int, stem_format: audio.StemFormat) -> None:
+    try:
+        audio.write_stream(stream, samples, sample_rate, stem_format.subtype, stem_format.channel_mask)
+    except OSError as exc:
+        raise _stdout_error(exc) from None
+
+
+def _stdout_error(exc: OSError) -> NmfsepError:
+    """A failed write of the stdout stem as one line: a reader that left, or any other cause."""
+    if isinstance(exc, BrokenPipeError):
+        return NmfsepError("stdout was closed before the stem was written (broken pipe)")
+    return NmfsepError(f"cannot write the stem to stdout ({exc.strerror or exc})")
 
 
 # --- many inputs ------------------------------------------------------------------------------

@@ -146,8 +146,12 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
             raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
                                      f"{' and --free' if n_free else ''} give {stems}", ctx, param_hint="'-k'")
     models = tuple(load(p) for p in model_paths)
-    return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
-                    n_components=n_components, grouping=grouping).check()
+    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
+                        n_components=n_components, grouping=grouping)
+    try:
+        return settings.check()
+    except NmfsepError as exc:  # options that cannot work together, or a value like --beta nan
+        raise click.UsageError(str(exc), ctx) from None
 
 
 @cli.command()
@@ -428,12 +432,17 @@ def interrupt_on_sigterm():
 
 
 def clip_warnings(record) -> list[str]:
-    """One warning line per stem that an integer format clipped (the record's "clipped")."""
+    """One warning line per stem that a bounded sample format clipped (the record's "clipped"),
+    with the options that keep the stems exact: --subtype float where the stems' format holds
+    float samples, else --format wav too."""
     import math
 
+    import soundfile as sf
+
     name = "<stdin>" if record["input"] == "-" else record["input"]
+    fix = "--subtype float" if sf.check_format(record["format"] or "WAV", "FLOAT") else "--format wav --subtype float"
     return [f"nmfsep: warning: {name}: stem '{c['stem']}' clipped: {c['samples']} samples beyond full scale, "
-            f"peak {c['peak']:.3f} (+{20 * math.log10(c['peak']):.2f} dB); use --subtype float to keep the "
+            f"peak {c['peak']:.3f} (+{20 * math.log10(c['peak']):.2f} dB); use {fix} to keep the "
             "stems exact" for c in record.get("clipped") or []]
 
 

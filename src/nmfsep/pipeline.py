@@ -108,6 +108,8 @@ class Settings:
             raise BadValueError(f"iter must be at least 1, got {self.max_iter}")
         if not self.tol >= 0:
             raise BadValueError(f"tol must be >= 0, got {self.tol}")
+        if not np.isfinite(self.beta):
+            raise BadValueError(f"beta must be a finite number, got {self.beta}")
         if self.power is not None and not self.power > 0:
             raise BadValueError(f"power must be > 0, got {self.power}")
         if not (self.sparsity >= 0 and self.temporal_smoothness >= 0):
