@@ -206,3 +206,20 @@ def test_seed_help_says_what_it_changes_and_that_the_default_start_is_determinis
     text = " ".join(result.output.split())
     assert "--seed" in text and "NNDSVDa start is deterministic" in text and "k-means" in text
     assert "try another start" not in open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+
+
+def test_a_folder_says_which_files_it_skips_because_only_ffmpeg_reads_them(tmp_path):
+    music = tmp_path / "music"
+    music.mkdir()
+    sf.write(str(music / "a.wav"), np.sin(np.arange(8000) / 5).astype(np.float32) * 0.3, 8000)
+    (music / "b.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
+    (music / "c.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
+    result = CliRunner().invoke(cli, ["split", str(music), "-o", str(tmp_path / "out"), "--iter", "5", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (f"nmfsep: note: {music}: 2 .m4a files that libsndfile does not read, not split "
+            "(convert them first: ffmpeg -i IN.m4a OUT.flac)") in result.stderr.splitlines()
+
+    (music / "a.wav").unlink()
+    result = CliRunner().invoke(cli, ["split", str(music), "-o", str(tmp_path / "out2")])
+    assert result.exit_code == 1
+    assert "no audio files in this folder; 2 .m4a files that libsndfile does not read" in result.stderr

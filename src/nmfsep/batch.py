@@ -175,21 +175,22 @@ def find_inputs(inputs: list[str], recursive: bool = False, pattern: str | None 
     return jobs
 
 
-def _walk(folder: str, recursive: bool, pattern: str | None, exclude: str | None) -> Iterator[tuple[str, str]]:
+def _walk(folder: str, recursive: bool, pattern: str | None, exclude: str | None,
+          extensions: frozenset = AUDIO_EXTENSIONS) -> Iterator[tuple[str, str]]:
     excluded = os.path.realpath(exclude) if exclude else None
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if recursive and not d.startswith(".")
                          and os.path.realpath(os.path.join(root, d)) != excluded)
         for name in sorted(files):
             relative = os.path.relpath(os.path.join(root, name), folder)
-            if not name.startswith(".") and _matches(name, relative, pattern):
+            if not name.startswith(".") and _matches(name, relative, pattern, extensions):
                 parts = os.path.splitext(relative)[0].split(os.sep)
                 yield os.path.join(root, name), "/".join(safe_name(p) for p in parts)
 
 
-def _matches(name: str, relative: str, pattern: str | None) -> bool:
+def _matches(name: str, relative: str, pattern: str | None, extensions: frozenset = AUDIO_EXTENSIONS) -> bool:
     if pattern is None:
-        return os.path.splitext(name)[1][1:].lower() in AUDIO_EXTENSIONS
+        return os.path.splitext(name)[1][1:].lower() in extensions
     return fnmatch.fnmatchcase(relative.replace(os.sep, "/") if "/" in pattern else name, pattern)
 
 
@@ -197,7 +198,22 @@ def _nothing_found(folder: str, recursive: bool, pattern: str | None) -> str:
     what = f"no files matching {pattern!r}" if pattern else "no audio files"
     has_subfolders = any(entry.is_dir() and not entry.name.startswith(".") for entry in os.scandir(folder))
     hint = " (use -r to look in its subfolders)" if has_subfolders and not recursive else ""
-    return f"{folder}: {what} in this folder{hint}"
+    skipped = unreadable_files(folder, recursive) if pattern is None else []
+    return f"{folder}: {what} in this folder{hint}" + (f"; {unreadable_note(skipped)}" if skipped else "")
+
+
+def unreadable_files(folder: str, recursive: bool, exclude: str | None = None) -> list[str]:
+    """The files a folder search (as find_inputs walks it) passes over because their format is one
+    that only ffmpeg reads (audio.FFMPEG_ONLY: .m4a, .wma, ...)."""
+    return [path for path, _ in _walk(folder, recursive, None, exclude, frozenset(audio.FFMPEG_ONLY))]
+
+
+def unreadable_note(paths: list[str]) -> str:
+    """What to say of the files unreadable_files found: how many, their kinds, how to convert."""
+    extensions = sorted({os.path.splitext(p)[1].lower() for p in paths})
+    example = os.path.splitext(paths[0])[1].lower()
+    return (f"{len(paths)} {'/'.join(extensions)} file{'s' if len(paths) != 1 else ''} that libsndfile does not "
+            f"read, not split (convert them first: ffmpeg -i IN{example} OUT.flac)")
 
 
 def check_template(template: str) -> None:

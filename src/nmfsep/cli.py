@@ -342,8 +342,7 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
         batch.check_options(settings, jobs)
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
-    if not recursive:  # a warning about what is not split: shown with -q too
-        note_unsearched(inputs, pattern, output.folder, jobs)
+    note_unsearched(inputs, pattern, output.folder, jobs, recursive)  # shown with -q too: not split
     stream = None
     if output.stdout_stem:
         check_stdout(ctx, output, settings, jobs, as_json)
@@ -385,20 +384,24 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
     return EXIT_FAILED if failures else 0
 
 
-def note_unsearched(inputs, pattern, out_dir, jobs) -> None:
+def note_unsearched(inputs, pattern, out_dir, jobs, recursive) -> None:
     """One line on stderr for each folder input whose subfolders hold audio that was not
-    searched (no -r); a folder with nothing at its top already fails with that hint."""
+    searched (no -r), and one for its files in formats libsndfile does not read (.m4a, ...); a
+    folder with nothing to split already fails with those hints."""
     import os
 
-    from .batch import unsearched_subfolders
+    from .batch import unreadable_files, unreadable_note, unsearched_subfolders
 
     failed = {job.input for job in jobs if job.error}
     for given in dict.fromkeys(inputs):
         if given != "-" and given not in failed and os.path.isdir(given):
-            count = unsearched_subfolders(given, pattern, out_dir)
+            count = unsearched_subfolders(given, pattern, out_dir) if not recursive else 0
             if count:
                 click.echo(f"nmfsep: note: {given}: {count} subfolder{'s' if count != 1 else ''} with audio "
                            "not searched (use -r)", err=True)
+            skipped = unreadable_files(given, recursive, out_dir) if pattern is None else []
+            if skipped:
+                click.echo(f"nmfsep: note: {given}: {unreadable_note(skipped)}", err=True)
 
 
 def check_stdout(ctx, output, settings, jobs, as_json) -> None:
