@@ -1,6 +1,9 @@
+import warnings
+
 import numpy as np
 import pytest
 
+from nmfsep import discriminative
 from nmfsep.discriminative import Trained, _layer, _layer_gradients, _output_gradients, train, unfold
 from nmfsep.nmf import factorize
 
@@ -86,3 +89,62 @@ def test_free_bases_join_every_copy_untrained(problem):
     joined = Trained([W, 2 * W], 3 * W).with_free(free)
     for bases, factor in zip((*joined.layers, joined.mask_bases), (1, 2, 3)):
         np.testing.assert_array_equal(bases, np.concatenate([factor * W, free], axis=1))
+
+
+def same_bases_twice_with_near_silent_frames():
+    """Two sources of one kind (the same bases twice, as two models learned from the same audio)
+    with every fourth frame 160 dB down: the solver flushes those frames' activations to 0."""
+    rng = np.random.default_rng(0)
+    m, k, n = 40, 4, 200
+    W0 = (rng.random((m, k)) ** 4).astype(np.float32)
+    W0 /= np.linalg.norm(W0, axis=0)
+    S = np.stack([W0 @ rng.random((k, n)) for _ in range(2)]).astype(np.float32)
+    S[:, :, ::4] *= 1e-8
+    S /= S.sum(axis=0).mean()
+    W = np.concatenate([W0, W0], axis=1)
+    H = factorize(S.sum(axis=0), 2 * k, W=W, update_W=False).H
+    assert np.any(H == 0)
+    return S, W, H, [np.arange(k), np.arange(k, 2 * k)]
+
+
+def test_two_models_with_the_same_bases_train_to_finite_bases_without_warnings():
+    S, W, H, groups = same_bases_twice_with_near_silent_frames()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                         # no RuntimeWarning reaches the user
+        trained = train(S, W, H, groups, 16, steps=5, rate=0.05)
+    assert all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases))
+    plain = discriminative.objective(S, H, Trained([], W), groups)
+    assert np.isfinite(plain) and discriminative.objective(S, H, trained, groups) <= plain
+
+
+def test_a_training_no_better_than_the_plain_bases_gives_them_back(problem, monkeypatch):
+    S, W, H, groups = (x.astype(np.float32) if isinstance(x, np.ndarray) else x for x in problem)
+    real = discriminative._gradients
+
+    def ascent(*args):                                          # every step makes the masks worse
+        grads, Ws = real(*args)
+        return [-g for g in grads], Ws
+
+    monkeypatch.setattr(discriminative, "_gradients", ascent)
+    trained = train(S, W, H, groups, 2, steps=20, rate=0.05)
+    assert trained.layers == []
+    np.testing.assert_array_equal(trained.mask_bases, W)
+
+
+def test_a_step_with_gradients_that_are_not_finite_is_skipped(problem, monkeypatch):
+    S, W, H, groups = (x.astype(np.float32) if isinstance(x, np.ndarray) else x for x in problem)
+    real = discriminative._gradients
+    calls = []
+
+    def overflowing_first(*args):
+        grads, Ws = real(*args)
+        calls.append(1)
+        if len(calls) == 1:
+            grads[0][0, 0] = np.nan
+        return grads, Ws
+
+    monkeypatch.setattr(discriminative, "_gradients", overflowing_first)
+    trained = train(S, W, H, groups, 2, steps=50, rate=0.05)
+    assert len(trained.layers) == 2
+    assert all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases))
+    assert discriminative.objective(S, H, trained, groups) < discriminative.objective(S, H, Trained([], W), groups)

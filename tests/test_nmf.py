@@ -1,11 +1,12 @@
 """nmfsep.nmf: the factorization core (scikit-learn's tests/test_nmf.py is the model)."""
 
+import re
 import warnings
 
 import numpy as np
 import pytest
 
-from nmfsep.errors import NmfsepError
+from nmfsep.errors import BadValueError, NmfsepError
 from nmfsep.nmf import (beta_divergence, deep_factorize, factorize, kmeans, mu,
                         numerical_floor)
 from nmfsep.nmf import _kernels, _parallel
@@ -547,3 +548,16 @@ def test_deep_nmf_fine_tuning_never_increases_the_loss(beta):
     assert result.losses[-1] < result.losses[0]
     assert result.losses[-1] == pytest.approx(
         beta_divergence(V, result.W, result.H, beta), rel=1e-9)
+
+
+@pytest.mark.parametrize("V, beta", [(np.full((20, 30), 5e-324), 1.0),                        # subnormal float64
+                                     (np.full((20, 30), 1e-40, np.float32), 1.0),             # subnormal float32
+                                     (np.random.default_rng(0).random((20, 30)).astype(np.float32) * 1e20, 1.0),
+                                     (np.random.default_rng(0).random((20, 30)) * 1e-200, 0.0)])  # IS: V^-2
+def test_a_V_out_of_the_solvers_range_is_refused_with_the_scaling_hint_not_returned_as_nan(V, beta):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BadValueError, match=re.escape("scale V to values around 1 (V / V.mean())")):
+            factorize(V, 2, beta=beta)
+    result = factorize(V / V.mean(), 2, beta=beta)                   # as the hint says
+    assert np.all(np.isfinite(result.W)) and np.all(np.isfinite(result.H)) and np.all(np.isfinite(result.losses))

@@ -375,3 +375,49 @@ def test_cli_learn_limits_and_defaults_are_the_libraries():
     params = {p.name: p for p in cli.learn.params}
     assert params["pitch_shifts"].default == pipeline.DEFAULT_PITCH_SHIFTS
     assert params["n_bases"].default == pipeline.DEFAULT_BASES
+
+
+def test_two_models_learned_from_the_same_fading_audio_split_into_stems_that_sum_to_the_input(data, monkeypatch,
+                                                                                                tmp_path):
+    """The same audio learned twice (the same bases), fading out to -217 dB: near-silent frames
+    made the training overflow to NaN (and the stems NaN); it is finite or the plain bases."""
+    import warnings
+
+    from nmfsep import pipeline
+
+    mix, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    fading = training[0] * np.exp(-np.linspace(0, 25, len(training[0])))
+    models = tuple(learn(fading, RATE, 8, name=n) for n in ("a", "b"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = split_sources(mix[:, None], RATE, Settings(models=models))
+    assert np.all(np.isfinite(result.stems))
+    np.testing.assert_allclose(result.stems.sum(axis=0)[:, 0], mix, atol=1e-5)
+    (saved,) = (tmp_path / "cache").iterdir()
+    with np.load(saved) as kept:
+        assert all(np.all(np.isfinite(kept[key])) for key in kept.files)
+
+
+def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, monkeypatch, tmp_path):
+    from nmfsep import pipeline
+
+    _, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    settings = Settings(models=models, unfolded_layers=1)
+    discriminative_training(models, settings)
+    (saved,) = (tmp_path / "cache").iterdir()
+    with np.load(saved) as kept:
+        arrays = {key: np.full_like(kept[key], np.nan) for key in kept.files}
+    np.savez(saved, **arrays)                                  # as the defect left it
+    made = []
+    real = pipeline.discriminative.train
+    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    trained = discriminative_training(models, settings)
+    assert len(made) == 1
+    assert all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases))
+    with np.load(saved) as kept:
+        assert all(np.all(np.isfinite(kept[key])) for key in kept.files)

@@ -15,6 +15,13 @@ Adam on log W (so they stay positive) over random batches of frames, back-propag
 the layers, and averaged over the second half of the steps (Polyak). A split then fits H on its
 mixture with W itself, runs the trained layers (``unfold``) and masks with W~ (at its own mask
 exponent); with no layers this is Weninger's method alone.
+
+Zeros of H (the solver flushes tiny activations to 0) stay 0 through every layer, so nothing
+depends on their gradient; it is left out, since in near-silent frames it grows by N / d (up to
+~1e4) per layer and overflowed float32 (two models with the same bases gave NaN). A step whose
+gradients are still not finite is skipped, log W is kept in [LOG_MIN, LOG_MAX], and a training
+that ends no better than the plain bases on its own mixtures (or not finite) gives the plain
+bases back (no layers, W for the masks).
 """
 
 from dataclasses import dataclass
@@ -22,10 +29,11 @@ from typing import Callable
 
 import numpy as np
 
-VERSION = 1  # of the training (raise it when the training changes): cached ones of another are not used
+VERSION = 2  # of the training (raise it when the training changes): cached ones of another are not used
 TINY = 1e-12  # added to every product that is divided by
 _BETAS = (0.9, 0.999)  # Adam's
 AVERAGE_FROM = 0.5  # the bases returned are the mean (in log) over the second half of the steps
+LOG_MIN, LOG_MAX = float(np.log(1e-30)), float(np.log(1e30))  # log W stays in here: exp never overflows float32
 
 
 @dataclass
@@ -53,11 +61,13 @@ def unfold(H: np.ndarray, layers: list[np.ndarray], V: np.ndarray) -> np.ndarray
 def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: int,
           steps: int, rate: float, batch: int | None = None, seed: int = 0,
           callback: Callable[[int], None] | None = None) -> Trained:
-    """Train the layers and mask bases on sources S whose sum W H models (see the module doc),
-    each step on ``batch`` frames drawn at random (None: all of them); callback(step) after
-    each step (1 ... steps)."""
+    """Train the layers and mask bases on sources S (n_sources, n_bins, n) whose sum W H models
+    (W (n_bins, k), H (k, n); see the module doc), each step on ``batch`` frames drawn at random
+    (None: all of them); callback(step) after each step (1 ... steps). Where the trained bases
+    are not finite, or do no better than W itself on S (``objective``), returns the plain bases:
+    Trained([], W)."""
     rng = np.random.default_rng(seed)
-    theta = [np.log(np.maximum(W, 1e-30)).astype(np.float32) for _ in range(n_layers + 1)]
+    theta = [np.log(np.maximum(W, np.exp(LOG_MIN))).astype(np.float32) for _ in range(n_layers + 1)]
     moments = [(np.zeros_like(t), np.zeros_like(t)) for t in theta]
     all_S, all_H = S, H
     means, count = [t.copy() for t in theta], 0
@@ -65,24 +75,16 @@ def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: i
         if batch is not None and batch < all_H.shape[1]:
             frames = np.sort(rng.choice(all_H.shape[1], batch, replace=False))
             S, H = all_S[:, :, frames], all_H[:, frames]
-        V = S.sum(axis=0)
-        Ws = [np.exp(t) for t in theta]
-        Hs, kept = [H], []
-        for W_l in Ws[:-1]:
-            H_l, products = _layer(W_l, Hs[-1], V)
-            Hs.append(H_l)
-            kept.append(products)
-        grads = [np.empty_like(W) for _ in Ws]
-        grad_H = _output_gradients(Ws[-1], Hs[-1], S, V, groups, grads[-1])
-        for layer in range(n_layers - 1, -1, -1):
-            grad_H = _layer_gradients(Ws[layer], Hs[layer], grad_H, grads[layer], *kept[layer])
-        for t, g, w, (m1, m2) in zip(theta, grads, Ws, moments):
-            g *= w  # d/d(log W)
-            m1 *= _BETAS[0]
-            m1 += (1 - _BETAS[0]) * g
-            m2 *= _BETAS[1]
-            m2 += (1 - _BETAS[1]) * g * g
-            t -= rate * (m1 / (1 - _BETAS[0] ** step)) / (np.sqrt(m2 / (1 - _BETAS[1] ** step)) + 1e-12)
+        grads, Ws = _gradients(theta, S, H, groups)
+        if all(np.all(np.isfinite(g)) for g in grads):  # else skipped: it would poison Adam's moments
+            for t, g, w, (m1, m2) in zip(theta, grads, Ws, moments):
+                g *= w  # d/d(log W)
+                m1 *= _BETAS[0]
+                m1 += (1 - _BETAS[0]) * g
+                m2 *= _BETAS[1]
+                m2 += (1 - _BETAS[1]) * g * g
+                t -= rate * (m1 / (1 - _BETAS[0] ** step)) / (np.sqrt(m2 / (1 - _BETAS[1] ** step)) + 1e-12)
+                np.clip(t, LOG_MIN, LOG_MAX, out=t)
         if step > steps * AVERAGE_FROM:  # Polyak averaging: less of the last batches' noise
             count += 1
             for mean, t in zip(means, theta):
@@ -90,7 +92,43 @@ def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: i
         if callback is not None:
             callback(step)
     Ws = [np.exp(t) for t in (means if count else theta)]
-    return Trained(Ws[:-1], Ws[-1])
+    trained, plain = Trained(Ws[:-1], Ws[-1]), Trained([], W)
+    return trained if objective(all_S, all_H, trained, groups) < objective(all_S, all_H, plain, groups) else plain
+
+
+def objective(S: np.ndarray, H: np.ndarray, trained: Trained, groups: list) -> float:
+    """sum_s KL(S_s | V mask_s) (what ``train`` minimises) of sources S (n_sources, n_bins, n),
+    V = sum_s S_s, with activations H (k, n) run through the trained layers and masked with its
+    mask bases; inf where that is not finite."""
+    V = S.sum(axis=0)
+    with np.errstate(all="ignore"):  # an overflow is what this measures: it gives inf
+        H = unfold(H, trained.layers, V)
+        parts = [trained.mask_bases[:, g] @ H[g] + TINY for g in groups]
+        total = sum(parts)
+        loss = 0.0
+        for target, part in zip(S, parts):
+            estimate = V * part / total
+            loss += float(np.sum(target * np.log((target + TINY) / (estimate + TINY)) - target + estimate,
+                                 dtype=np.float64))
+    return loss if np.isfinite(loss) else np.inf
+
+
+def _gradients(theta, S, H, groups):
+    """The gradients of the objective with respect to each copy of the bases (not yet in log),
+    and the bases exp(theta); not finite where they overflowed (the caller skips the step)."""
+    V = S.sum(axis=0)
+    Ws = [np.exp(t) for t in theta]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        Hs, kept = [H], []
+        for W_l in Ws[:-1]:
+            H_l, products = _layer(W_l, Hs[-1], V)
+            Hs.append(H_l)
+            kept.append(products)
+        grads = [np.empty_like(W) for W in Ws]
+        grad_H = _output_gradients(Ws[-1], Hs[-1], S, V, groups, grads[-1])
+        for layer in range(len(Ws) - 2, -1, -1):
+            grad_H = _layer_gradients(Ws[layer], Hs[layer], grad_H, grads[layer], *kept[layer])
+    return grads, Ws
 
 
 def _output_gradients(mask_bases, H, S, V, groups, grad_W):
@@ -117,8 +155,9 @@ def _layer(W, H, V):
 
 def _layer_gradients(W, H, grad_out, grad_W, X, R, N):
     """Back through ``_layer`` given d/dH' (grad_out) and its X, R, N: writes d/dW into grad_W,
-    returns d/dH."""
+    returns d/dH, 0 where H is 0 (it stays 0 in every layer: nothing depends on it)."""
     inverse_d = 1.0 / W.sum(axis=0)[:, None]
+    grad_out = np.where(H > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
     grad_N = grad_out * H * inverse_d
     grad_d = -(grad_out * H * N).sum(axis=1) * inverse_d[:, 0] ** 2
     grad_X = -(W @ grad_N) * R / X

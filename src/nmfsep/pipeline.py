@@ -470,7 +470,9 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
     most) are fitted with the fixed bases as a split fits its input; then UNFOLDED_LAYERS more
     updates of the activations, each with its own copy of the bases, and a copy of the bases for
     the masks are trained so that the masked mixtures match the true sources
-    (``nmfsep.discriminative``). They depend only on the models and the settings, so they are
+    (``nmfsep.discriminative``; where that does no better than the models' own bases, or does not
+    stay finite, there are no layers and the masks use the bases themselves, as without it).
+    They depend only on the models and the settings, so they are
     made once per model set (a batch makes them before its inputs: see ``train_models``) and
     kept on disk for later runs (``nmfsep.cache``). Made here (not loaded): started(folder)
     is called first, and progress(step, settings.max_iter + DISCRIMINATIVE_STEPS) as it goes
@@ -483,8 +485,9 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
         if started is not None:
             started(cache.writable_folder())
         trained = _train(models, settings, progress)
-        cache.save("discriminative", name, {"layers": np.array(trained.layers, np.float32).reshape(
-            (len(trained.layers),) + trained.mask_bases.shape), "mask_bases": trained.mask_bases})
+        if all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases)):  # (train sees to it)
+            cache.save("discriminative", name, {"layers": np.array(trained.layers, np.float32).reshape(
+                (len(trained.layers),) + trained.mask_bases.shape), "mask_bases": trained.mask_bases.astype(np.float32)})
     for bases in (*trained.layers, trained.mask_bases):
         bases.flags.writeable = False
     return trained
@@ -498,16 +501,17 @@ def _training_name(models: tuple[Model, ...], key: tuple) -> str:
 
 
 def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> discriminative.Trained | None:
-    """The training an earlier run saved under this name, if it is whole and fits the models."""
+    """The training an earlier run saved under this name, if it is whole, finite and fits the
+    models (n_layers layers, or none: the training gave the plain bases back)."""
     saved = cache.load("discriminative", name)
     if saved is None or set(saved) != {"layers", "mask_bases"}:
         return None
     layers, mask_bases = saved["layers"], saved["mask_bases"]
     shape = (models[0].bases.shape[0], sum(m.n_bases for m in models))
     for bases in (layers, mask_bases):
-        if bases.dtype != np.float32 or bases.shape[-2:] != shape or not np.all(np.isfinite(bases) & (bases > 0)):
+        if bases.dtype != np.float32 or bases.shape[-2:] != shape or not np.all(np.isfinite(bases) & (bases >= 0)):
             return None
-    if layers.shape != (n_layers,) + shape:
+    if layers.shape not in {(n_layers,) + shape, (0,) + shape}:
         return None
     return discriminative.Trained(list(layers), mask_bases)
 

@@ -104,6 +104,26 @@ def check_spectrogram(V, name="V"):
     return V
 
 
+_SCALE_HINT = "scale V to values around 1 (V / V.mean())"
+
+
+def _check_scale(V, dtype, floor):
+    """BadValueError where V's scale is out of the solver's reach in its work dtype: so small that
+    the floor (float32 eps * mean(V)) is not a normal number, or so large that a sum of V's
+    squares overflows. All-zero V passes (the floor is then float32 eps)."""
+    info = np.finfo(dtype)
+    high = float(V.max())
+    if high == 0:
+        return
+    if floor < info.tiny:
+        mean = float(np.mean(V, dtype=np.float64))
+        raise BadValueError(f"V's values are too small to factorize in {info.dtype.name} (largest {high:.3g}, "
+                            f"mean {mean:.3g}): the solver's products underflow; {_SCALE_HINT}")
+    if high > np.sqrt(float(info.max) / V.size):
+        raise BadValueError(f"V's values are too large to factorize in {info.dtype.name} (largest {high:.3g}): "
+                            f"the solver's products overflow; {_SCALE_HINT}")
+
+
 def _work_dtype(V):
     return np.float64 if V.dtype == np.float64 else np.float32
 
@@ -241,7 +261,11 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
     Raises
     ------
     nmfsep.errors.BadValueError (an NmfsepError and a ValueError) for a V, W, H or option that
-    cannot be used, with a message naming it.
+    cannot be used, with a message naming it; also for a V whose scale is out of reach of the
+    work dtype (its mean so small that float32 eps times it is not a normal number, or its
+    largest value above sqrt(dtype max / V.size)), and where the factors do not stay finite
+    (or their loss: powers of V's scale overflowed, e.g. Itakura-Saito on a V of 1e-200): scale V to values
+    around 1 (V / V.mean()) first.
     """
     V = check_spectrogram(V)
     m, n = V.shape
@@ -272,6 +296,7 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
              if solver == "mu" or not learns]
     dtype = _work_dtype(V)
     floor = numerical_floor(V)
+    _check_scale(V, dtype, floor)
     if V.dtype != dtype:                             # integers, float16: one float32 copy
         V = V.astype(dtype)
     # BLAS stays single-threaded from here on, the init's SVD included: a multi-threaded BLAS
@@ -290,9 +315,13 @@ def factorize(V, k, *, beta=1.0, solver="auto", init="nndsvda", max_iter=200, to
         # is already C-ordered in the work dtype, else one more copy.
         V_rows = np.ascontiguousarray(V, dtype=dtype) if beta == 2 else None
         run = _Run(V_rows, Vt, W, Ht, beta, solver, floor, l1_W, l1_H, smooth_H, free, workers)
-        losses, n_iter = run.iterate(max_iter, tol, update_W, update_H, normalize, callback)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked just below
+            losses, n_iter = run.iterate(max_iter, tol, update_W, update_H, normalize, callback)
     finally:
         workers.close()
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(Ht)) and np.all(np.isfinite(losses))):
+        raise BadValueError(f"the factorization of V (largest value {float(V.max()):.3g}) with beta={beta:g} "
+                            f"did not stay finite in {np.dtype(dtype).name}: {_SCALE_HINT}")
     return NMFResult(W, np.ascontiguousarray(Ht.T), np.asarray(losses, np.float64), n_iter)
 
 
