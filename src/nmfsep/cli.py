@@ -145,13 +145,14 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
         if n_sources != stems:
             raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
                                      f"{' and --free' if n_free else ''} give {stems}", ctx, param_hint="'-k'")
-    models = tuple(load(p) for p in model_paths)
-    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
-                        n_components=n_components, grouping=grouping)
-    try:
-        return settings.check()
-    except NmfsepError as exc:  # options that cannot work together, or a value like --beta nan
+    try:  # the options alone: values that cannot work together, or like --beta nan, are usage errors
+        Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
+                 n_components=n_components, grouping=grouping).check()
+    except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
+    models = tuple(load(p) for p in model_paths)
+    return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
+                    n_components=n_components, grouping=grouping).check()
 
 
 @cli.command()
