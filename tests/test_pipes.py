@@ -5,6 +5,7 @@ All real processes and pipes: nmfsep writes into a reader that takes a number of
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -83,3 +84,30 @@ def test_a_reader_that_takes_everything_gets_the_whole_stem(long_input, script, 
     code, stderr, got = split_into_reader(script, long_input, total + 1, unbuffered)
     assert (code, got) == (0, total), stderr
     assert stderr.startswith(f"{long_input}: source1 written to stdout (") and stderr.count("\n") == 1
+
+
+def run_cli(args, **streams):
+    return subprocess.run([sys.executable, "-m", "nmfsep.cli", *map(str, args)], stderr=subprocess.PIPE,
+                          text=True, timeout=120, **streams)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_json_lines_to_a_full_device_are_one_error_line_not_a_traceback(tmp_path):
+    song = tmp_path / "a.wav"
+    sf.write(str(song), 0.3 * np.sin(np.arange(8000) / 3).astype(np.float32), 8000)
+    with open("/dev/full", "w") as full:
+        done = run_cli(["split", song, "--iter", 5, "-o", tmp_path / "out", "--json", "-q"], stdout=full)
+    assert done.returncode == 1
+    assert done.stderr == "nmfsep: error: stdout: cannot write (No space left on device)\n"
+
+
+@pytest.mark.parametrize("option", [["--stdout", "source1"], ["--json"]])
+def test_a_closed_stdout_is_a_usage_error_before_any_work(tmp_path, option):
+    song = tmp_path / "a.wav"
+    sf.write(str(song), 0.3 * np.sin(np.arange(8000) / 3).astype(np.float32), 8000)
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -m nmfsep.cli split {shlex.quote(str(song))} "
+                          f"-o {shlex.quote(str(tmp_path / 'out'))} {' '.join(option)} >&-",
+                          shell=True, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "which is closed" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -645,6 +645,8 @@ def _abandon(exc: BaseException, written: list[str], paths: list[str], created: 
     """Remove what a failed input wrote (temp files, stems already renamed, and the folders it
     created that are empty now), then re-raise: an OSError as one NmfsepError line, anything
     else (Ctrl-C included) as it was."""
+    if isinstance(exc, sf.LibsndfileError):  # before the clean-up frees the space it took
+        reason = _write_failure(os.path.dirname(paths[0]) or ".", exc)
     for leftover in written:
         try:
             os.unlink(leftover)
@@ -659,8 +661,7 @@ def _abandon(exc: BaseException, written: list[str], paths: list[str], created: 
         where = exc.filename or os.path.dirname(paths[0])
         raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
     if isinstance(exc, sf.LibsndfileError):  # libsndfile says "System error." for a full disk
-        where = os.path.dirname(paths[0]) or "."
-        raise NmfsepError(f"{where}: cannot write stems ({_write_failure(where, exc)})") from None
+        raise NmfsepError(f"{os.path.dirname(paths[0]) or '.'}: cannot write stems ({reason})") from None
     raise exc
 
 

@@ -4,6 +4,7 @@ No signal processing here. stdout carries data only (JSON lines with --json); pe
 Exit codes: 0 every input done, 1 some input failed, 2 usage error.
 """
 
+import errno
 import json
 import sys
 
@@ -87,6 +88,15 @@ class Group(click.Group):
             import os
 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_FAILED)
+        except OSError as exc:  # a full device, for stdout (the JSON lines) most likely
+            if exc.errno != errno.ENOSPC:
+                raise
+            import os
+
+            click.echo(f"nmfsep: error: {exc.filename or 'stdout'}: cannot write ({exc.strerror})", err=True)
+            if sys.stdout is not None:  # drop what is still buffered: it cannot be written either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_FAILED)
 
 
@@ -338,6 +348,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
         output.check()
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
+    if as_json and sys.stdout is None:
+        raise click.UsageError("--json writes to stdout, which is closed", ctx)
     jobs = batch.find_inputs(inputs, recursive, pattern, exclude=output.folder)
     try:
         batch.check_options(settings, jobs)
@@ -406,6 +418,8 @@ def note_unsearched(inputs, pattern, out_dir, jobs, recursive) -> None:
 
 
 def check_stdout(ctx, output, settings, jobs, as_json) -> None:
+    if sys.stdout is None:
+        raise click.UsageError("--stdout writes the stem to stdout, which is closed", ctx)
     if as_json:
         raise click.UsageError("--stdout and --json both write to stdout: choose one", ctx)
     if output.format not in (None, "WAV"):
