@@ -217,7 +217,7 @@ def test_a_folder_says_which_files_it_skips_because_only_ffmpeg_reads_them(tmp_p
     result = CliRunner().invoke(cli, ["split", str(music), "-o", str(tmp_path / "out"), "--iter", "5", "-q"])
     assert result.exit_code == 0, result.output
     assert (f"nmfsep: note: {music}: 2 .m4a files that libsndfile does not read, not split "
-            "(convert them first: ffmpeg -i IN.m4a OUT.flac)") in result.stderr.splitlines()
+            "(b.m4a, c.m4a; convert them first: ffmpeg -i IN.m4a OUT.flac)") in result.stderr.splitlines()
 
     (music / "a.wav").unlink()
     result = CliRunner().invoke(cli, ["split", str(music), "-o", str(tmp_path / "out2")])

@@ -212,8 +212,9 @@ def unreadable_note(paths: list[str]) -> str:
     """What to say of the files unreadable_files found: how many, their kinds, how to convert."""
     extensions = sorted({os.path.splitext(p)[1].lower() for p in paths})
     example = os.path.splitext(paths[0])[1].lower()
+    names = ", ".join(os.path.basename(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
     return (f"{len(paths)} {'/'.join(extensions)} file{'s' if len(paths) != 1 else ''} that libsndfile does not "
-            f"read, not split (convert them first: ffmpeg -i IN{example} OUT.flac)")
+            f"read, not split ({names}; convert them first: ffmpeg -i IN{example} OUT.flac)")
 
 
 def check_template(template: str) -> None:
