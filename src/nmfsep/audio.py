@@ -396,12 +396,18 @@ def write_stream(stream, samples: np.ndarray, sample_rate: int, subtype: str,
                  channel_mask: int | None = None) -> None:
     """Write a WAV stream (for stdout), WAVE_FORMAT_EXTENSIBLE with ``channel_mask`` where one is
     given; the whole file is built in memory first, so a failure before the write sends nothing."""
+    write_all(stream, _wav_bytes(samples, sample_rate, subtype, channel_mask))
+    stream.flush()
+
+
+def _wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str, channel_mask: int | None) -> bytes:
+    """samples (n, n_channels) as a whole WAV file in memory: WAVE_FORMAT_EXTENSIBLE with
+    ``channel_mask`` where one is given, plain WAV otherwise."""
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate, format="WAV" if channel_mask is None else "WAVEX", subtype=subtype)
     if channel_mask is not None:
         set_channel_mask(buffer, channel_mask)
-    write_all(stream, buffer.getvalue())
-    stream.flush()
+    return buffer.getvalue()
 
 
 def write_all(stream, data: bytes) -> None:
@@ -509,12 +515,7 @@ class WavStream:
         if subtype not in _SAMPLE_BYTES:
             subtype = "FLOAT"
         self.stream, self.sample_rate, self.subtype = stream, sample_rate, subtype
-        buffer = io.BytesIO()
-        sf.write(buffer, np.zeros((0, n_channels), np.float32), sample_rate,
-                 format="WAV" if channel_mask is None else "WAVEX", subtype=subtype)
-        if channel_mask is not None:
-            set_channel_mask(buffer, channel_mask)
-        header = bytearray(buffer.getvalue())
+        header = bytearray(_wav_bytes(np.zeros((0, n_channels), np.float32), sample_rate, subtype, channel_mask))
         data_bytes = n_frames * n_channels * _SAMPLE_BYTES[subtype]
         data = header.rfind(b"data")
         header[data + 4 : data + 8] = min(data_bytes, 0xFFFFFFFF).to_bytes(4, "little")
