@@ -27,7 +27,7 @@ import soundfile as sf
 
 from . import audio, pipeline, spectrum, stream as streaming
 from .errors import NmfsepError
-from .pipeline import Progress, Settings, memory_needed, split_sources
+from .pipeline import Progress, Settings, memory_needed, separation_memory, split_sources
 from .report import report_path
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
@@ -540,25 +540,19 @@ def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
     """How an input is separated, from its header: "memory" (the whole input at once) when its
     separation needs at most STREAM_ABOVE_BYTES and half the machine's memory, else "stream"
     (nmfsep.stream, memory bounded by its learning subsample). Refuse an input that fits
-    neither. An input resampled to the models' rate (see nmfsep.pipeline.split_sources) is
-    separated at that rate, then its stems are shared out at its own (``back_to_rate``: an
-    STFT, no factorization; counted as one more separation, an upper bound); it is not
-    streamed."""
+    neither. An input resampled to the models' rate (see nmfsep.pipeline.split_sources) is not
+    streamed (nmfsep.pipeline.separation_memory counts its resampling)."""
     rate = settings.separation_rate(header.sample_rate)
     params = settings.stft_params(rate, name)
     if params.n_fft > MAX_N_FFT:
         raise NmfsepError(f"n_fft {params.n_fft} is too large (at most {MAX_N_FFT} samples)")
     limit = audio.memory_limit()
-    n_stems = len(settings.stem_names)
-    need = memory_needed(round(header.n_frames * rate / header.sample_rate), header.n_channels, params, n_stems)
-    if rate != header.sample_rate:
-        need += memory_needed(header.n_frames, header.n_channels, spectrum.default_params(header.sample_rate), n_stems)
+    need = separation_memory(settings, header.n_frames, header.n_channels, header.sample_rate, name)
     if need <= STREAM_ABOVE_BYTES and (limit is None or need <= limit // 2):
         return "memory"
     if rate != header.sample_rate:
-        raise NmfsepError(f"{name}: too long to separate in memory, and a streamed separation cannot resample "
-                          f"{header.sample_rate} Hz to the models' {rate} Hz: resample it first "
-                          f"(e.g. sox IN -r {rate} OUT), or learn the models at {header.sample_rate} Hz")
+        raise NmfsepError(f"{name}: too long to separate in memory, and "
+                          f"{streaming.cannot_resample(header.sample_rate, rate)}")
     learned = min(header.n_frames, int(streaming.LEARN_SECONDS * header.sample_rate))
     need = memory_needed(learned, header.n_channels, params, len(settings.stem_names))
     if limit is not None and need > limit:

@@ -217,9 +217,7 @@ class Separation:
         frames of its masks and activations."""
         rate = self.resampled_to or sample_rate
         if rate != sample_rate:
-            from .audio import resample
-
-            samples = resample(samples, sample_rate, rate)
+            samples = audio.resample(samples, sample_rate, rate)
         return analyse(samples, self.params)[1], rate
 
 
@@ -278,9 +276,7 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     rate = settings.separation_rate(sample_rate)
     if rate == sample_rate:
         return _split_at_rate(samples, sample_rate, settings, progress, name)
-    from .audio import resample
-
-    result = _split_at_rate(resample(samples, sample_rate, rate), rate, settings, progress, name)
+    result = _split_at_rate(audio.resample(samples, sample_rate, rate), rate, settings, progress, name)
     result.stems = back_to_rate(result.stems, samples, rate, sample_rate)
     result.resampled_to = rate
     return result
@@ -316,11 +312,9 @@ def back_to_rate(stems: np.ndarray, samples: np.ndarray, rate: int, sample_rate:
     what lies above the models' band most likely belongs with whatever is brightest just below
     it at that moment; splitting it evenly would put every source's highs in every stem.
     """
-    from .audio import resample
-
-    back = np.stack([resample(stem, rate, sample_rate, samples.shape[0]) for stem in stems])
-    if len(back) == 1:
+    if len(stems) == 1:
         return samples.astype(np.float32)[None]
+    back = np.stack([audio.resample(stem, rate, sample_rate, samples.shape[0]) for stem in stems])
     residual = samples - back.sum(axis=0)
     params = spectrum.default_params(sample_rate)
     power = np.stack([(np.abs(spectrum.stft(np.ascontiguousarray(s.T), params)) ** 2).sum(axis=0) for s in back])
@@ -683,6 +677,20 @@ def memory_needed(n_frames: int, n_channels: int, params: spectrum.StftParams, n
     return framed * (BYTES_PER_FRAMED_SAMPLE + BYTES_PER_FRAMED_SAMPLE_PER_STEM * n_stems)
 
 
+def separation_memory(settings: Settings, n_frames: int, n_channels: int, sample_rate: int,
+                      name: str = "input") -> int:
+    """Bytes ``split_sources`` needs at its peak for n_frames x n_channels at sample_rate: the
+    separation at ``settings.separation_rate``, and where the input is resampled to it, the
+    sharing-out of its stems at its own rate (``back_to_rate``: an STFT, no factorization;
+    counted as one more separation, an upper bound)."""
+    rate = settings.separation_rate(sample_rate)
+    n_stems = len(settings.stem_names)
+    need = memory_needed(round(n_frames * rate / sample_rate), n_channels, settings.stft_params(rate, name), n_stems)
+    if rate != sample_rate:
+        need += memory_needed(n_frames, n_channels, spectrum.default_params(sample_rate), n_stems)
+    return need
+
+
 def _as_2d(samples, channels_first: bool = False, name: str = "samples", fix: str = " or channels_first=True") -> np.ndarray:
     """samples as (n_samples, n_channels), a view where it can be (never written to).
 
@@ -765,7 +773,7 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[
     sample_rate = _check_sample_rate(sample_rate)
     settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length, tuple(models), n_free,
                         n_components=n_components, grouping=grouping).check()
-    need = memory_needed(*frames.shape, settings.stft_params(sample_rate), len(settings.stem_names))
+    need = separation_memory(settings, *frames.shape, sample_rate)
     limit = audio.memory_limit()
     if limit is not None and need > limit:
         raise BadValueError(f"samples {frames.shape} at {sample_rate} Hz: separating it in memory needs about "

@@ -220,10 +220,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     """
     settings.check()
     if settings.separation_rate(sample_rate) != sample_rate:
-        rate = settings.separation_rate(sample_rate)
-        raise NmfsepError(f"{name}: a streamed separation cannot resample {sample_rate} Hz to the models' "
-                          f"{rate} Hz: resample it first (e.g. sox IN -r {rate} OUT), or learn the models "
-                          f"at {sample_rate} Hz")
+        raise NmfsepError(f"{name}: {cannot_resample(sample_rate, settings.separation_rate(sample_rate))}")
     params = settings.stft_params(sample_rate, name)
     block_samples = BLOCK_FRAMES * params.hop_length
 
@@ -264,6 +261,12 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     synthesis.length = analysis.n_samples
     _write(write, _with_remainder(synthesis.finish(), inputs, len(fit.groups)))
     return StreamResult(settings.stem_names, fit, analysis.n_samples, learned, count.done)
+
+
+def cannot_resample(sample_rate: int, rate: int) -> str:
+    """Why an input at sample_rate cannot be streamed with models learned at rate, and the fix."""
+    return (f"a streamed separation cannot resample {sample_rate} Hz to the models' {rate} Hz: resample it "
+            f"first (e.g. sox IN -r {rate} OUT), or learn the models at {sample_rate} Hz")
 
 
 class _Fifo:
