@@ -17,7 +17,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 # The same as nmfsep.grouping.METHODS (tested), not imported from it so that --help stays fast.
 GROUPINGS = ["auto", "none", "timbre", "coactivation", "pitch", "flatness"]
-LOSSY_CODECS = {"MPEG_LAYER_III": "mp3", "VORBIS": "Ogg Vorbis", "OPUS": "Opus"}
 MAX_PITCH_SHIFTS = 12  # nmfsep.model.MAX_PITCH_SHIFTS (tested), for the same reason
 # --format: soundfile's format and, for the lossy ones, their codec (the subtype).
 STEM_FORMATS = {"wav": ("WAV", None), "flac": ("FLAC", None), "mp3": ("MP3", "MPEG_LAYER_III"),
@@ -342,7 +341,7 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
     (template, STFT size, collisions, output folder, --stdout), split, report; the exit code."""
     from rich.console import Console
 
-    from . import batch
+    from . import audio, batch
 
     try:
         output.check()
@@ -367,8 +366,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
             raise click.UsageError(str(exc), ctx) from None
         batch.check_output_folder(output.folder)
     console = Console(stderr=True)
-    if output.subtype in LOSSY_CODECS and not quiet:
-        click.echo(f"nmfsep: note: {LOSSY_CODECS[output.subtype]} stems are lossy: they add up to the input "
+    if output.subtype in audio.LOSSY and not quiet:
+        click.echo(f"nmfsep: note: {audio.LOSSY[output.subtype]} stems are lossy: they add up to the input "
                    "only approximately (wav or flac stems add up exactly)", err=True)
     counts = {"ok": 0, "skipped": 0, "error": 0}
     failures = []
@@ -457,7 +456,9 @@ def clip_warnings(record) -> list[str]:
 
     import soundfile as sf
 
-    name = "<stdin>" if record["input"] == "-" else record["input"]
+    from .audio import display_name
+
+    name = display_name(record["input"])
     fix = "--subtype float" if sf.check_format(record["format"] or "WAV", "FLOAT") else "--format wav --subtype float"
     return [f"nmfsep: warning: {name}: stem '{c['stem']}' clipped: {c['samples']} samples beyond full scale, "
             f"peak {c['peak']:.3f} (+{20 * math.log10(c['peak']):.2f} dB); use {fix} to keep the "
@@ -468,8 +469,10 @@ def status_line(record) -> str:
     """One line for people about an input that was split or skipped."""
     import os
 
+    from .audio import display_name
+
     stems = record["stems"]
-    name = "<stdin>" if record["input"] == "-" else record["input"]
+    name = display_name(record["input"])
     if stems and stems[0]["path"] == "-":
         where = f"{stems[0]['name']} written to stdout"
     else:
@@ -484,7 +487,9 @@ def status_line(record) -> str:
 
 def resampled_note(record) -> str:
     """The line that says an input was separated at the models' rate (see batch's "resampled")."""
-    name = "<stdin>" if record["input"] == "-" else record["input"]
+    from .audio import display_name
+
+    name = display_name(record["input"])
     rates = record["resampled"]
     return (f"nmfsep: note: {name}: {rates['from']} Hz resampled to the models' {rates['to']} Hz "
             f"and the stems back to {rates['from']} Hz")
@@ -494,6 +499,8 @@ def print_summary(console, counts, failures) -> None:
     """The end of a batch on stderr: counts, and a table of the inputs that failed."""
     from rich.table import Table
     from rich.text import Text
+
+    from .audio import display_name
 
     title = f"{sum(counts.values())} inputs: {counts['ok']} done"
     title += f", {counts['skipped']} skipped" if counts["skipped"] else ""
@@ -505,7 +512,7 @@ def print_summary(console, counts, failures) -> None:
     table.add_column("failed input", overflow="fold")
     table.add_column("error", overflow="fold")
     for record in failures:
-        name = "<stdin>" if record["input"] == "-" else record["input"]
+        name = display_name(record["input"])
         error = record["error"]
         table.add_row(Text(record["input"]), Text(error[len(name) + 2:] if error.startswith(name + ": ") else error))
     console.print(table)
