@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install dev bench clean chromium
+.PHONY: demo test install dev bench corpus clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: dev
 
 bench: dev
 	$(BIN)/python benchmarks/bench_nmf.py
+
+# The separation benchmark's corpus (a few minutes; needs espeak-ng, flite, fluidsynth and Debian's
+# klettres-data, supertux-data and soundfont packages). Not part of `make test` or CI.
+corpus: dev
+	$(BIN)/python benchmarks/make_corpus.py --out benchmarks/corpus
 
 clean:
 	rm -rf $(VENV) separated .pytest_cache
