@@ -32,7 +32,9 @@ noises, drum kits); each split's mixtures use only that split's material. Things
 go to the same split together: a GM program number (or drum kit number) with all three soundfonts
 (MuseScore_General is partly built from FluidR3's samples), and music tracks that are versions of
 one tune (``forest``, ``forest2``, ``forest3``; ``cave``/``cave_old``; ``airship_2``/``airship_remix``...).
-At the end the manifest is checked: a material in two splits stops the script with an error.
+``<out>/materials.json`` lists every split's material (used or not). At the end the manifest is
+checked (a material in two splits stops the script with an error), and so are the files (rate,
+channels, length, float subtype, mix == sum of the sources, peak <= 0.9).
 
 Sources and licenses (all Debian packages):
 
@@ -114,6 +116,9 @@ _FAMILY_RANGE = {"piano": (21, 100), "chromatic": (48, 96), "organ": (28, 96), "
                  "reed": (44, 84), "pipe": (60, 96), "synth_lead": (36, 96), "synth_pad": (36, 96),
                  "synth_fx": (36, 96), "ethnic": (48, 84), "percussive": (48, 84)}
 CHORDAL = {"piano", "chromatic", "organ", "guitar", "synth_pad", "ensemble"}
+# Programs whose notes die away quickly: played in shorter notes without rests, so that they sound
+# through most of the clip.
+DECAYING = set(range(8, 16)) | set(range(24, 32)) | {45, 46, 47} | set(range(104, 109)) | set(range(112, 119))
 
 
 def family(program: int) -> str:
@@ -503,6 +508,32 @@ def check_manifest(manifest: dict) -> None:
         raise ValueError("material in more than one split: " + "; ".join(shared))
 
 
+def check_files(out: str, manifest: dict) -> list[str]:
+    """Problems with the written files: each mixture's mix and sources must be float WAV files of
+    its rate, channels and length, the mix the float32 sum of the sources, peaking at most 0.9."""
+    import numpy as np
+    import soundfile as sf
+    problems = []
+    for mixture in manifest["mixtures"]:
+        folder = os.path.join(out, mixture["dir"])
+        signals = []
+        for name in ["mix.wav"] + [s["file"] for s in mixture["sources"]]:
+            info = sf.info(os.path.join(folder, name))
+            if (info.samplerate, info.channels, info.frames, info.subtype) != (
+                    mixture["rate"], mixture["channels"], round(mixture["seconds"] * mixture["rate"]), "FLOAT"):
+                problems.append(f"{mixture['id']}/{name}: {info.samplerate} Hz, {info.channels} ch, "
+                                f"{info.frames} frames, {info.subtype}")
+            signals.append(sf.read(os.path.join(folder, name), dtype="float32", always_2d=True)[0])
+        total = signals[1].copy()
+        for x in signals[2:]:
+            total = total + x
+        if signals[0].shape != total.shape or not np.array_equal(signals[0], total):
+            problems.append(f"{mixture['id']}: mix.wav is not the sum of the sources")
+        if np.abs(signals[0]).max() > 0.9:
+            problems.append(f"{mixture['id']}: mix peaks at {np.abs(signals[0]).max():.3f}")
+    return problems
+
+
 # ---------------------------------------------------------------- discovering material
 
 def soundfont_presets(path: str) -> set[tuple[int, int]]:
@@ -616,8 +647,10 @@ SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
-def phrase(rng, seconds: float, lo: int, hi: int, chordal: bool) -> tuple[list, str]:
-    """Random notes [(start s, length s, pitch, velocity)] in MIDI range lo..hi covering seconds."""
+def phrase(rng, seconds: float, lo: int, hi: int, chordal: bool, decaying: bool) -> tuple[list, str]:
+    """Random notes [(start s, length s, pitch, velocity)] in MIDI range lo..hi covering seconds:
+    a random key and scale, tempo and note lengths, some rests (none where decaying), chords of
+    three scale notes now and then where chordal."""
     root = int(rng.integers(12))
     scale_name = sorted(SCALES)[int(rng.integers(len(SCALES)))]
     pitches = [p for p in range(lo, hi + 1) if (p - root) % 12 in SCALES[scale_name]]
@@ -625,8 +658,8 @@ def phrase(rng, seconds: float, lo: int, hi: int, chordal: bool) -> tuple[list, 
     notes, t = [], 0.0
     k = int(rng.integers(len(pitches)))
     while t < seconds:
-        length = beat * float(rng.choice([0.25, 0.5, 0.5, 1.0, 1.0, 1.5, 2.0]))
-        if rng.random() < 0.08 and t > 0:  # a rest
+        length = beat * float(rng.choice([0.25, 0.5, 0.5, 1.0] if decaying else [0.25, 0.5, 0.5, 1.0, 1.0, 1.5, 2.0]))
+        if not decaying and rng.random() < 0.08 and t > 0:  # a rest
             t += length
             continue
         k = min(max(k + int(rng.integers(-3, 4)), 0), len(pitches) - 1)
@@ -758,7 +791,8 @@ def plan_mixture(pool: list[dict], split: str, cls: str, index: int, seed: int) 
             else:
                 mid = (a + b) // 2
                 lo, hi = max(a, mid - 12), min(b, mid + 12)
-            source["notes"], source["detail"] = phrase(rng, seconds, lo, hi, family(material["program"]) in CHORDAL)
+            source["notes"], source["detail"] = phrase(rng, seconds, lo, hi, family(material["program"]) in CHORDAL,
+                                                        material["program"] in DECAYING)
             source["detail"] = f"{material['soundfont']} program {material['program']} ({family(material['program'])}): " + source["detail"]
         elif material["kind"] == "drums":
             source["notes"], detail = drum_pattern(rng, seconds)
@@ -860,6 +894,7 @@ def synth_speech(material: dict, source: dict, rate: int, n: int, rng, tmp: str)
             clips = klettres_clips(material["voice"])
             clip = clips[int(rng.integers(len(clips)))]
             piece = trim_silence(load_mono(clip, rate), rate)
+            piece = piece / max(np.sqrt(np.mean(piece ** 2)), 1e-12) * 0.1  # the clips' levels differ widely
             said.append(os.path.splitext(os.path.basename(clip))[0])
         else:
             text = SENTENCES[source["sentences"][k % len(source["sentences"])]]
@@ -1077,6 +1112,9 @@ def main(argv=None) -> int:
         json.dump({s: [m["id"] for m in pools[s]] for s in SPLITS}, f, indent=1)
         f.write("\n")
     check_manifest(manifest)
+    problems = check_files(args.out, manifest)
+    if problems:
+        raise SystemExit("make_corpus: " + "; ".join(problems))
     quiet = [(entry["id"], k + 1, round(a, 2)) for entry, act in results for k, a in enumerate(act) if a < 0.5]
     print(f"corpus in {args.out}: {len(plans)} mixtures, seed {args.seed}")
     print(f"{'class':<15}" + "".join(f"{s:>7}" for s in SPLITS))
@@ -1097,7 +1135,7 @@ def main(argv=None) -> int:
     for note in notes:
         print("note: " + note)
     print("sources active in fewer than half of their 100 ms frames: " + (", ".join(f"{i} src{k} ({a})" for i, k, a in quiet) or "none"))
-    print("no material in two splits (checked)")
+    print("no material in two splits; every mix is the sum of its sources, peak <= 0.9 (checked)")
     print(f"took {time.monotonic() - began:.0f} s")
     return 0
 
