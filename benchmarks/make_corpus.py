@@ -726,10 +726,12 @@ def plan_mixture(pool: list[dict], split: str, cls: str, index: int, seed: int) 
         return options[int(rng.integers(len(options)))]
 
     def speakers(same_gender):
-        first = pick("speech")
-        if same_gender:
+        if same_gender:  # either gender alike, though there are more male voices
             genders = [g for g in "FM" if sum(m["gender"] == g for m in by_kind["speech"]) >= 2]
-            first = pick("speech", where=lambda m: m["gender"] in genders)
+            gender = genders[int(rng.integers(len(genders)))]
+            first = pick("speech", where=lambda m: m["gender"] == gender)
+        else:
+            first = pick("speech")
         second = pick("speech", exclude={first["id"]},
                       where=lambda m: (m["gender"] == first["gender"]) == same_gender)
         return [first, second]
@@ -886,9 +888,8 @@ def coloured_noise(recipe: str, n: int, rate: int, rng):
 def synth_speech(material: dict, source: dict, rate: int, n: int, rng, tmp: str):
     """Sentences (espeak-ng, flite) or letters and syllables (klettres) with short pauses, n samples."""
     import numpy as np
-    pieces, said, total = [np.zeros(int(rate * rng.uniform(0, 0.25)))], [], 0
+    pieces, said, k = [np.zeros(int(rate * rng.uniform(0, 0.25)))], [], 0
     total = len(pieces[0])
-    k = 0
     while total < n:
         if material["engine"] == "klettres":
             clips = klettres_clips(material["voice"])
