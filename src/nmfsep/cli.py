@@ -242,7 +242,7 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
 
     from . import audio
     from .model import save
-    from .pipeline import learn as learn_bases
+    from .supervised import learn as learn_bases
 
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
@@ -641,7 +641,8 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
     from rich.console import Console
 
     from . import audio
-    from .pipeline import split_sources, train_models, training_needed
+    from .pipeline import split_sources
+    from .supervised import train_models, training_needed
 
     settings = separation_settings(ctx, **options)
     from . import figures
@@ -694,7 +695,6 @@ def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_l
     from rich.console import Console
 
     from . import audio, spectrum
-    from .pipeline import analyse
     from .rank import KNEE_RULE, beta_name, knee, loss_by_rank
 
     if figure_path is not None:
@@ -703,7 +703,7 @@ def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_l
         figures.check_output(figure_path, force)
     sound = audio.read(input_path)
     params = spectrum.default_params(sound.sample_rate, n_fft, hop_length)
-    magnitude = analyse(sound.samples, params)[1]
+    magnitude = spectrum.analyse(sound.samples, params)[1]
     scale = float(magnitude.mean())
     if scale == 0.0:
         raise NmfsepError(f"{audio.display_name(input_path)}: is silent; there is nothing to factorize")
