@@ -29,8 +29,9 @@ import soundfile as sf
 
 from nmfsep import masks, spectrum
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
-from nmfsep.pipeline import (DEFAULT_BASES, DEFAULT_PITCH_SHIFTS, UNFOLDED_LAYERS, Settings, analyse, learn,
-                             split_sources)
+from nmfsep.pipeline import Settings, split_sources
+from nmfsep.spectrum import analyse
+from nmfsep.supervised import DEFAULT_BASES, DEFAULT_PITCH_SHIFTS, UNFOLDED_LAYERS, learn
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # Measure the code as it is: no discriminative training from an earlier run's cache (nmfsep.cache).

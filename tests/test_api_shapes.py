@@ -14,7 +14,7 @@ import pytest
 import nmfsep
 from nmfsep import audio
 from nmfsep.errors import BadValueError, NmfsepError
-from nmfsep.pipeline import learn
+from nmfsep.supervised import learn
 
 RATE = 8000
 

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 from nmfsep import figures
 from nmfsep.cli import cli
 from nmfsep.errors import NmfsepError
-from nmfsep.pipeline import Settings, analyse, split_sources
+from nmfsep.pipeline import Settings, split_sources
+from nmfsep.spectrum import analyse
 
 
 def run(*args):

@@ -6,8 +6,7 @@ from nmfsep import synth
 from nmfsep.evaluate import si_sdr_improvement
 from nmfsep.grouping import METHODS, fill_empty, group_components
 from nmfsep.nmf import factorize
-from nmfsep.pipeline import analyse
-from nmfsep.spectrum import default_params
+from nmfsep.spectrum import analyse, default_params
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,8 @@ def test_harmonic_pitch_finds_the_fundamental_not_an_octave_off(f0):
 
 
 def test_blind_factorization_is_smoothed_unless_told_otherwise():
-    from nmfsep.pipeline import BLIND_SMOOTHNESS, Settings
+    from nmfsep.blind import BLIND_SMOOTHNESS
+    from nmfsep.pipeline import Settings
 
     assert Settings().temporal_smoothness == BLIND_SMOOTHNESS > 0
     assert Settings(smoothness=0.0).temporal_smoothness == 0.0
@@ -109,7 +109,7 @@ def test_blind_default_averages_three_factorizations_unless_components_are_given
 
 
 def test_masks_move_toward_an_even_split_by_one_minus_the_confidence():
-    from nmfsep.pipeline import masks_of
+    from nmfsep.masks import masks_of
 
     rng = np.random.default_rng(0)
     W, H = rng.random((20, 4), dtype=np.float32), rng.random((4, 30), dtype=np.float32)
@@ -133,7 +133,8 @@ def test_confidence_is_high_where_the_sources_are_clear_and_low_in_noise(tones):
 
 
 def test_mask_power_is_three_for_the_blind_ensemble_two_otherwise_unless_given(tones):
-    from nmfsep.pipeline import ENSEMBLE_POWER, WIENER_POWER, Settings, split_sources
+    from nmfsep.blind import ENSEMBLE_POWER
+    from nmfsep.pipeline import WIENER_POWER, Settings, split_sources
 
     assert Settings().mask_power(3) == ENSEMBLE_POWER == 3.0
     assert Settings().mask_power(1) == WIENER_POWER == 2.0
@@ -145,7 +146,7 @@ def test_mask_power_is_three_for_the_blind_ensemble_two_otherwise_unless_given(t
     single = split_sources(mix[:, None], rate, Settings(n_sources=2, n_components=12))
     assert single.power == WIENER_POWER
     # the power used is the one the masks were built with: recompute them from the fit
-    from nmfsep.pipeline import masks_of
+    from nmfsep.masks import masks_of
 
     again = masks_of(single.bases, single.activations, single.groups, WIENER_POWER, single.confidence)
     np.testing.assert_allclose(again, single.masks, rtol=1e-5, atol=1e-6)

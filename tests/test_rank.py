@@ -8,9 +8,8 @@ from click.testing import CliRunner
 from nmfsep import synth
 from nmfsep.cli import cli
 from nmfsep.errors import NmfsepError
-from nmfsep.pipeline import analyse
 from nmfsep.rank import KNEE_RULE, knee, loss_by_rank
-from nmfsep.spectrum import default_params
+from nmfsep.spectrum import analyse, default_params
 
 
 def run(*args):

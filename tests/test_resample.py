@@ -11,7 +11,8 @@ import nmfsep
 from nmfsep import batch, model, stream, synth
 from nmfsep.cli import cli
 from nmfsep.evaluate import si_sdr
-from nmfsep.pipeline import Settings, learn, split_sources
+from nmfsep.pipeline import Settings, split_sources
+from nmfsep.supervised import learn
 
 MODEL_RATE = 16000
 

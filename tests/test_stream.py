@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 
 from nmfsep import batch, spectrum, stream
-from nmfsep.pipeline import Settings, learn, split_sources
+from nmfsep.pipeline import Settings, split_sources
+from nmfsep.supervised import learn
 
 RATE = 8000
 

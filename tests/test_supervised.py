@@ -10,8 +10,9 @@ from nmfsep import model, synth
 from nmfsep.cli import cli
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
 from nmfsep.discriminative import Trained, unfold
-from nmfsep.pipeline import (Settings, discriminative_training, learn, pitch_shift, split_sources, synthetic_sources,
-                             train_models, training_needed)
+from nmfsep.pipeline import Settings, split_sources
+from nmfsep.supervised import (discriminative_training, learn, pitch_shift, synthetic_sources, train_models,
+                               training_needed)
 
 RATE = 22050
 
@@ -218,15 +219,15 @@ def test_models_without_frames_split_as_before(data):
 def test_settings_from_train_models_carry_the_training_so_splits_do_not_train_again(data, monkeypatch):
     import pickle
 
-    from nmfsep import pipeline
+    from nmfsep import supervised
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", "")  # the on-disk cache off: the settings carry it
-    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)  # a short training: this is not about its result
+    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)  # a short training: this is not about its result
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     made = []
-    real = pipeline.discriminative.train
-    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    real = supervised.discriminative.train
+    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
     settings = train_models(Settings(models=models, unfolded_layers=1))
     assert len(made) == 1 and len(settings.trained.layers) == 1
     first = split_sources(mix[:, None], RATE, settings)
@@ -243,19 +244,19 @@ def test_settings_from_train_models_carry_the_training_so_splits_do_not_train_ag
 
 def test_train_models_reports_its_start_and_steps_but_not_a_training_loaded_from_the_cache(data, monkeypatch,
                                                                                              tmp_path):
-    from nmfsep import pipeline
+    from nmfsep import supervised
 
     _, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     started, steps = [], []
     settings = Settings(models=models, unfolded_layers=1, max_iter=50)
     train_models(settings, lambda done, total: steps.append((done, total)), started.append)
-    total = 50 + pipeline.DISCRIMINATIVE_STEPS
+    total = 50 + supervised.DISCRIMINATIVE_STEPS
     assert started == [tmp_path / "cache"]
     assert steps[-1] == (total, total) and {t for _, t in steps} == {total}
-    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len(steps) >= pipeline.DISCRIMINATIVE_STEPS
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len(steps) >= supervised.DISCRIMINATIVE_STEPS
     started.clear()
     assert train_models(settings, lambda *a: steps.append(a), started.append).trained is not None  # loaded
     assert started == []
@@ -265,11 +266,11 @@ def test_train_models_reports_its_start_and_steps_but_not_a_training_loaded_from
 
 
 def test_cli_says_once_that_it_trains_the_models_and_where_it_keeps_them(data, tmp_path, monkeypatch):
-    from nmfsep import pipeline
+    from nmfsep import supervised
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
     for name, t in zip(("low", "mid"), training):
         model.save(learn(t, RATE, 8, name=name), str(tmp_path / f"{name}.npz"))
     for name in ("a", "b"):
@@ -327,15 +328,15 @@ def test_a_batch_with_two_workers_trains_the_models_once(data, tmp_path):
 
 
 def test_a_later_run_loads_the_training_from_the_disk_cache(data, monkeypatch, tmp_path):
-    from nmfsep import pipeline
+    from nmfsep import supervised
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     settings = Settings(models=models, unfolded_layers=2)
     made = []
-    real = pipeline.discriminative.train
-    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    real = supervised.discriminative.train
+    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
     first = split_sources(mix[:, None], RATE, settings)
     saved = list((tmp_path / "cache").iterdir())
     assert len(made) == 1 and len(saved) == 1 and saved[0].name.startswith("discriminative-")
@@ -369,12 +370,12 @@ def test_the_disk_cache_can_be_turned_off(data, monkeypatch, tmp_path):
 
 
 def test_cli_learn_limits_and_defaults_are_the_libraries():
-    from nmfsep import cli, pipeline
+    from nmfsep import cli, supervised
 
     assert cli.MAX_PITCH_SHIFTS == model.MAX_PITCH_SHIFTS
     params = {p.name: p for p in cli.learn.params}
-    assert params["pitch_shifts"].default == pipeline.DEFAULT_PITCH_SHIFTS
-    assert params["n_bases"].default == pipeline.DEFAULT_BASES
+    assert params["pitch_shifts"].default == supervised.DEFAULT_PITCH_SHIFTS
+    assert params["n_bases"].default == supervised.DEFAULT_BASES
 
 
 def test_two_models_learned_from_the_same_fading_audio_split_into_stems_that_sum_to_the_input(data, monkeypatch,
@@ -383,11 +384,11 @@ def test_two_models_learned_from_the_same_fading_audio_split_into_stems_that_sum
     made the training overflow to NaN (and the stems NaN); it is finite or the plain bases."""
     import warnings
 
-    from nmfsep import pipeline
+    from nmfsep import supervised
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
     fading = training[0] * np.exp(-np.linspace(0, 25, len(training[0])))
     models = tuple(learn(fading, RATE, 8, name=n) for n in ("a", "b"))
     with warnings.catch_warnings():
@@ -401,11 +402,11 @@ def test_two_models_learned_from_the_same_fading_audio_split_into_stems_that_sum
 
 
 def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, monkeypatch, tmp_path):
-    from nmfsep import pipeline
+    from nmfsep import supervised
 
     _, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(pipeline, "DISCRIMINATIVE_STEPS", 20)
+    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     settings = Settings(models=models, unfolded_layers=1)
     discriminative_training(models, settings)
@@ -414,8 +415,8 @@ def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, m
         arrays = {key: np.full_like(kept[key], np.nan) for key in kept.files}
     np.savez(saved, **arrays)                                  # as the defect left it
     made = []
-    real = pipeline.discriminative.train
-    monkeypatch.setattr(pipeline.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    real = supervised.discriminative.train
+    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
     trained = discriminative_training(models, settings)
     assert len(made) == 1
     assert all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases))

@@ -5,7 +5,8 @@ The public API:
 - ``separate(samples, sample_rate, k=2, ...)``: split a recording into stems that add back up
   to it (blind, or supervised with ``models``); see ``nmfsep.pipeline.separate``.
 - ``learn(recordings, sample_rate, n_bases=128, ...)``: learn the bases of one source from clean
-  recordings of it (a ``Model``; ``nmfsep.model.save`` / ``load`` keep it in a ``.npz`` file).
+  recordings of it (a ``Model``; ``nmfsep.model.save`` / ``load`` keep it in a ``.npz`` file); see
+  ``nmfsep.supervised.learn``.
 - ``factorize(V, k, ...)``: the NMF core, V (n_bins, n_frames) ~ W (n_bins, k) H (k, n_frames),
   returning an ``NMFResult``; ``kmeans`` and ``deep_factorize`` are its relatives.
 - ``NmfsepError``: what every user error raises; ``BadValueError``, its subclass for a bad
@@ -13,7 +14,8 @@ The public API:
 
 The names are imported on first use, so that ``nmfsep --help`` stays fast; ``dir(nmfsep)`` and
 ``help(nmfsep)`` list them. The one-input pipeline lives in ``nmfsep.pipeline`` (not
-``nmfsep.separate``, which would shadow the function).
+``nmfsep.separate``, which would shadow the function), the blind path in ``nmfsep.blind``, the
+supervised one (and ``learn``) in ``nmfsep.supervised``.
 """
 
 from typing import TYPE_CHECKING
@@ -26,7 +28,7 @@ _EXPORTS = {
     "kmeans": "nmfsep.nmf",
     "deep_factorize": "nmfsep.nmf",
     "separate": "nmfsep.pipeline",
-    "learn": "nmfsep.pipeline",
+    "learn": "nmfsep.supervised",
     "Model": "nmfsep.model",
     "NmfsepError": "nmfsep.errors",
     "BadValueError": "nmfsep.errors",
@@ -38,7 +40,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from .errors import BadValueError, NmfsepError
     from .model import Model
     from .nmf import NMFResult, deep_factorize, factorize, kmeans
-    from .pipeline import learn, separate
+    from .pipeline import separate
+    from .supervised import learn
 
 
 def __getattr__(name):

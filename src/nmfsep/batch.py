@@ -25,7 +25,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import soundfile as sf
 
-from . import audio, pipeline, spectrum, stream as streaming
+from . import audio, spectrum, stream as streaming, supervised
 from .errors import NmfsepError
 from .pipeline import Progress, Settings, memory_needed, separation_memory, split_sources
 from .report import report_path
@@ -123,7 +123,7 @@ class Listener(Protocol):
 
     def training_started(self, folder) -> None:
         """The model set's discriminative training starts, once for the batch; folder: where it
-        is kept for later runs (None: nowhere, see nmfsep.pipeline.train_models)."""
+        is kept for later runs (None: nowhere, see nmfsep.supervised.train_models)."""
 
     def training_progress(self, done: int, total: int) -> None: ...
 
@@ -717,15 +717,15 @@ def run(jobs: list[Job], settings: Settings, output: Output, n_jobs: int = 1,
 
 def train_models(jobs: list[Job], settings: Settings, listener: Listener | None = None) -> Settings:
     """The settings with their model set's discriminative training made (or loaded from the
-    cache), once, before any input is split (nmfsep.pipeline.train_models): every input and
+    cache), once, before any input is split (nmfsep.supervised.train_models): every input and
     every worker gets it with the settings, even where the cache folder cannot be written.
     Not made when no input can use it (every input failed already, or does not exist)."""
-    if not pipeline.training_needed(settings) or not any(
+    if not supervised.training_needed(settings) or not any(
             not job.error and (job.input == "-" or os.path.exists(job.input)) for job in jobs):
         return settings
     if listener is None:
-        return pipeline.train_models(settings)
-    return pipeline.train_models(settings, listener.training_progress, listener.training_started)
+        return supervised.train_models(settings)
+    return supervised.train_models(settings, listener.training_progress, listener.training_started)
 
 
 def _run_pool(jobs: list[Job], settings: Settings, output: Output, n_jobs: int,

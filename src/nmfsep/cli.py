@@ -44,10 +44,11 @@ class Beta(click.ParamType):
 BETA = click.option("--beta", type=Beta(), default="kl", show_default=True,
                     help="Divergence: kl (1), is (0), euclidean (2) or any number.")
 SEED = click.option("--seed", type=int, default=0, show_default=True,
-                    help="Seed of the random parts: the grouping's k-means restarts, the random start of "
-                         "inputs too short for NNDSVDa, the randomized SVD of large spectrograms and the "
-                         "supervised training's mixtures. The NNDSVDa start is deterministic, so most "
-                         "splits give the same stems whatever the seed.")
+                    help="Seed of every random choice: the grouping's k-means restarts, the randomized SVD "
+                         "of the NNDSVDa start of spectrograms over 600 bins and 600 frames (below, an exact "
+                         "SVD: deterministic), the random start where there are more components than bins "
+                         "or frames, and the discriminative training of a model set. The same input, "
+                         "settings and seed give the same stems.")
 N_FFT = click.option("--n-fft", type=click.IntRange(min=16), default=None,
                      help="FFT size in samples [default: ~46 ms at the input's rate].")
 HOP = click.option("--hop", "hop_length", type=click.IntRange(min=1), default=None,
@@ -242,7 +243,7 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
 
     from . import audio
     from .model import save
-    from .pipeline import learn as learn_bases
+    from .supervised import learn as learn_bases
 
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
@@ -641,7 +642,8 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
     from rich.console import Console
 
     from . import audio
-    from .pipeline import split_sources, train_models, training_needed
+    from .pipeline import split_sources
+    from .supervised import train_models, training_needed
 
     settings = separation_settings(ctx, **options)
     from . import figures
@@ -694,7 +696,6 @@ def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_l
     from rich.console import Console
 
     from . import audio, spectrum
-    from .pipeline import analyse
     from .rank import KNEE_RULE, beta_name, knee, loss_by_rank
 
     if figure_path is not None:
@@ -703,7 +704,7 @@ def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_l
         figures.check_output(figure_path, force)
     sound = audio.read(input_path)
     params = spectrum.default_params(sound.sample_rate, n_fft, hop_length)
-    magnitude = analyse(sound.samples, params)[1]
+    magnitude = spectrum.analyse(sound.samples, params)[1]
     scale = float(magnitude.mean())
     if scale == 0.0:
         raise NmfsepError(f"{audio.display_name(input_path)}: is silent; there is nothing to factorize")

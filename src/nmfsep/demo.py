@@ -13,10 +13,10 @@ import os
 
 import numpy as np
 
-from . import audio, synth
+from . import audio, spectrum, synth
 from .errors import NmfsepError
 from .evaluate import best_permutation, si_sdr
-from .pipeline import Separation, Settings, analyse, split_sources
+from .pipeline import Separation, Settings, split_sources
 
 SAMPLE_RATE = 22050
 NEAR_RATIO = 1.01        # f0 of the near-identical copy, relative to the first source's
@@ -141,7 +141,7 @@ def figure(distinct: Experiment, near: Experiment, sample_rate: int = SAMPLE_RAT
     params = distinct.separation.params
 
     def magnitude(samples):
-        return analyse(np.asarray(samples, np.float32).reshape(len(samples), -1), params)[1]
+        return spectrum.analyse(np.asarray(samples, np.float32).reshape(len(samples), -1), params)[1]
 
     n = len(distinct.sources)
     names = [f"source{i + 1}" for i in range(n)]

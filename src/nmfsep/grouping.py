@@ -15,7 +15,7 @@ non-empty groups.
 
 ``auto`` is the method the quality benchmark (benchmarks/bench_quality.py --blind) measured best
 (timbre); the pipeline may also replace it by one component per source for steady sources (see
-``nmfsep.pipeline._one_component_per_source``).
+``nmfsep.blind._one_component_per_source``).
 """
 
 import numpy as np

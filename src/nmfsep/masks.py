@@ -26,3 +26,13 @@ def soft_masks(source_models: np.ndarray, power: float = 2.0) -> np.ndarray:
     masks /= total
     masks[:, silent] = 1.0 / models.shape[0]
     return masks
+
+
+def masks_of(bases: np.ndarray, activations: np.ndarray, groups: list[np.ndarray], power: float,
+             confidence: float = 1.0) -> np.ndarray:
+    """Soft masks (n_stems, n_bins, n_frames) of the stems W_s H_s, one per group of components,
+    moved toward 1 / n_stems by 1 - confidence (they still sum to one)."""
+    source_masks = soft_masks(np.stack([bases[:, g] @ activations[g] for g in groups]), power)
+    if confidence < 1:
+        source_masks = confidence * source_masks + np.float32((1 - confidence) / len(groups))
+    return source_masks

@@ -20,7 +20,7 @@ FORMAT_VERSION = 2
 MAX_BASES = 4096
 MAX_BINS = 1 << 16
 MAX_FRAMES = 4096
-MAX_PITCH_SHIFTS = 12  # semitones, each way (see nmfsep.pipeline.learn)
+MAX_PITCH_SHIFTS = 12  # semitones, each way (see nmfsep.supervised.learn)
 FIELDS = {  # name -> (numpy kind, number of dimensions); all are required
     "bases": ("f", 2),
     "sample_rate": ("i", 0),
@@ -43,7 +43,7 @@ class Model:
 
     frames: a sample of the training spectrogram (n_bins, <= MAX_FRAMES), float16, mean 1, or
     None (format 1); with the other models' frames it trains discriminative bases at split time.
-    pitch_shifts: the +-semitones the bases were also learned from (see ``pipeline.learn``).
+    pitch_shifts: the +-semitones the bases were also learned from (see ``supervised.learn``).
     """
 
     bases: np.ndarray

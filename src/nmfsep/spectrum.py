@@ -72,6 +72,13 @@ def stft(samples: np.ndarray, params: StftParams) -> np.ndarray:
     return analyse_frames(padded, params)
 
 
+def analyse(samples: np.ndarray, params: StftParams) -> tuple[np.ndarray, np.ndarray]:
+    """(X (n_channels, n_bins, n_frames), V (n_bins, n_frames)) of samples (n_samples, n_channels):
+    the spectrum of each channel and the mean of their magnitudes (what a split factorizes)."""
+    mixture = stft(np.ascontiguousarray(samples.T, dtype=np.float32), params)
+    return mixture, np.abs(mixture).mean(axis=0)
+
+
 def analyse_frames(padded: np.ndarray, params: StftParams) -> np.ndarray:
     """Complex64 spectra (..., n_bins, n_frames) of every frame that fits in ``padded``
     (..., n_total), frame i starting at sample i * hop_length. ``stft`` and the streaming STFT

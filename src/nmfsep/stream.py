@@ -30,7 +30,8 @@ import numpy as np
 
 from . import spectrum
 from .errors import NmfsepError
-from .pipeline import Fit, IterationCount, Progress, Settings, fit_bases, planned_iterations
+from .fitting import Fit
+from .pipeline import IterationCount, Progress, Settings, fit_bases, planned_iterations
 
 LEARN_SECONDS = 90.0     # audio the bases are learned on (the whole input when shorter)
 SEGMENT_SECONDS = 5.0    # contiguous pieces of that subsample

@@ -1,0 +1,247 @@
+"""Supervised separation (Smaragdis 2007) and learning the bases it uses.
+
+W is the concatenation of the models' learned bases, held fixed, and only H is learned; each
+model's columns make one stem, named after it. With two models or more, H of the mixture fitted
+with the bases themselves goes through a few trained updates and the masks use a trained copy of
+the bases (deep-unfolded and discriminative NMF, see ``discriminative_training``; made once per
+model set and kept in nmfsep.cache). Semi-supervised: ``n_free`` more bases are learned on the
+mixture beside the fixed ones and make a ``residual`` stem (what the models do not cover).
+``fit`` is the entry for a split (nmfsep.pipeline.fit_bases calls it); ``learn`` makes a Model.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from . import cache, discriminative, spectrum
+from .errors import NmfsepError
+from .fitting import Fit, Progress, init_for
+from .inputs import as_2d
+from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model
+from .nmf import factorize
+
+if TYPE_CHECKING:
+    from .pipeline import IterationCount, Settings
+
+# Discriminative training (bench_quality --levers): synthetic mixtures of the training frames, 16
+# unfolded layers, 200 Adam steps at rate 0.05, each on a random batch of frames
+DISCRIMINATIVE_MIXTURES = 4
+UNFOLDED_LAYERS = 16
+DISCRIMINATIVE_STEPS = 200
+DISCRIMINATIVE_RATE = 0.05
+DISCRIMINATIVE_BATCH = 512
+DISCRIMINATIVE_FRAMES = 8192  # at most, over all the synthetic mixtures (memory)
+DEFAULT_PITCH_SHIFTS = 1
+SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
+DEFAULT_BASES = 128
+
+
+def fit(V: np.ndarray, settings: "Settings", options: dict, count: "IterationCount") -> Fit:
+    """Supervised Fit of V (n_bins, n_frames, the input's magnitude over its mean, not all zero)
+    with settings.models' bases fixed (plus settings.n_free learned ones: ``_semi_supervised``),
+    one stem per model then the residual; with the discriminative training where it applies
+    (``discriminative_training``, or settings.trained). options: factorize's keywords; count: the
+    IterationCount the factorizations report to."""
+    known = np.concatenate([m.bases for m in settings.models], axis=1)
+    n_known = known.shape[1]
+    if settings.n_free:
+        result = _semi_supervised(V, known, settings.n_free, options, count)
+    else:
+        result = factorize(V, n_known, W=known, update_W=False, **options)
+    count.ran(result.n_iter, settings.max_iter)
+    W, losses = result.W, np.asarray(result.losses)
+    loss = float(losses[-1]) if len(losses) else None
+    trained = None
+    if settings.discriminative and discriminative_applies(settings.models):
+        trained = (settings.trained or discriminative_training(settings.models, settings)).with_free(W[:, n_known:])
+    return Fit(W, result.H, model_groups(settings.models, settings.n_free), result.n_iter, loss, losses,
+               trained=trained)
+
+
+def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict, count: "IterationCount"):
+    """Fixed known bases plus n_free learned ones, warm-started so the free bases do not take over.
+
+    Started from a generic init, free bases soon model the known source too (measured on the demo
+    tones: 3-13 dB instead of 25-38 dB). So: fit the known bases alone, start the free bases from
+    what they leave unexplained, max(V - W_known H_known, 0), then learn all activations and the
+    free bases together, the known bases fixed.
+    """
+    r = known.shape[1]
+    quick = dict(options, max_iter=min(options["max_iter"], SEMI_SUPERVISED_WARMUP))
+    alone = factorize(V, r, W=known, update_W=False, **quick)
+    count.ran(alone.n_iter, quick["max_iter"])
+    unexplained = np.maximum(V - alone.W @ alone.H, 0) + 1e-3 * float(V.mean())
+    free = factorize(unexplained, n_free, init=init_for(V, n_free), **quick)
+    count.ran(free.n_iter, quick["max_iter"])
+    return factorize(V, r + n_free, W=np.concatenate([known, free.W], axis=1),
+                     H=np.concatenate([alone.H, free.H]), init="custom", fixed_W_columns=range(r), **options)
+
+
+def model_groups(models: tuple[Model, ...], n_free: int = 0) -> list[np.ndarray]:
+    """The component indices of each model's stem (then the residual's, n_free) in W = [W_1 .. W_m, free]."""
+    edges = np.cumsum([0] + [m.n_bases for m in models] + ([n_free] if n_free else []))
+    return [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def discriminative_applies(models: tuple[Model, ...]) -> bool:
+    """Two models or more, all with training frames (format 2): see ``discriminative_training``."""
+    return len(models) >= 2 and all(m.frames is not None for m in models)
+
+
+def synthetic_sources(models: tuple[Model, ...], seed: int) -> np.ndarray:
+    """(n_models, n_bins, n_frames): each model's training frames, pitch-shifted as its bases
+    were, in a random order (the shorter ones repeated), scaled so that their sum has mean 1."""
+    rng = np.random.default_rng(seed)
+    spectra = [augmented(m.frames.astype(np.float32), m.pitch_shifts) for m in models]
+    n = max(x.shape[1] for x in spectra)
+    S = np.stack([x[:, rng.permutation(np.arange(n) % x.shape[1])] for x in spectra])
+    return S / S.sum(axis=0).mean()
+
+
+def training_needed(settings: "Settings") -> bool:
+    """Whether splits with these settings need a discriminative training not yet made."""
+    return settings.trained is None and settings.discriminative and discriminative_applies(settings.models)
+
+
+def train_models(settings: "Settings", progress: Progress | None = None,
+                 started: Callable[[Path | None], None] | None = None) -> "Settings":
+    """The settings with their model set's discriminative training in ``trained`` (the same
+    settings where there is none to make): loaded from the on-disk cache, else trained, with
+    started(folder) called first (folder: where the training will be kept, None where it cannot
+    be: the cache is off or not writable) and progress(step, total) as it goes. Splits with the
+    returned settings, in this process or another (they pickle), do not train again.
+    """
+    if not training_needed(settings):
+        return settings
+    return replace(settings, trained=discriminative_training(settings.models, settings, progress, started))
+
+
+def discriminative_training(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None,
+                            started: Callable[[Path | None], None] | None = None) -> discriminative.Trained:
+    """Unfolded layers and mask bases trained to separate the models' synthetic mixtures.
+
+    DISCRIMINATIVE_MIXTURES synthetic mixtures of the models' stored training frames (see
+    ``synthetic_sources``; pitch-shifted as their bases were; DISCRIMINATIVE_FRAMES in all at
+    most) are fitted with the fixed bases as a split fits its input; then UNFOLDED_LAYERS more
+    updates of the activations, each with its own copy of the bases, and a copy of the bases for
+    the masks are trained so that the masked mixtures match the true sources
+    (``nmfsep.discriminative``; where that does no better than the models' own bases, or does not
+    stay finite, there are no layers and the masks use the bases themselves, as without it).
+    They depend only on the models and the settings, so they are
+    made once per model set (a batch makes them before its inputs: see ``train_models``) and
+    kept on disk for later runs (``nmfsep.cache``). Made here (not loaded): started(folder)
+    is called first, and progress(step, settings.max_iter + DISCRIMINATIVE_STEPS) as it goes
+    (the fit of the activations, then the training's steps).
+    """
+    key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
+    name = _training_name(models, key)
+    trained = _cached_training(models, name, settings.unfolded_layers)
+    if trained is None:
+        if started is not None:
+            started(cache.writable_folder())
+        trained = _train(models, settings, progress)
+        if all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases)):  # (train sees to it)
+            cache.save("discriminative", name, {"layers": np.array(trained.layers, np.float32).reshape(
+                (len(trained.layers),) + trained.mask_bases.shape), "mask_bases": trained.mask_bases.astype(np.float32)})
+    for bases in (*trained.layers, trained.mask_bases):
+        bases.flags.writeable = False
+    return trained
+
+
+def _training_name(models: tuple[Model, ...], key: tuple) -> str:
+    """The on-disk cache's name for a training: the models' contents, the settings, the recipe."""
+    recipe = (DISCRIMINATIVE_MIXTURES, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE, DISCRIMINATIVE_BATCH,
+              DISCRIMINATIVE_FRAMES, discriminative.AVERAGE_FROM, discriminative.VERSION)
+    return cache.digest(key, recipe, *[part for m in models for part in (m.bases, m.frames, m.pitch_shifts)])
+
+
+def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> discriminative.Trained | None:
+    """The training an earlier run saved under this name, if it is whole, finite and fits the
+    models (n_layers layers, or none: the training gave the plain bases back)."""
+    saved = cache.load("discriminative", name)
+    if saved is None or set(saved) != {"layers", "mask_bases"}:
+        return None
+    layers, mask_bases = saved["layers"], saved["mask_bases"]
+    shape = (models[0].bases.shape[0], sum(m.n_bases for m in models))
+    for bases in (layers, mask_bases):
+        if bases.dtype != np.float32 or bases.shape[-2:] != shape or not np.all(np.isfinite(bases) & (bases >= 0)):
+            return None
+    if layers.shape not in {(n_layers,) + shape, (0,) + shape}:
+        return None
+    return discriminative.Trained(list(layers), mask_bases)
+
+
+def _train(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None) -> discriminative.Trained:
+    """Make the training (see ``discriminative_training``)."""
+    S = np.concatenate([synthetic_sources(models, settings.seed + i) for i in range(DISCRIMINATIVE_MIXTURES)],
+                       axis=2)[:, :, :DISCRIMINATIVE_FRAMES]  # in random order: a random subset
+    W = np.concatenate([m.bases for m in models], axis=1)
+    fitted, total = settings.max_iter, settings.max_iter + DISCRIMINATIVE_STEPS
+    report = (lambda done: None) if progress is None else (lambda done: progress(done, total))
+    H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=settings.max_iter,
+                  tol=settings.tol, l1_H=settings.sparsity, callback=lambda it, _loss: report(it)).H
+    report(fitted)  # the fit may stop early (tol)
+    return discriminative.train(S, W, H, model_groups(models), settings.unfolded_layers, DISCRIMINATIVE_STEPS,
+                                DISCRIMINATIVE_RATE, DISCRIMINATIVE_BATCH, settings.seed,
+                                callback=lambda step: report(fitted + step))
+
+
+def pitch_shift(V: np.ndarray, semitones: float) -> np.ndarray:
+    """V (n_bins, n_frames) with every frequency scaled by 2 ** (semitones / 12): bin f takes the
+    value of V at f / 2 ** (semitones / 12), linearly interpolated (0 above the top bin)."""
+    n_bins = V.shape[0]
+    source = np.arange(n_bins) / 2 ** (semitones / 12)
+    low = np.floor(source).astype(np.intp)
+    inside = np.flatnonzero(low < n_bins - 1)
+    frac = (source[inside] - low[inside])[:, None].astype(V.dtype)
+    shifted = np.zeros_like(V)
+    shifted[inside] = (1 - frac) * V[low[inside]] + frac * V[low[inside] + 1]
+    return shifted
+
+
+def augmented(V: np.ndarray, pitch_shifts: int) -> np.ndarray:
+    """V followed by its copies shifted by -pitch_shifts ... +pitch_shifts semitones (0 left out)."""
+    shifts = [s for s in range(-pitch_shifts, pitch_shifts + 1) if s]
+    return np.concatenate([V] + [pitch_shift(V, s) for s in shifts], axis=1)
+
+
+def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: int = DEFAULT_BASES, *,
+          name: str = "source", beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
+          seed: int = 0, n_fft: int | None = None, hop_length: int | None = None,
+          pitch_shifts: int = DEFAULT_PITCH_SHIFTS, progress: Progress | None = None) -> Model:
+    """Learn n_bases spectral templates of one source from clean recordings of it.
+
+    recordings: one array or a list of arrays (n_samples,) or (n_samples, n_channels), all at
+    sample_rate; their spectrograms are laid end to end (no seam is made in the audio).
+    pitch_shifts: also learn from copies of the spectrogram shifted by +-1 ... +-pitch_shifts
+    semitones, so that an instrument's bases cover notes missing from the training material. It
+    makes speech and drum bases less specific, which the discriminative training of a split
+    with several models make up for (see ``discriminative_training``); 0 suits one model alone.
+    The model keeps up to MAX_FRAMES frames of the (unshifted) training spectrogram for that.
+    Returns a Model whose bases (n_bins, n_bases) have unit-norm columns.
+    """
+    if isinstance(recordings, np.ndarray):
+        recordings = [recordings]
+    if not recordings:
+        raise NmfsepError("learn needs at least one recording")
+    if n_bases < 1:
+        raise NmfsepError(f"k (number of bases) must be at least 1, got {n_bases}")
+    if not 0 <= pitch_shifts <= MAX_PITCH_SHIFTS:
+        raise NmfsepError(f"pitch shifts must be between 0 and {MAX_PITCH_SHIFTS} semitones, got {pitch_shifts}")
+    params = spectrum.default_params(sample_rate, n_fft, hop_length)
+    magnitude = np.concatenate([spectrum.analyse(as_2d(r, name="recording", fix=""), params)[1] for r in recordings],
+                               axis=1)
+    scale = float(magnitude.mean())
+    if scale == 0.0:
+        raise NmfsepError("the training audio is silent: there is nothing to learn")
+    frames = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], MAX_FRAMES)).astype(np.intp)]
+    magnitude = augmented(magnitude, pitch_shifts)
+    callback = None if progress is None else (lambda it, _loss: progress(it, max_iter))
+    result = factorize(magnitude / scale, n_bases, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
+                       init=init_for(magnitude, n_bases), callback=callback)
+    bases = result.W / np.maximum(np.linalg.norm(result.W, axis=0), np.finfo(np.float32).tiny)
+    frames = np.minimum(frames / scale, np.finfo(np.float16).max).astype(np.float16)
+    return Model(bases.astype(np.float32), sample_rate, params.n_fft, params.hop_length, float(beta), name,
+                 frames, pitch_shifts)
