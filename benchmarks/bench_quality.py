@@ -413,15 +413,16 @@ def corpus_table(records, keys, classes):
         cells = "".join(f"{class_means[key][c]:14.2f}" if c in class_means[key] else " " * 14 for c in classes)
         values = np.array([r["mean"] for r in scored])
         overall = f"{values.mean():8.2f}{100 * np.mean(values < -1):8.0f}%" if len(values) else " " * 17
-        seconds = np.mean([r["seconds"] for r in rows])
-        print(labels[key].ljust(width) + cells + overall + f"{seconds:8.1f}" + f"{len(rows) - len(scored):8d}")
+        timed = [r["seconds"] for r in rows if "seconds" in r]  # not the mixtures that could not be read
+        seconds = f"{np.mean(timed):8.1f}" if timed else " " * 8
+        print(labels[key].ljust(width) + cells + overall + seconds + f"{len(rows) - len(scored):8d}")
     library = [k for k in LIBRARY_RECIPES if k in class_means]
     if library:
         best = {c: max(class_means[k][c] for k in library if c in class_means[k]) for c in classes
                 if any(c in class_means[k] for k in library)}
         print("-" * len(head))
-        print("best library recipe".ljust(width) + "".join(f"{best[c]:14.2f}" if c in best else " " * 14
-                                                           for c in classes))
+        print(("best library recipe".ljust(width) + "".join(f"{best[c]:14.2f}" if c in best else " " * 14
+                                                            for c in classes)).rstrip())
         if "default" in class_means:
             ours = class_means["default"]
             behind = [c for c in best if c in ours and ours[c] < best[c]]
