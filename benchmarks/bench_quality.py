@@ -15,6 +15,32 @@ Methods (same STFT for all: nmfsep's default for the data's rate):
   oracle        ideal ratio mask from the true sources, the better of |S|^1 and |S|^2 ratios:
                 the ceiling for any mask method
 Stems of the supervised methods are scored in their own order (no permutation search).
+
+Corpus (blind separation of benchmarks/corpus, made by benchmarks/make_corpus.py):
+
+    .venv/bin/python benchmarks/bench_quality.py --corpus [DIR] --split val   # choose defaults here
+    .venv/bin/python benchmarks/bench_quality.py --corpus [DIR]               # report: --split test
+        [--classes a,b] [--methods default,timbre,...] [--limit N] [-j N] [--json FILE]
+
+Protocol: every default (method, component counts, weights, thresholds, exponents) is chosen on
+--split val; the numbers reported are those of --split test, measured once. Rows (--methods keys),
+each with N = the mixture's number of sources:
+  default          nmfsep's default: Settings(n_sources=N) through split_sources (`nmfsep split -k N`)
+  none, timbre, coactivation, pitch, flatness    the same with --grouping METHOD
+  librosa          librosa.decompose.decompose with k = N, soft masks
+  hpss             librosa.decompose.hpss soft masks (2-source classes only; blank for 3 sources)
+  nussl            nussl-style NMF-MFCC: 24 KL components, MFCCs of their bases, sklearn KMeans
+  oracle-grouping  the same 24 components, each to the source whose true power it overlaps most
+  oracle-mask      ideal ratio mask from the true sources, the better of |S| and |S|^2 ratios
+The anchors share nmfsep's default STFT for the rate, on the magnitude averaged over channels
+(nmfsep.pipeline.analyse), and apply their masks to every channel. Score: SI-SDR improvement,
+mean over sources of SI-SDR(ref, stem) - SI-SDR(ref, mix), the stems matched to the references by
+the best permutation; a stereo source is scored as one vector of all its channels
+(nmfsep.evaluate.si_sdr); a silent or NaN stem scores FLOOR_DB (-50 dB), not -inf. Columns: mean
+per class, mean over all mixtures, share of mixtures whose mean is below -1 dB, seconds per mixture
+(after a warm-up, so imports are not counted), failed mixtures (the error goes to stderr and the
+JSON; means are over the others). "best library recipe": per class, the best of librosa, hpss
+and nussl, the bar nmfsep's default should clear in every class.
 """
 
 import argparse
@@ -92,10 +118,23 @@ def sklearn_recipe(case, n_bases=20):
     return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
 
 
+def channels(samples):
+    """(n_samples, n_channels) of a mono (n_samples,) or multichannel (n_samples, n_channels) signal."""
+    return samples[:, None] if samples.ndim == 1 else samples
+
+
+def masked_stems(case, X, params, source_masks):
+    """Each mask (n_bins, n_frames) applied to every channel of X: stems shaped like case["refs"]."""
+    stems = np.stack([spectrum.istft(X * m, params, len(case["mix"])) for m in source_masks])
+    return stems[:, 0] if case["mix"].ndim == 1 else stems.transpose(0, 2, 1)
+
+
 def nmfsep_blind(case, grouping="auto", n_components=None, smoothness=None):
+    """`nmfsep split -k N [--grouping G]`: Settings(n_sources=N, ...) through split_sources."""
     settings = Settings(n_sources=len(case["refs"]), grouping=grouping, n_components=n_components,
                         smoothness=smoothness)
-    return split_sources(case["mix"][:, None], case["rate"], settings).stems[..., 0]
+    stems = split_sources(channels(case["mix"]), case["rate"], settings).stems
+    return stems[..., 0] if case["mix"].ndim == 1 else stems
 
 
 def librosa_recipe(case):
@@ -103,14 +142,23 @@ def librosa_recipe(case):
     import librosa
 
     params = spectrum.default_params(case["rate"])
-    X, V = analyse(case["mix"][:, None], params)
+    X, V = analyse(channels(case["mix"]), params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         W, H = librosa.decompose.decompose(V, n_components=len(case["refs"]), sort=True, random_state=0)
     models = np.stack([np.outer(W[:, i], H[i]) for i in range(W.shape[1])])
     total = models.sum(axis=0)
     source_masks = [librosa.util.softmask(m, total - m, power=1) for m in models]
-    return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
+    return masked_stems(case, X, params, source_masks)
+
+
+def hpss_recipe(case):
+    """librosa.decompose.hpss soft masks (power 2): harmonic and percussive, two sources only."""
+    import librosa
+
+    params = spectrum.default_params(case["rate"])
+    X, V = analyse(channels(case["mix"]), params)
+    return masked_stems(case, X, params, librosa.decompose.hpss(V, mask=True))
 
 
 def components(case, n_components=24):
@@ -118,7 +166,7 @@ def components(case, n_components=24):
     from nmfsep.nmf import factorize
 
     params = spectrum.default_params(case["rate"])
-    X, V = analyse(case["mix"][:, None], params)
+    X, V = analyse(channels(case["mix"]), params)
     result = factorize(V / V.mean(), n_components, beta=1.0, max_iter=200, seed=0)
     return X, result.W, result.H, params
 
@@ -127,7 +175,7 @@ def grouped_stems(case, X, W, H, params, labels):
     groups = [np.flatnonzero(labels == s) for s in range(len(case["refs"]))]
     models = np.stack([W[:, g] @ H[g] for g in groups])
     source_masks = masks.soft_masks(models, 2.0)
-    return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
+    return masked_stems(case, X, params, source_masks)
 
 
 def nussl_recipe(case):
@@ -145,7 +193,7 @@ def nussl_recipe(case):
 def oracle_grouping(case):
     """The same 24 components, each given to the source whose true power it overlaps most."""
     X, W, H, params = components(case)
-    power = np.stack([np.abs(analyse(r[:, None], params)[0][0]) ** 2 for r in case["refs"]])
+    power = np.stack([analyse(channels(r), params)[1] ** 2 for r in case["refs"]])
     share = power / np.maximum(power.sum(axis=0), 1e-20)
     overlap = np.array([[np.sum(np.outer(W[:, c], H[c]) * s) for s in share] for c in range(W.shape[1])])
     labels = overlap.argmax(axis=1)
@@ -163,10 +211,9 @@ def best_improvement(case, stems):
 
 def oracle(case, power):
     params = spectrum.default_params(case["rate"])
-    X = analyse(case["mix"][:, None], params)[0]
-    true = np.stack([np.abs(analyse(r[:, None], params)[0][0]) for r in case["refs"]])
-    source_masks = masks.soft_masks(true, power)
-    return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
+    X = analyse(channels(case["mix"]), params)[0]
+    true = np.stack([analyse(channels(r), params)[1] for r in case["refs"]])
+    return masked_stems(case, X, params, masks.soft_masks(true, power))
 
 
 LEVERS = [  # (label, keyword arguments of nmfsep_supervised)
@@ -198,11 +245,242 @@ def table(rows, cases):
     sys.stdout.flush()
 
 
+# --- --corpus: blind separation of benchmarks/corpus (benchmarks/make_corpus.py) -------------------------
+
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+FLOOR_DB = -50.0  # SI-SDR of a silent (or not finite) estimate: the worst score, not -inf
+THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def oracle_mask(case):
+    """Ideal ratio mask from the true sources, the better of |S|^1 and |S|^2 ratios."""
+    return max((oracle(case, p) for p in (1.0, 2.0)), key=lambda stems: improvements(case, stems).mean())
+
+
+def corpus_rows():
+    """{key of --methods: (label, function(case) -> stems or None where the row does not apply)}."""
+    from functools import partial
+
+    from nmfsep.grouping import METHODS
+
+    rows = {"default": ("nmfsep default", nmfsep_blind)}
+    rows.update({m: (f"nmfsep --grouping {m}", partial(nmfsep_blind, grouping=m)) for m in METHODS if m != "auto"})
+    rows.update({
+        "librosa": ("librosa decompose k=N", librosa_recipe),
+        "hpss": ("librosa HPSS (2 sources)", lambda case: hpss_recipe(case) if len(case["refs"]) == 2 else None),
+        "nussl": ("nussl MFCC k-means, 24", nussl_recipe),
+        "oracle-grouping": ("oracle grouping, 24", oracle_grouping),
+        "oracle-mask": ("oracle ratio mask", oracle_mask),
+    })
+    return rows
+
+
+LIBRARY_RECIPES = ("librosa", "hpss", "nussl")  # the "best library recipe" of a class: the best of these
+
+
+def safe_si_sdr(reference, estimate):
+    """nmfsep.evaluate.si_sdr (all channels as one vector), at least FLOOR_DB: a silent or NaN
+    estimate scores FLOOR_DB. A silent reference has no SI-SDR: ValueError."""
+    if not np.any(reference):
+        raise ValueError("a reference source is silent")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = si_sdr(reference, estimate)
+    return value if value > FLOOR_DB else FLOOR_DB
+
+
+def improvements(case, stems):
+    """SI-SDR improvement (dB) of each reference: SI-SDR(ref, stem) - SI-SDR(ref, mix), the stems
+    matched to the references by the permutation of best mean (blind stems have no order)."""
+    import itertools
+
+    refs, n = case["refs"], len(case["refs"])
+    scores = np.array([[safe_si_sdr(r, e) for e in stems] for r in refs])
+    best = max(itertools.permutations(range(len(stems)), n), key=lambda p: scores[np.arange(n), list(p)].sum())
+    return scores[np.arange(n), list(best)] - np.array([safe_si_sdr(r, case["mix"]) for r in refs])
+
+
+def load_mixture(corpus, entry):
+    """A manifest entry's mix (n_samples[, n_channels]) and refs (n_sources, n_samples[, n_channels])."""
+    def read(name):
+        samples, rate = sf.read(os.path.join(corpus, entry["dir"], name), dtype="float32")
+        return samples, rate
+
+    mix, rate = read("mix.wav")
+    refs = np.stack([read(source["file"])[0] for source in entry["sources"]])
+    if refs.shape[1:] != mix.shape:
+        raise ValueError(f"sources {refs.shape[1:]} and mix {mix.shape} differ in shape")
+    return {"id": entry["id"], "class": entry["class"], "rate": rate, "mix": mix, "refs": refs}
+
+
+def measure_mixture(corpus, entry, keys):
+    """One record per row of keys (rows that do not apply are left out): id, class, method,
+    si_sdri (per source, dB), mean, seconds; or error instead of the scores."""
+    rows = corpus_rows()
+    records = []
+    try:
+        case = load_mixture(corpus, entry)
+    except Exception as error:  # noqa: BLE001 (one mixture failing must not end the run)
+        return [{"id": entry["id"], "class": entry["class"], "method": k, "error": f"{type(error).__name__}: {error}"}
+                for k in keys]
+    for key in keys:
+        record = {"id": entry["id"], "class": entry["class"], "method": key}
+        started = time.perf_counter()
+        try:
+            stems = rows[key][1](case)
+            if stems is None:
+                continue
+            values = improvements(case, stems)
+            record.update(si_sdri=[round(float(v), 3) for v in values], mean=round(float(values.mean()), 3))
+        except Exception as error:  # noqa: BLE001
+            record["error"] = f"{type(error).__name__}: {error}"
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        records.append(record)
+    return records
+
+
+def warm_up(keys):
+    """Run the rows once on 0.5 s of noise, so that the seconds of the first mixture do not count
+    the imports (librosa, sklearn: seconds) and first-call compilations."""
+    rng = np.random.default_rng(0)
+    refs = rng.standard_normal((2, 8000)).astype(np.float32)
+    case = {"id": "warm-up", "class": "", "rate": 16000, "mix": refs.sum(axis=0), "refs": refs}
+    rows = corpus_rows()
+    for key in keys:
+        try:
+            rows[key][1](case)
+        except Exception:  # noqa: BLE001 (measure_mixture records the row's error on each mixture)
+            pass
+
+
+def start_worker(keys):
+    """Worker start-up with -j > 1: one BLAS/OpenMP thread per process, then warm_up."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    warm_up(keys)
+
+
+def measure_corpus(corpus, entries, keys, jobs):
+    """All records of entries, in manifest order; errors are printed to stderr as they come."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    def report(done, entry, records):
+        for r in records:
+            if "error" in r:
+                print(f"error: {r['id']} {r['method']}: {r['error']}", file=sys.stderr)
+        print(f"[{done}/{len(entries)}] {entry['id']}", file=sys.stderr, flush=True)
+
+    if jobs <= 1:
+        warm_up(keys)
+        results = []
+        for done, entry in enumerate(entries, 1):
+            results.append(measure_mixture(corpus, entry, keys))
+            report(done, entry, results[-1])
+        return [r for records in results for r in records]
+    for name in THREADS:  # read by the workers' BLAS when they import numpy (spawned, not forked)
+        os.environ[name] = "1"
+    import multiprocessing
+
+    results = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=start_worker, initargs=(keys,)) as pool:
+        futures = {pool.submit(measure_mixture, corpus, entry, keys): i for i, entry in enumerate(entries)}
+        for done, future in enumerate(as_completed(futures), 1):
+            i = futures[future]
+            results[i] = future.result()
+            report(done, entries[i], results[i])
+    return [r for i in range(len(entries)) for r in results[i]]
+
+
+def corpus_table(records, keys, classes):
+    """Per-class means, overall mean, share below -1 dB, mean seconds per mixture, failures."""
+    labels = {k: label for k, (label, _) in corpus_rows().items()}
+    width = max(len(labels[k]) for k in keys) + 2
+    head = ("method".ljust(width) + "".join(c[:13].rjust(14) for c in classes)
+            + "mean".rjust(8) + "< -1 dB".rjust(9) + "s/mix".rjust(8) + "failed".rjust(8))
+    print(head)
+    print("-" * len(head))
+    class_means = {}
+    for key in keys:
+        rows = [r for r in records if r["method"] == key]
+        scored = [r for r in rows if "error" not in r]
+        if not rows:
+            continue
+        means = {c: [r["mean"] for r in scored if r["class"] == c] for c in classes}
+        class_means[key] = {c: float(np.mean(v)) for c, v in means.items() if v}
+        cells = "".join(f"{class_means[key][c]:14.2f}" if c in class_means[key] else " " * 14 for c in classes)
+        values = np.array([r["mean"] for r in scored])
+        overall = f"{values.mean():8.2f}{100 * np.mean(values < -1):8.0f}%" if len(values) else " " * 17
+        timed = [r["seconds"] for r in rows if "seconds" in r]  # not the mixtures that could not be read
+        seconds = f"{np.mean(timed):8.1f}" if timed else " " * 8
+        print(labels[key].ljust(width) + cells + overall + seconds + f"{len(rows) - len(scored):8d}")
+    library = [k for k in LIBRARY_RECIPES if k in class_means]
+    if library:
+        best = {c: max(class_means[k][c] for k in library if c in class_means[k]) for c in classes
+                if any(c in class_means[k] for k in library)}
+        print("-" * len(head))
+        print(("best library recipe".ljust(width) + "".join(f"{best[c]:14.2f}" if c in best else " " * 14
+                                                            for c in classes)).rstrip())
+        if "default" in class_means:
+            ours = class_means["default"]
+            behind = [c for c in best if c in ours and ours[c] < best[c]]
+            print(f"\nnmfsep default >= the best library recipe in {len(best) - len(behind)} of {len(best)} classes"
+                  + (f" (behind: {', '.join(behind)})" if behind else "") + " (target: all)")
+    sys.stdout.flush()
+
+
+def corpus_main(args, parser):
+    manifest_path = os.path.join(args.corpus, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        parser.error(f"{manifest_path}: no such file (make the corpus with benchmarks/make_corpus.py)")
+    with open(manifest_path) as f:
+        entries = [m for m in json.load(f)["mixtures"] if m["split"] == args.split]
+    rows = corpus_rows()
+    wanted = list(rows) if args.methods is None else args.methods.split(",")
+    unknown = [k for k in wanted if k not in rows]
+    if unknown:
+        parser.error(f"unknown --methods {', '.join(unknown)} (choose from {', '.join(rows)})")
+    keys = [k for k in rows if k in wanted]  # the table's order
+    classes = list(dict.fromkeys(m["class"] for m in entries))
+    if args.classes is not None:
+        wanted = args.classes.split(",")
+        missing = [c for c in wanted if c not in classes]
+        if missing:
+            parser.error(f"no {args.split} mixtures of class {', '.join(missing)} in {args.corpus}")
+        classes = wanted
+    entries = [m for c in classes for m in [m for m in entries if m["class"] == c][:args.limit]]
+    started = time.perf_counter()
+    records = measure_corpus(args.corpus, entries, keys, args.jobs)
+    wall = time.perf_counter() - started
+    print(f"Blind separation of {args.corpus}, split {args.split}: {len(entries)} mixtures, "
+          f"SI-SDR improvement (dB), best permutation\n")
+    corpus_table(records, keys, classes)
+    print(f"\nwall time {wall:.0f} s with -j {args.jobs}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"corpus": args.corpus, "split": args.split, "wall_seconds": round(wall, 1),
+                       "scores": records}, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levers", action="store_true", help="also measure each quality lever")
     parser.add_argument("--blind", action="store_true", help="also measure blind separation")
+    parser.add_argument("--corpus", nargs="?", const=CORPUS, default=None, metavar="DIR",
+                        help="blind separation of a corpus instead (default DIR: benchmarks/corpus)")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test",
+                        help="the corpus split to measure (choose on val, report on test)")
+    parser.add_argument("--classes", help="comma-separated classes (default: all)")
+    parser.add_argument("--methods", help="comma-separated rows (default: all): " + ", ".join(corpus_rows()))
+    parser.add_argument("--limit", type=int, default=None, help="the first N mixtures of each class")
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--json", metavar="FILE", help="write the per-mixture scores to FILE")
     args = parser.parse_args()
+    if args.corpus is not None:
+        return corpus_main(args, parser)
     cases = load_cases()
     started = time.perf_counter()
     rows = {
