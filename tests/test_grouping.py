@@ -121,24 +121,26 @@ def test_masks_move_toward_an_even_split_by_one_minus_the_confidence():
     np.testing.assert_allclose(half.sum(axis=0), 1.0, rtol=1e-6)
 
 
-def test_confidence_is_high_where_the_sources_are_clear_and_low_in_noise(tones):
+def test_confidence_is_high_where_the_sources_are_clear_and_none_where_the_groupings_agree_by_chance(tones):
+    from nmfsep.blind import CONFIDENT_AGREEMENT, confidence_of
     from nmfsep.pipeline import Settings, split_sources
 
     mix, _, rate = tones
-    clear = split_sources(mix[:, None], rate, Settings(n_sources=2)).confidence
-    noise = np.random.default_rng(0).standard_normal(len(mix)).astype(np.float32)[:, None]
-    unclear = split_sources(noise, rate, Settings(n_sources=2)).confidence
-    assert clear > 0.8 and unclear < 0.5, (clear, unclear)
+    assert split_sources(mix[:, None], rate, Settings(n_sources=2)).confidence > 0.8
+    assert confidence_of(1 / 2, 2) == confidence_of(1 / 3, 3) == 0.0
+    assert confidence_of(0.2, 2) == 0.0  # below chance: no negative weights
+    above = (1 / 3) + CONFIDENT_AGREEMENT * (2 / 3)
+    assert 0 < confidence_of(1 / 3 + 0.1, 3) < confidence_of(above - 0.01, 3) < confidence_of(above, 3) == 1.0
     assert split_sources(mix[:, None], rate, Settings(n_sources=2, n_components=24)).confidence == 1.0
 
 
-def test_mask_power_is_three_for_the_blind_ensemble_two_otherwise_unless_given(tones):
+def test_mask_power_is_the_ensemble_power_for_the_blind_ensemble_wiener_otherwise_unless_given(tones):
     from nmfsep.blind import ENSEMBLE_POWER
     from nmfsep.pipeline import WIENER_POWER, Settings, split_sources
 
-    assert Settings().mask_power(3) == ENSEMBLE_POWER == 3.0
+    assert Settings().mask_power(3) == ENSEMBLE_POWER
     assert Settings().mask_power(1) == WIENER_POWER == 2.0
-    assert Settings(power=1.5).mask_power(3) == 1.5
+    assert Settings(power=1.5).mask_power(3) == Settings(power=1.5).mask_power(1) == 1.5
     with pytest.raises(nmfsep.NmfsepError, match="power must be > 0"):
         Settings(power=0.0).check()
     mix, _, rate = tones

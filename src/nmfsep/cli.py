@@ -16,7 +16,7 @@ from .errors import NmfsepError
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 # The same as nmfsep.grouping.METHODS (tested), not imported from it so that --help stays fast.
-GROUPINGS = ["auto", "none", "timbre", "coactivation", "pitch", "flatness"]
+GROUPINGS = ["auto", "none", "learned", "timbre", "coactivation", "pitch", "flatness"]
 MAX_PITCH_SHIFTS = 12  # nmfsep.model.MAX_PITCH_SHIFTS (tested), for the same reason
 # --format: soundfile's format and, for the lossy ones, their codec (the subtype).
 STEM_FORMATS = {"wav": ("WAV", None), "flac": ("FLAC", None), "mp3": ("MP3", "MPEG_LAYER_III"),
@@ -128,9 +128,10 @@ def separation_options(command):
                           "than the input. C: one factorization, masks at full strength]."),
         click.option("--grouping", type=click.Choice(GROUPINGS), default="auto", show_default=True,
                      help="How components are grouped into sources in blind separation "
-                          "(auto = timbre: MFCCs and flatness of each basis, or one component per source where "
-                          "that models the input nearly as well and the timbre groups disagree with it, "
-                          "as for steady tones; pitch: harmonic-sieve f0 "
+                          "(auto = learned: a model trained on mixtures with known sources judges which "
+                          "components belong together, or one component per source where that models the input "
+                          "nearly as well and the learned groups disagree with it, as for steady tones; "
+                          "timbre: MFCCs and flatness of each basis; pitch: harmonic-sieve f0 "
                           "and flatness; none: one component per source)."),
         click.option("--model", "model_paths", multiple=True, metavar="FILE",
                      help="Learned bases of one source (from `nmfsep learn`); repeat for each source."),

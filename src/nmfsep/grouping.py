@@ -1,11 +1,17 @@
 """From NMF components to sources: which components make up each source, and in what order.
 
 Blind separation factorizes the mixture into C components and groups them into the n sources a
-listener hears. Each method describes every component by a few numbers and clusters them with the
-core's k-means (k-means as NMF, ``nmfsep.nmf.kmeans``), weighting nothing; all return exactly n
-non-empty groups.
+listener hears. All methods return exactly n non-empty groups.
 
     none          C = n: each component is a source (plain NMF)
+    learned       a small network, trained on mixtures with known sources, gives the log-odds that
+                  two components come from the same source (from their timbre, pitch, onsets,
+                  activations, stereo position, ...); the partition that agrees best with them
+                  wins (nmfsep.affinity)
+
+The other methods describe every component by a few numbers and cluster them with the core's
+k-means (k-means as NMF, ``nmfsep.nmf.kmeans``), weighting nothing:
+
     timbre        MFCCs of each basis (log mel spectrum, DCT, c1..c12), as nussl's NMF-MFCC, plus
                   its spectral flatness (harmonic or noisy), which MFCCs alone blur
     coactivation  the rows of log H, unit-normalised: components that sound together group
@@ -13,15 +19,16 @@ non-empty groups.
                   register and harmonic-vs-noisy, a rough source-filter description
     flatness      spectral flatness alone: harmonic versus percussive or noisy components
 
-``auto`` is the method the quality benchmark (benchmarks/bench_quality.py --blind) measured best
-(timbre); the pipeline may also replace it by one component per source for steady sources (see
+``auto`` is the method chosen on the validation split of the corpus (benchmarks/bench_quality.py
+--corpus --split val): learned (+6.2 dB mean, timbre +2.5); the pipeline may also replace it by
+one component per source for steady sources (see
 ``nmfsep.blind._one_component_per_source``).
 """
 
 import numpy as np
 
-METHODS = ("auto", "none", "timbre", "coactivation", "pitch", "flatness")
-DEFAULT_METHOD = "timbre"
+METHODS = ("auto", "none", "learned", "timbre", "coactivation", "pitch", "flatness")
+DEFAULT_METHOD = "learned"
 N_RESTARTS = 30  # k-means restarts (seeds seed..seed+29); the lowest inertia wins (10 left the
 # benchmark's grouping depending on the seed: drums_guitar 7.3 or 11.2 dB)
 TINY = 1e-10
@@ -97,8 +104,10 @@ def features(method: str, W: np.ndarray, H: np.ndarray, sample_rate: int, n_fft:
 
 
 def group_components(W: np.ndarray, H: np.ndarray, n_sources: int, method: str, sample_rate: int,
-                     n_fft: int, seed: int = 0) -> list[np.ndarray]:
-    """Exactly n_sources non-empty groups of component indices (not yet in source order)."""
+                     n_fft: int, seed: int = 0, channels: np.ndarray | None = None) -> list[np.ndarray]:
+    """Exactly n_sources non-empty groups of component indices (not yet in source order).
+    channels: the input's spectrogram per channel (n_channels, n_bins, n_frames), for the
+    learned grouping's stereo cue (None: mono)."""
     from .nmf import kmeans
 
     n_components = W.shape[1]
@@ -106,6 +115,10 @@ def group_components(W: np.ndarray, H: np.ndarray, n_sources: int, method: str, 
         method = DEFAULT_METHOD
     if method == "none" or n_components == n_sources:
         return [np.array([c]) for c in range(n_components)][:n_sources]
+    if method == "learned":
+        from . import affinity
+
+        return affinity.group(affinity.load(), W, H, n_sources, sample_rate, n_fft, channels, seed)
     points = features(method, W, H, sample_rate, n_fft)
     points = (points - points.mean(axis=0)) / (points.std(axis=0) + TINY)
     points -= points.min(axis=0)  # k-means is shift-invariant; the NMF core wants V >= 0

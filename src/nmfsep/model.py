@@ -77,25 +77,42 @@ def save(model: Model, path: str) -> None:
 
 def load(path: str) -> Model:
     """Read and validate a model file; raise ModelError naming the file and the problem."""
+    spec = {name: (kind, (None,) * ndim) for name, (kind, ndim) in FIELDS.items()}
+    optional = {name: (kind, (None,) * ndim) for name, (kind, ndim) in OPTIONAL.items()}
+    fields = read_arrays(path, spec, optional, max_shape=_max_shape, what="an nmfsep model")
+    return _validate(fields, path)
+
+
+def _max_shape(field: str, shape: tuple[int, ...]) -> bool:
+    return 1 <= shape[0] <= MAX_BINS and 1 <= shape[1] <= (MAX_FRAMES if field == "frames" else MAX_BASES)
+
+
+def read_arrays(path, spec: dict, optional: dict | None = None, *, max_shape=None, max_elements: int | None = None,
+                what: str = "an nmfsep model") -> dict:
+    """The arrays of an .npz file, read without pickle, each member's header checked before its
+    data is read: spec and optional map a field to (numpy kind, shape), shape a tuple of sizes,
+    None for any size, () for a scalar (returned as a Python value). A 2-D field must pass
+    max_shape(field, shape) where given; no field may hold more than max_elements values.
+    Every field of spec is required. ModelError names the file and the problem."""
+    optional = optional or {}
     if not os.path.isfile(path):
         raise ModelError(f"{path}: no such model file")
     try:
         with zipfile.ZipFile(path) as archive:
             members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-            missing = [f for f in FIELDS if f not in members]
+            missing = [f for f in spec if f not in members]
             if missing:
-                raise ModelError(f"{path}: not an nmfsep model (no field {missing[0]!r})")
-            fields = {f: _read_member(archive, members[f], f, path) for f in (*FIELDS, *OPTIONAL)
-                      if f in members}
+                raise ModelError(f"{path}: not {what} (no field {missing[0]!r})")
+            return {f: _read_member(archive, members[f], f, path, *({**spec, **optional}[f]), max_shape, max_elements)
+                    for f in (*spec, *optional) if f in members}
     except zipfile.BadZipFile:
-        raise ModelError(f"{path}: not an nmfsep model (not an .npz archive)") from None
+        raise ModelError(f"{path}: not {what} (not an .npz archive)") from None
     except (OSError, ValueError, EOFError) as exc:
         raise ModelError(f"{path}: corrupt model file ({exc})") from None
-    return _validate(fields, path)
 
 
-def _read_member(archive: zipfile.ZipFile, member: str, field: str, path: str):
-    kind, ndim = FIELDS.get(field) or OPTIONAL[field]
+def _read_member(archive: zipfile.ZipFile, member: str, field: str, path, kind: str, expected, max_shape,
+                 max_elements):
     with archive.open(member) as f:
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -103,10 +120,12 @@ def _read_member(archive: zipfile.ZipFile, member: str, field: str, path: str):
         shape, _, dtype = read_header(f)
         if dtype.kind != kind and not (kind == "f" and dtype.kind == "i"):
             raise ModelError(f"{path}: field {field!r} has type {dtype}, expected kind {kind!r}")
+        ndim = len(expected)
         if len(shape) != ndim:
             raise ModelError(f"{path}: field {field!r} has {len(shape)} dimensions, expected {ndim}")
-        if ndim == 2 and not (1 <= shape[0] <= MAX_BINS
-                              and 1 <= shape[1] <= (MAX_FRAMES if field == "frames" else MAX_BASES)):
+        if (any(e is not None and e != n for e, n in zip(expected, shape))
+                or (ndim == 2 and max_shape is not None and not max_shape(field, shape))
+                or (max_elements is not None and int(np.prod(shape)) > max_elements)):
             raise ModelError(f"{path}: {field} of shape {shape} are out of range")
         if dtype.itemsize * int(np.prod(shape)) > archive.getinfo(member).file_size:
             raise ModelError(f"{path}: field {field!r} is truncated")

@@ -257,7 +257,7 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = spectrum.analyse(samples, params)
     scale = float(magnitude.mean())
-    fit = fit_bases(magnitude, scale, settings, sample_rate, params, progress)
+    fit = fit_bases(magnitude, scale, settings, sample_rate, params, progress, channels=mixture)
     power = settings.mask_power(fit.n_averaged)
     source_masks = fit.masks(fit.activations, power, magnitude / np.float32(scale or 1.0))
     stems = np.stack([
@@ -302,23 +302,24 @@ def back_to_rate(stems: np.ndarray, samples: np.ndarray, rate: int, sample_rate:
 
 def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
               params: spectrum.StftParams, progress: Progress | None = None,
-              count: IterationCount | None = None) -> Fit:
+              count: IterationCount | None = None, channels: np.ndarray | None = None) -> Fit:
     """Factorize magnitude / scale (n_bins, n_frames) as the settings ask and group the components
     into stems: blind (learn W and H, group, order by centroid), supervised (the models' W fixed)
     or semi-supervised (--free). ``scale`` is the mean magnitude of the whole input (the
     streaming path fits a subsample of it); 0 means digital silence (every stem silent).
     Progress goes to ``count`` where given (its plan includes planned_iterations), else to
-    ``progress``, in solver iterations."""
+    ``progress``, in solver iterations. channels: the spectrogram of each channel (n_channels,
+    n_bins, n_frames, complex or magnitude) where there are several, for the blind grouping."""
     if count is None:
         count = IterationCount(progress, planned_iterations(settings, magnitude.shape[1]))
     start = count.done
-    fit = _fit_bases(magnitude, scale, settings, sample_rate, params, count)
+    fit = _fit_bases(magnitude, scale, settings, sample_rate, params, count, channels)
     fit.iterations_run = count.done - start
     return fit
 
 
 def _fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
-               params: spectrum.StftParams, count: IterationCount) -> Fit:
+               params: spectrum.StftParams, count: IterationCount, channels: np.ndarray | None) -> Fit:
     if scale == 0.0:  # digital silence: nothing to model, every stem is silent
         count.ran(0, planned_iterations(settings, magnitude.shape[1]))
         if settings.models:
@@ -336,7 +337,7 @@ def _fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_r
                    smooth_H=settings.temporal_smoothness)
     if settings.models:
         return supervised.fit(magnitude / scale, settings, options, count)
-    return blind.fit(magnitude / scale, settings, sample_rate, params, options, count)
+    return blind.fit(magnitude / scale, settings, sample_rate, params, options, count, channels)
 
 
 def memory_needed(n_frames: int, n_channels: int, params: spectrum.StftParams, n_stems: int) -> int:

@@ -227,15 +227,18 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
 
     # pass 1: the subsample and its scale
     segments = learning_segments(spectrum.n_frames(max(n_samples_hint, 1), params), sample_rate, params)
-    subsample = np.concatenate([np.abs(segment_spectra(reader, n_channels, a, b, params)).mean(axis=0)
-                                for a, b in segments], axis=1)
+    # the mean magnitude over channels, and the outer channels' for the grouping's stereo cue
+    spectra = [np.abs(segment_spectra(reader, n_channels, a, b, params)) for a, b in segments]
+    subsample = np.concatenate([s.mean(axis=0) for s in spectra], axis=1)
+    channels = np.concatenate([s[[0, -1]] for s in spectra], axis=2) if n_channels > 1 else None
+    del spectra
     scale = float(subsample.mean(dtype=np.float64))
     n_iter = min(STREAM_ITER, settings.max_iter)
     n_blocks = -(-spectrum.n_frames(max(n_samples_hint, 1), params) // BLOCK_FRAMES)  # about
     count = IterationCount(progress, planned_iterations(settings, subsample.shape[1]) + n_blocks * n_iter)
-    fit = fit_bases(subsample, scale, settings, sample_rate, params, count=count)
+    fit = fit_bases(subsample, scale, settings, sample_rate, params, count=count, channels=channels)
     learned = subsample.shape[1]
-    del subsample
+    del subsample, channels
 
     # pass 2: activations, masks and stems, block by block
     synthesis = IstftStream(params, None)

@@ -1,0 +1,141 @@
+"""Train the learned grouping (nmfsep.affinity) on the corpus, choose its balance on validation.
+
+    .venv/bin/python benchmarks/make_corpus.py                 # the corpus, once (benchmarks/corpus)
+    .venv/bin/python benchmarks/train_grouping.py              # writes src/nmfsep/grouping.npz
+
+1. Train split: each mixture is factorized as blind separation factorizes it (nmfsep.blind: KL,
+   its smoothness, each of its component counts). Each component's source is the one whose true
+   magnitude takes most of its Wiener share, sum_ft W_c H_c (|S_i| / sum_j |S_j|) (its purity:
+   that largest share). Every pair of components gives nmfsep.affinity's pair features and the
+   label "same source", weighted by the geometric mean of the two components' loudness shares
+   times their purities (loud, clean components teach the most). A multilayer perceptron
+   (scikit-learn's MLPClassifier, HIDDEN units, seeded) is fitted to pairs drawn in proportion to
+   those weights.
+2. Validation split: the balance (subtracted from every log-odds before the partition: the
+   higher, the more readily components are split apart) is chosen from BALANCES as the one with
+   the best mean SI-SDR improvement of the grouped 24-component factorization (Wiener masks),
+   over every validation mixture. The test split is never read.
+
+Deterministic: the same corpus gives the same model. scikit-learn is needed (the dev extra).
+"""
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from nmfsep import affinity, masks, spectrum
+from nmfsep.blind import BLIND_SMOOTHNESS
+from nmfsep.fitting import init_for
+from nmfsep.nmf import factorize
+from nmfsep.pipeline import Settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_quality import best_improvement, load_mixture, masked_stems  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HIDDEN = (64, 32)
+BALANCES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+TUNE_COMPONENTS = 24
+MAX_PAIRS = 300_000
+
+
+def factorizations(case, counts=None):
+    """(X, params, [(W, H) for each count]) of a loaded mixture, as the blind path factorizes it."""
+    params = spectrum.default_params(case["rate"])
+    X, V = spectrum.analyse(case["mix"].reshape(len(case["mix"]), -1), params)
+    counts = counts or Settings(n_sources=len(case["refs"])).component_counts(V.shape[1])
+    fits = []
+    for k in counts:
+        r = factorize(V / V.mean(), k, init=init_for(V, k), beta=1.0, max_iter=200, tol=1e-4, seed=0,
+                      smooth_H=BLIND_SMOOTHNESS)
+        fits.append((r.W, r.H))
+    return X, params, fits
+
+
+def labelled_pairs(args):
+    corpus, entry = args
+    case = load_mixture(corpus, entry)
+    X, params, fits = factorizations(case)
+    truth = np.stack([spectrum.analyse(r.reshape(len(r), -1), params)[1] for r in case["refs"]])
+    ratio = truth / np.maximum(truth.sum(axis=0), 1e-12)
+    features, labels, weights = [], [], []
+    for W, H in fits:
+        shares = np.stack([((r @ H.T) * W).sum(axis=0) for r in ratio], axis=1)
+        shares /= np.maximum(shares.sum(axis=1, keepdims=True), 1e-20)
+        source, purity = shares.argmax(axis=1), shares.max(axis=1)
+        d = affinity.descriptors(W, H, case["rate"], params.n_fft, X)
+        loud = d["loudness"] / d["loudness"].sum()
+        upper = np.triu_indices(W.shape[1], 1)
+        features.append(affinity.pair_features(d)[upper])
+        labels.append((source[:, None] == source[None])[upper])
+        w = (np.sqrt(np.outer(loud, loud)) * np.outer(purity, purity))[upper]
+        weights.append(w / w.sum())
+    return np.concatenate(features), np.concatenate(labels), np.concatenate(weights)
+
+
+def train(features, labels, weights, hidden=HIDDEN, seed=0):
+    from sklearn.neural_network import MLPClassifier
+
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-9
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(len(labels), size=min(MAX_PAIRS, 4 * len(labels)), p=weights / weights.sum())
+    net = MLPClassifier(hidden, alpha=1e-3, max_iter=300, random_state=seed, early_stopping=True)
+    net.fit((features[drawn] - mean) / scale, labels[drawn])
+    return affinity.PairModel(mean, scale, tuple(net.coefs_), tuple(net.intercepts_), 0.0)
+
+
+def balance_scores(args):
+    corpus, entry, model = args
+    case = load_mixture(corpus, entry)
+    X, params, [(W, H)] = factorizations(case, [TUNE_COMPONENTS])
+    d = affinity.descriptors(W, H, case["rate"], params.n_fft, X)
+    log_odds = model.log_odds(affinity.pair_features(d))
+    log_odds = (log_odds + log_odds.T) / 2
+    loud = d["loudness"] / d["loudness"].sum()
+    weights = np.sqrt(np.outer(loud, loud)) * len(loud)
+    scores = []
+    for balance in BALANCES:
+        groups = affinity.partition(log_odds - balance, weights, len(case["refs"]))
+        source_masks = masks.soft_masks(np.stack([W[:, g] @ H[g] for g in groups]), 2.0)
+        scores.append(best_improvement(case, masked_stems(case, X, params, source_masks)))
+    return entry["class"], scores
+
+
+def main():
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default=os.path.join(HERE, "corpus"))
+    parser.add_argument("--out", default=os.path.join(HERE, "..", "src", "nmfsep", "grouping.npz"))
+    parser.add_argument("-j", type=int, default=2)
+    args = parser.parse_args()
+    with open(os.path.join(args.corpus, "manifest.json")) as f:
+        entries = json.load(f)["mixtures"]
+    start = time.time()
+    with ProcessPoolExecutor(args.j) as pool:
+        parts = list(pool.map(labelled_pairs, [(args.corpus, e) for e in entries if e["split"] == "train"]))
+        features, labels, weights = (np.concatenate(p) for p in zip(*parts))
+        print(f"train: {len(parts)} mixtures, {len(labels)} pairs, {labels.mean():.0%} same source")
+        model = train(features, labels, weights)
+        results = list(pool.map(balance_scores, [(args.corpus, e, model) for e in entries if e["split"] == "val"]))
+    classes = sorted({c for c, _ in results})
+    print(f"validation, {len(results)} mixtures, {TUNE_COMPONENTS} components: mean SI-SDRi (dB) per balance")
+    print("balance " + "".join(f"{c[:12]:>13s}" for c in classes) + "    mean")
+    means = []
+    for i, balance in enumerate(BALANCES):
+        per_class = [np.mean([s[i] for c, s in results if c == name]) for name in classes]
+        means.append(np.mean([s[i] for _, s in results]))
+        print(f"{balance:7.1f} " + "".join(f"{x:13.2f}" for x in per_class) + f"  {means[-1]:6.2f}")
+    chosen = BALANCES[int(np.argmax(means))]
+    model = affinity.PairModel(model.mean, model.scale, model.weights, model.biases, chosen)
+    affinity.save(model, args.out)
+    print(f"balance {chosen} chosen; wrote {os.path.relpath(args.out)} ({os.path.getsize(args.out)} bytes) "
+          f"in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
