@@ -90,3 +90,11 @@ def test_bad_f0_list_is_a_usage_error(tmp_path, value):
 def test_f0_outside_the_audible_range_is_refused():
     with pytest.raises(NmfsepError, match="--f0 5 is outside"):
         demo.source_specs(2, f0s=[5, 440])
+
+
+def test_a_tone_above_a_quarter_of_the_rate_keeps_its_fundamental():
+    from nmfsep.synth import harmonic_tone
+
+    tone = harmonic_tone(5000.0, 0.5, False, 1600, 16000)  # no second harmonic below Nyquist
+    spectrum = np.abs(np.fft.rfft(tone))
+    assert np.isfinite(tone).all() and np.argmax(spectrum) == 500  # 5000 Hz at 10 Hz per bin

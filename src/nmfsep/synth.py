@@ -20,11 +20,12 @@ DEFAULT_SOURCES = [
 
 def harmonic_tone(f0: float, rolloff: float, odd_only: bool, n_samples: int, sample_rate: int,
                   phase_seed: int = 0) -> np.ndarray:
-    """A steady tone: harmonics h * f0 below Nyquist with amplitude rolloff ** (h - 1)."""
+    """A steady tone: harmonics h * f0 below Nyquist with amplitude rolloff ** (h - 1); at least
+    the fundamental (f0 below Nyquist)."""
     rng = np.random.default_rng(phase_seed)
     t = np.arange(n_samples) / sample_rate
     tone = np.zeros(n_samples)
-    for h in range(1, int(0.5 * sample_rate / f0)):
+    for h in range(1, max(2, int(0.5 * sample_rate / f0))):
         if odd_only and h % 2 == 0:
             continue
         tone += rolloff ** (h - 1) * np.sin(2 * np.pi * h * f0 * t + rng.uniform(0, 2 * np.pi))
