@@ -35,9 +35,10 @@ def test_a_grouping_model_with_a_pickled_field_is_refused(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (dict(features=np.array(["x"] * len(affinity.PAIR_FEATURES))), "other pair features"),
-    (dict(weights1=np.zeros((5, 1))), "layer 1 has inconsistent shapes"),
+    (dict(weights1=np.zeros((5, 32))), "layer 1 has inconsistent shapes"),
     (dict(scale=np.zeros(len(affinity.PAIR_FEATURES))), "finite"),
     (dict(mean=np.full(len(affinity.PAIR_FEATURES), np.nan)), "finite"),
+    (dict(biases2=np.full(1, 1e308)), "at most 1e\\+06"),
     (dict(mean=np.zeros(3)), "out of range"),
     (dict(format_version=np.int64(99)), "format 99"),
 ])

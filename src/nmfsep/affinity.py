@@ -31,6 +31,7 @@ TINY = 1e-10
 FORMAT_VERSION = 1
 MAX_UNITS = 1024  # hidden units per layer that a model file may ask for
 MAX_LAYERS = 8
+MAX_VALUE = 1e6  # largest magnitude of any weight, bias, mean, scale or balance (a trained model's are < 100)
 DEFAULT_PATH = Path(__file__).with_name("grouping.npz")
 PAIR_FEATURES = (
     "mfcc_distance", "flatness_difference", "pitch_difference", "harmonicity_difference",
@@ -105,8 +106,9 @@ def load(path: str | Path = DEFAULT_PATH) -> PairModel:
     if not weights or n_in != 1:
         raise ModelError(f"{path}: grouping model must end in one output")
     values = [arrays["mean"], arrays["scale"], np.float64(arrays["balance"]), *weights, *biases]
-    if not all(np.isfinite(v).all() for v in values) or not (arrays["scale"] > 0).all():
-        raise ModelError(f"{path}: grouping model values must be finite (and scales positive)")
+    if not all((np.abs(v) <= MAX_VALUE).all() for v in values) or not (arrays["scale"] > 0).all():
+        raise ModelError(f"{path}: grouping model values must be finite, at most {MAX_VALUE:g} in size "
+                         "(and scales positive)")
     return PairModel(arrays["mean"].astype(np.float64), arrays["scale"].astype(np.float64), tuple(weights),
                      tuple(biases), float(arrays["balance"]))
 

@@ -44,7 +44,8 @@ class Beta(click.ParamType):
 BETA = click.option("--beta", type=Beta(), default="kl", show_default=True,
                     help="Divergence: kl (1), is (0), euclidean (2) or any number.")
 SEED = click.option("--seed", type=int, default=0, show_default=True,
-                    help="Seed of every random choice: the grouping's k-means restarts, the randomized SVD "
+                    help="Seed of every random choice: the grouping's restarts (the learned grouping's "
+                         "partition searches, the other methods' k-means), the randomized SVD "
                          "of the NNDSVDa start of spectrograms over 600 bins and 600 frames (below, an exact "
                          "SVD: deterministic), the random start where there are more components than bins "
                          "or frames, and the discriminative training of a model set. The same input, "
@@ -116,9 +117,7 @@ def separation_options(command):
         TOL,
         SEED,
         click.option("--power", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio. "
-                          "[default: 3 for the default blind split (its averaged masks are "
-                          "softer), else 2]"),
+                     help="Mask exponent: 2 = Wiener (power ratio), 1 = magnitude ratio.  [default: 2]"),
         N_FFT,
         HOP,
         click.option("--components", "n_components", type=click.IntRange(min=1), default=None,
