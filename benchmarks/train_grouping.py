@@ -17,7 +17,8 @@
 2. Validation split: the balance (subtracted from every log-odds before the partition: the
    higher, the more readily components are split apart) is chosen from BALANCES as the one with
    the best mean SI-SDR improvement of the grouped 24-component factorization (Wiener masks),
-   over every validation mixture. The test split is never read.
+   over every validation mixture (partitions without affinity.MIN_SHARE, chosen after it on the
+   same split). The test split is never read.
 
 Deterministic: the same corpus gives the same model. scikit-learn is needed (the dev extra).
 """

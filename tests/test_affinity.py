@@ -63,6 +63,19 @@ def test_partition_finds_the_planted_groups_and_keeps_every_group_non_empty():
     assert all(len(g) for g in everyone_alike) and sorted(np.concatenate(everyone_alike)) == list(range(6))
 
 
+def test_partition_gives_every_group_at_least_the_minimum_share_where_all_components_look_alike():
+    rng = np.random.default_rng(2)
+    log_odds = 5.0 + rng.random((8, 8))
+    log_odds = (log_odds + log_odds.T) / 2
+    shares = np.array([0.4, 0.2, 0.1, 0.1, 0.08, 0.06, 0.04, 0.02])
+    weights = np.sqrt(np.outer(shares, shares))  # as group() weighs them: the quietest is cheapest to cut
+    plain = affinity.partition(log_odds, weights, 2)
+    assert min(shares[g].sum() for g in plain) < 0.1  # one quiet component set apart
+    kept = affinity.partition(log_odds, weights, 2, shares=shares, min_share=0.25)
+    assert min(shares[g].sum() for g in kept) >= 0.25
+    assert sorted(np.concatenate(kept)) == list(range(8))
+
+
 def _harmonic(f0, rate, n, gate):
     t = np.arange(n) / rate
     tone = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 6))
