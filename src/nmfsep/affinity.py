@@ -34,7 +34,7 @@ MAX_LAYERS = 8
 # Each source holds at least this share of the components' loudness: without it, where the model
 # finds every component alike, the best cut may set one quiet component apart as a "source"
 # (benchmarks/data/voice_noise: 1 component against 23, -5.6 dB; -3.6 dB with 0.1). On the
-# validation split (24 components, one factorization): 0 -> +5.57, 0.05 -> +5.57, 0.1 -> +5.58,
+# validation split, with the model trained before the remixes of benchmarks/train_grouping.py (24 components, one factorization): 0 -> +5.57, 0.05 -> +5.57, 0.1 -> +5.58,
 # 0.15 -> +5.60, 0.2 -> +5.59 dB mean: no cost; 0.1 leaves room for a source down to about -19 dB.
 MIN_SHARE = 0.1
 MAX_VALUE = 1e6  # largest magnitude of any weight, bias, mean, scale or balance (a trained model's are < 100)

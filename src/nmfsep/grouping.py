@@ -20,7 +20,7 @@ k-means (k-means as NMF, ``nmfsep.nmf.kmeans``), weighting nothing:
     flatness      spectral flatness alone: harmonic versus percussive or noisy components
 
 ``auto`` is the method chosen on the validation split of the corpus (benchmarks/bench_quality.py
---corpus --split val): learned (+6.3 dB mean SI-SDRi there; the test split's numbers are in the
+--corpus --split val): learned (+6.9 dB mean SI-SDRi there; the test split's numbers are in the
 README); the pipeline may also replace it by
 one component per source for steady sources (see
 ``nmfsep.blind._one_component_per_source``).
