@@ -35,13 +35,12 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from nmfsep import affinity, masks, spectrum
-from nmfsep.blind import BLIND_SMOOTHNESS
 from nmfsep.fitting import init_for
 from nmfsep.nmf import factorize
 from nmfsep.pipeline import Settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_quality import best_improvement, load_mixture, masked_stems  # noqa: E402
+from bench_quality import best_improvement, channels, load_mixture, masked_stems  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HIDDEN = (64, 32)
@@ -102,12 +101,11 @@ def synthetic_case(seed):
 def factorizations(case, counts=None):
     """(X, params, [(W, H) for each count]) of a loaded mixture, as the blind path factorizes it."""
     params = spectrum.default_params(case["rate"])
-    X, V = spectrum.analyse(case["mix"].reshape(len(case["mix"]), -1), params)
-    counts = counts or Settings(n_sources=len(case["refs"])).component_counts(V.shape[1])
+    X, V = spectrum.analyse(channels(case["mix"]), params)
+    settings = Settings(n_sources=len(case["refs"]))
     fits = []
-    for k in counts:
-        r = factorize(V / V.mean(), k, init=init_for(V, k), beta=1.0, max_iter=200, tol=1e-4, seed=0,
-                      smooth_H=BLIND_SMOOTHNESS)
+    for k in counts or settings.component_counts(V.shape[1]):
+        r = factorize(V / V.mean(), k, init=init_for(V, k), **settings.solver_options())
         fits.append((r.W, r.H))
     return X, params, fits
 
@@ -119,7 +117,7 @@ def labelled_pairs(args):
     else:
         case = synthetic_case(entry) if corpus is None else remixed_case(corpus, args[2], entry)
     X, params, fits = factorizations(case)
-    truth = np.stack([spectrum.analyse(r.reshape(len(r), -1), params)[1] for r in case["refs"]])
+    truth = np.stack([spectrum.analyse(channels(r), params)[1] for r in case["refs"]])
     ratio = truth / np.maximum(truth.sum(axis=0), 1e-12)
     features, labels, weights = [], [], []
     for W, H in fits:
@@ -151,11 +149,7 @@ def balance_scores(args):
     corpus, entry, model = args
     case = load_mixture(corpus, entry)
     X, params, [(W, H)] = factorizations(case, [TUNE_COMPONENTS])
-    d = affinity.descriptors(W, H, case["rate"], params.n_fft, X)
-    log_odds = model.log_odds(affinity.pair_features(d))
-    log_odds = (log_odds + log_odds.T) / 2
-    loud = d["loudness"] / d["loudness"].sum()
-    weights = np.sqrt(np.outer(loud, loud)) * len(loud)
+    log_odds, weights, _ = affinity.pair_scores(model, W, H, case["rate"], params.n_fft, X)
     scores = []
     for balance in BALANCES:
         groups = affinity.partition(log_odds - balance, weights, len(case["refs"]))

@@ -241,12 +241,19 @@ def partition(log_odds: np.ndarray, weights: np.ndarray, n: int, seed: int = 0, 
     return [np.flatnonzero(best == g) for g in range(n)]
 
 
+def pair_scores(model: PairModel, W: np.ndarray, H: np.ndarray, sample_rate: int, n_fft: int,
+                channels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What ``partition`` weighs for the components of W (n_bins, C), H (C, n_frames): the
+    model's symmetric log-odds (C, C) of every pair, before its balance; the pairs' weights
+    (C, C), the geometric mean of the two components' loudness shares times C; those shares (C,)."""
+    d = descriptors(W, H, sample_rate, n_fft, channels)
+    log_odds = model.log_odds(pair_features(d))
+    share = d["loudness"] / (d["loudness"].sum() + TINY)
+    return (log_odds + log_odds.T) / 2, np.sqrt(np.outer(share, share)) * len(share), share
+
+
 def group(model: PairModel, W: np.ndarray, H: np.ndarray, n_sources: int, sample_rate: int, n_fft: int,
           channels: np.ndarray | None = None, seed: int = 0) -> list[np.ndarray]:
     """n_sources non-empty groups of the components of W (n_bins, C), H (C, n_frames)."""
-    d = descriptors(W, H, sample_rate, n_fft, channels)
-    log_odds = model.log_odds(pair_features(d))
-    log_odds = (log_odds + log_odds.T) / 2 - model.balance
-    share = d["loudness"] / (d["loudness"].sum() + TINY)
-    return partition(log_odds, np.sqrt(np.outer(share, share)) * len(share), n_sources, seed,
-                     shares=share, min_share=MIN_SHARE)
+    log_odds, weights, shares = pair_scores(model, W, H, sample_rate, n_fft, channels)
+    return partition(log_odds - model.balance, weights, n_sources, seed, shares=shares, min_share=MIN_SHARE)

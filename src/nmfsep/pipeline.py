@@ -116,6 +116,11 @@ class Settings:
                   for f in blind.ENSEMBLE]
         return list(dict.fromkeys(counts))
 
+    def solver_options(self, callback: Callable[[int, float], None] | None = None) -> dict:
+        """nmfsep.nmf.factorize's keywords for a split with these settings (callback(it, loss))."""
+        return dict(beta=self.beta, max_iter=self.max_iter, tol=self.tol, seed=self.seed, callback=callback,
+                    l1_H=self.sparsity, smooth_H=self.temporal_smoothness)
+
     def mask_power(self, n_averaged: int = 1) -> float:
         """The mask exponent used: --power, else blind.ENSEMBLE_POWER for an average of several
         blind factorizations and WIENER_POWER otherwise."""
@@ -332,9 +337,7 @@ def _fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_r
         groups = (supervised.model_groups(settings.models, settings.n_free) if settings.models
                   else blind.stem_groups(W, H, settings, sample_rate, params))
         return Fit(W, H, groups, 0, 0.0, np.zeros(0))
-    options = dict(beta=settings.beta, max_iter=settings.max_iter, tol=settings.tol,
-                   seed=settings.seed, callback=count.callback(), l1_H=settings.sparsity,
-                   smooth_H=settings.temporal_smoothness)
+    options = settings.solver_options(count.callback())
     if settings.models:
         return supervised.fit(magnitude / scale, settings, options, count)
     return blind.fit(magnitude / scale, settings, sample_rate, params, options, count, channels)
