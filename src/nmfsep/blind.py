@@ -61,8 +61,7 @@ def fit(V: np.ndarray, settings: "Settings", sample_rate: int, params: spectrum.
     losses = np.asarray(result.losses)
     loss = float(losses[-1]) if len(losses) else None
     return Fit(result.W, result.H, stem_groups(result.W, result.H, settings, sample_rate, params, channels),
-               result.n_iter,
-               loss, losses)
+               result.n_iter, loss, losses)
 
 
 def stem_groups(W: np.ndarray, H: np.ndarray, settings: "Settings", sample_rate: int,

@@ -21,8 +21,7 @@ k-means (k-means as NMF, ``nmfsep.nmf.kmeans``), weighting nothing:
 
 ``auto`` is the method chosen on the validation split of the corpus (benchmarks/bench_quality.py
 --corpus --split val): learned (+6.9 dB mean SI-SDRi there; the test split's numbers are in the
-README); the pipeline may also replace it by
-one component per source for steady sources (see
+README); the pipeline may also replace it by one component per source for steady sources (see
 ``nmfsep.blind._one_component_per_source``).
 """
 

@@ -94,7 +94,7 @@ def read_arrays(path, spec: dict, optional: dict | None = None, *, max_shape=Non
     None for any size, () for a scalar (returned as a Python value). A 2-D field must pass
     max_shape(field, shape) where given; no field may hold more than max_elements values.
     Every field of spec is required. ModelError names the file and the problem."""
-    optional = optional or {}
+    expected = {**spec, **(optional or {})}
     if not os.path.isfile(path):
         raise ModelError(f"{path}: no such model file")
     try:
@@ -103,8 +103,8 @@ def read_arrays(path, spec: dict, optional: dict | None = None, *, max_shape=Non
             missing = [f for f in spec if f not in members]
             if missing:
                 raise ModelError(f"{path}: not {what} (no field {missing[0]!r})")
-            return {f: _read_member(archive, members[f], f, path, *({**spec, **optional}[f]), max_shape, max_elements)
-                    for f in (*spec, *optional) if f in members}
+            return {f: _read_member(archive, members[f], f, path, *expected[f], max_shape, max_elements)
+                    for f in expected if f in members}
     except zipfile.BadZipFile:
         raise ModelError(f"{path}: not {what} (not an .npz archive)") from None
     except (OSError, ValueError, EOFError) as exc:
