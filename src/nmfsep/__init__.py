@@ -9,6 +9,8 @@ The public API:
   ``nmfsep.supervised.learn``.
 - ``factorize(V, k, ...)``: the NMF core, V (n_bins, n_frames) ~ W (n_bins, k) H (k, n_frames),
   returning an ``NMFResult``; ``kmeans`` and ``deep_factorize`` are its relatives.
+- ``models``: the built-in models (speech, noise, ...): ``nmfsep.models.load("speech")``,
+  ``nmfsep.models.names()``; see ``nmfsep.models``.
 - ``NmfsepError``: what every user error raises; ``BadValueError``, its subclass for a bad
   value (an array, a shape, an option), is a ``ValueError`` too.
 
@@ -34,7 +36,9 @@ _EXPORTS = {
     "BadValueError": "nmfsep.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+_SUBMODULES = ("models",)  # public subpackages, also imported on first use
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES]) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from .errors import BadValueError, NmfsepError
@@ -51,8 +55,12 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value  # later look-ups (and help()) find it as a plain attribute
         return value
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"nmfsep.{name}")  # (the import sets it as an attribute)
     raise AttributeError(f"module 'nmfsep' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))

@@ -132,8 +132,12 @@ def separation_options(command):
                           "nearly as well and the learned groups disagree with it, as for steady tones; "
                           "timbre: MFCCs and flatness of each basis; pitch: harmonic-sieve f0 "
                           "and flatness; none: one component per source)."),
-        click.option("--model", "model_paths", multiple=True, metavar="FILE",
-                     help="Learned bases of one source (from `nmfsep learn`); repeat for each source."),
+        click.option("--model", "model_paths", multiple=True, metavar="FILE|NAME",
+                     help="Learned bases of one source: a model file (from `nmfsep learn`) or the name of a "
+                          "built-in model (see `nmfsep models`); repeat for each source. A bare name of a "
+                          "built-in (no / and no .npz) is the built-in even where a file of that name exists "
+                          "(write ./NAME for the file). Built-ins beside your own models at another rate or "
+                          "STFT are re-gridded to theirs."),
         click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
                      help="With --model: extra bases learned on the mixture (the 'residual' stem)."),
     ]
@@ -143,9 +147,10 @@ def separation_options(command):
 
 
 def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
-                        n_components, grouping, model_paths, n_free):
-    """Settings from separation_options, checked as `split` checks them."""
-    from .model import load
+                        n_components, grouping, model_paths, n_free, quiet=False):
+    """Settings from separation_options, checked as `split` checks them; a note on stderr
+    (unless quiet) where built-in models were conformed to the user's models."""
+    from .models import load_set
     from .pipeline import Settings
 
     if n_free and not model_paths:
@@ -160,7 +165,14 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
                  n_components=n_components, grouping=grouping).check()
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
-    models = tuple(load(p) for p in model_paths)
+    models, conformed = load_set(model_paths)
+    if conformed and not quiet:
+        first = conformed[0]
+        mine = next(m for m in models if m.name not in {c.name for c in conformed})
+        listed = ", ".join(repr(c.name) for c in conformed)
+        click.echo(f"nmfsep: note: built-in model{'s' if len(conformed) > 1 else ''} {listed} ({first.sample_rate} Hz, "
+                   f"n_fft {first.n_fft}, hop {first.hop_length}) conformed to the other models' {mine.sample_rate} "
+                   f"Hz, n_fft {mine.n_fft}, hop {mine.hop_length}", err=True)
     return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
                     n_components=n_components, grouping=grouping).check()
 
@@ -205,7 +217,7 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
     """
     from .batch import Output
 
-    settings = separation_settings(ctx, **options)
+    settings = separation_settings(ctx, quiet=quiet, **options)
     if force and skip_existing:
         raise click.UsageError("--force and --skip-existing contradict each other: choose one", ctx)
     if report and stdout_stem:
@@ -261,6 +273,24 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
         seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate
         click.echo(f"{model_path}: {n_bases} bases of {name!r} from {seconds:.1f} s of audio "
                    f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length})", err=True)
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per built-in model on stdout.")
+def list_models(as_json):
+    """List the built-in models, one line each: name, bases, sample rate and what it models
+    (the first line of its card, nmfsep/models/NAME.md). Split with them by name:
+    `nmfsep split x.wav --model speech --model noise`.
+    """
+    from . import models
+
+    records = [models.describe(name) for name in models.names()]
+    if not records:
+        click.echo("nmfsep: no built-in models are installed", err=True)
+    width = max((len(r["name"]) for r in records), default=0)
+    for r in records:
+        click.echo(json.dumps(r) if as_json else
+                   f"{r['name']:<{width}}  {r['bases']} bases  {r['sample_rate']} Hz  {r['summary']}")
 
 
 @cli.command("eval")
@@ -645,7 +675,7 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
     from .pipeline import split_sources
     from .supervised import train_models, training_needed
 
-    settings = separation_settings(ctx, **options)
+    settings = separation_settings(ctx, quiet=quiet, **options)
     from . import figures
 
     figures.check_output(figure_path, force)

@@ -20,6 +20,7 @@ from .errors import NmfsepError
 from .fitting import Fit, Progress, init_for
 from .inputs import as_2d
 from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model
+from .models import shipped_training
 from .nmf import factorize
 
 if TYPE_CHECKING:
@@ -101,8 +102,10 @@ def synthetic_sources(models: tuple[Model, ...], seed: int) -> np.ndarray:
 
 
 def training_needed(settings: "Settings") -> bool:
-    """Whether splits with these settings need a discriminative training not yet made."""
-    return settings.trained is None and settings.discriminative and discriminative_applies(settings.models)
+    """Whether splits with these settings need a discriminative training not yet made (none
+    is for a set of built-in models whose training is shipped: nmfsep.models.shipped_training)."""
+    return (settings.trained is None and settings.discriminative and discriminative_applies(settings.models)
+            and shipped_training(settings.models) is None)
 
 
 def train_models(settings: "Settings", progress: Progress | None = None,
@@ -133,8 +136,12 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
     made once per model set (a batch makes them before its inputs: see ``train_models``) and
     kept on disk for later runs (``nmfsep.cache``). Made here (not loaded): started(folder)
     is called first, and progress(step, settings.max_iter + DISCRIMINATIVE_STEPS) as it goes
-    (the fit of the activations, then the training's steps).
+    (the fit of the activations, then the training's steps). A set of built-in models whose
+    training is shipped (nmfsep.models.shipped_training) gets that one: nothing is made or cached.
     """
+    trained = shipped_training(models)
+    if trained is not None:
+        return trained
     key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
     name = _training_name(models, key)
     trained = _cached_training(models, name, settings.unfolded_layers)

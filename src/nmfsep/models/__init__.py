@@ -1,0 +1,177 @@
+"""Built-in models: ready-made sources (speech, music, noise, drums, instruments), so that a split
+needs no training audio of one's own: ``nmfsep split x.wav --model speech --model noise``, or
+``nmfsep.models.load("speech")`` in Python.
+
+Each built-in is a model file in nmfsep.model's format (read without pickle and validated like
+anyone's), ``NAME.npz`` in this folder (``folder()``), with its card ``NAME.md`` (what it models
+and what it was learned from; the first line is its one-line summary). ``pairs/`` holds the
+discriminative training (nmfsep.supervised.discriminative_training) of sets of built-ins, made
+when they were built (``write_training``), so that a split with built-ins only does not train
+(``shipped_training``).
+
+Names and paths (``load``): an argument with no path separator and no ``.npz`` suffix that names
+a built-in is that built-in, even where a file of that name exists in the working folder (write
+``./speech`` for the file); any other argument, and any os.PathLike, is a path to a model file.
+"""
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import cache, discriminative
+from ..errors import ModelError
+from ..model import Model, conform, load as load_file, read_arrays
+
+MAX_LAYERS = 64  # unfolded layers a shipped training may hold
+
+
+def folder() -> Path:
+    """Where the built-in models are: this package's folder."""
+    return Path(__file__).parent
+
+
+def names() -> list[str]:
+    """The built-in models present, sorted (the names of the .npz files in ``folder()``)."""
+    return sorted(p.stem for p in folder().glob("*.npz") if p.is_file())
+
+
+def _is_path(argument: str) -> bool:
+    separators = {"/", os.sep, os.altsep} - {None}
+    return any(s in argument for s in separators) or argument.lower().endswith(".npz")
+
+
+def _listed(builtins: list[str]) -> str:
+    return f"built-ins: {', '.join(builtins)}" if builtins else "no built-in models are installed"
+
+
+def load(name_or_path: "str | os.PathLike") -> Model:
+    """The built-in model of that name, else the model file at that path (see the module doc
+    for the rule), read and validated by nmfsep.model.load. Raises ModelError naming the
+    argument: a bare name that is neither a file nor a built-in lists the built-ins."""
+    if isinstance(name_or_path, os.PathLike) or _is_path(name_or_path):
+        return load_file(os.fspath(name_or_path))
+    builtins = names()
+    if name_or_path in builtins:
+        return load_file(str(folder() / f"{name_or_path}.npz"))
+    if not os.path.isfile(name_or_path):
+        raise ModelError(f"{name_or_path}: no such model file and no built-in model of that name "
+                         f"({_listed(builtins)})")
+    return load_file(name_or_path)
+
+
+def load_set(arguments: Sequence["str | os.PathLike"]) -> tuple[tuple[Model, ...], list[Model]]:
+    """The models of a split, one per argument (built-in names or paths, see ``load``), in
+    order, and the built-ins among them that were conformed (as they were before): where they
+    are used beside models of one's own at another sample rate or STFT, the built-ins are
+    re-gridded to the first such model's (nmfsep.model.conform). One's own models are never
+    changed: two at different rates stay an error of the split (Settings.stft_params)."""
+    builtin = [not isinstance(a, os.PathLike) and not _is_path(a) and a in names() for a in arguments]
+    models = [load(a) for a in arguments]
+    own = [m for m, b in zip(models, builtin) if not b]
+    if not own:
+        return tuple(models), []
+    grid = (own[0].sample_rate, own[0].n_fft, own[0].hop_length)
+    conformed = [m for m, b in zip(models, builtin) if b and (m.sample_rate, m.n_fft, m.hop_length) != grid]
+    return tuple(conform(m, *grid) if b else m for m, b in zip(models, builtin)), conformed
+
+
+def card(name: str) -> str:
+    """The text of a built-in's model card (NAME.md). Raises ModelError for a name that is not a
+    built-in, or a card that cannot be read."""
+    builtins = names()
+    if name not in builtins:
+        raise ModelError(f"{name}: no built-in model of that name ({_listed(builtins)})")
+    path = folder() / f"{name}.md"
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read the model card ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def describe(name: str) -> dict:
+    """A built-in in one record: name, summary (its card's first line, less the heading's #),
+    bases (how many), sample_rate (Hz), n_fft and hop_length (samples), path (its file)."""
+    m = load(name)
+    lines = [line.strip().lstrip("#").strip() for line in card(name).splitlines()]
+    return {"name": name, "summary": next((line for line in lines if line), ""), "bases": m.n_bases,
+            "sample_rate": m.sample_rate, "n_fft": m.n_fft, "hop_length": m.hop_length,
+            "path": str(folder() / f"{name}.npz")}
+
+
+# --- shipped pair trainings -----------------------------------------------------------------
+
+def pair_path(set_names: Sequence[str], where: Path | None = None) -> Path:
+    """The file of the shipped training of these built-ins (any order): pairs/A+B.npz in
+    ``where`` (default ``folder()``), the names sorted."""
+    return (folder() if where is None else where) / "pairs" / ("+".join(sorted(set_names)) + ".npz")
+
+
+def training_digest(models: Sequence[Model]) -> str:
+    """What a shipped training was made from: a digest (nmfsep.cache.digest) of each model's
+    bases, training frames and pitch shifts, in this order. Models as nmfsep.model.load reads
+    them (bases float32, frames float16)."""
+    return cache.digest(*[part for m in models for part in (np.ascontiguousarray(m.bases, np.float32), m.frames,
+                                                           m.pitch_shifts)])
+
+
+def write_training(path: "str | os.PathLike", models: Sequence[Model], trained: discriminative.Trained) -> None:
+    """Write the discriminative training of models (in their order; see
+    nmfsep.supervised.discriminative_training) as a shipped training: ``layers`` (L, n_bins,
+    k_total) and ``mask_bases`` (n_bins, k_total), float16 (clipped to its range; the layers
+    at least its smallest positive value, as the training keeps them positive), ``models`` (the
+    names, joined by '+', in the columns' order) and ``digest`` (``training_digest``). Use
+    ``pair_path`` for the name, and the models as read from their files."""
+    shape = (models[0].bases.shape[0], sum(m.n_bases for m in models))
+    layers = np.array(trained.layers, np.float32).reshape((len(trained.layers),) + shape)
+    half = np.finfo(np.float16)
+    np.savez(path, layers=np.clip(layers, half.smallest_subnormal, half.max).astype(np.float16),
+             mask_bases=np.clip(trained.mask_bases, 0, half.max).astype(np.float16),
+             models="+".join(m.name for m in models), digest=training_digest(models))
+
+
+def read_training(path: "str | os.PathLike", models: Sequence[Model]) -> discriminative.Trained:
+    """The shipped training in the file at path, for these models in this order (its columns
+    permuted to it), float32. Read without pickle, each field's shape checked before its data
+    is read (nmfsep.model.read_arrays). Raises ModelError naming the file where it is not one,
+    holds values that are not finite and non-negative or a layer with a column of zeros, or was
+    made for other models (other names, or other contents: ``training_digest``)."""
+    path = os.fspath(path)
+    n_bins, k = models[0].bases.shape[0], sum(m.n_bases for m in models)
+    spec = {"layers": ("f", (None, n_bins, k)), "mask_bases": ("f", (n_bins, k)), "models": ("U", ()),
+            "digest": ("U", ())}
+    fields = read_arrays(path, spec, max_elements=MAX_LAYERS * n_bins * k, what="an nmfsep training")
+    order = str(fields["models"]).split("+")
+    by_name = {m.name: m for m in models}
+    if sorted(order) != sorted(by_name):
+        raise ModelError(f"{path}: made for the models {'+'.join(order)}, not {'+'.join(by_name)}")
+    stored = [by_name[n] for n in order]
+    if str(fields["digest"]) != training_digest(stored):
+        raise ModelError(f"{path}: made for other versions of the models {'+'.join(order)}")
+    layers, mask_bases = (np.asarray(fields[f], np.float32) for f in ("layers", "mask_bases"))
+    for bases in (layers, mask_bases):
+        if not np.isfinite(bases).all() or (bases < 0).any():
+            raise ModelError(f"{path}: the trained bases must be finite and non-negative")
+    if (layers.sum(axis=1) <= 0).any():
+        raise ModelError(f"{path}: a layer has a column of zeros")
+    starts = dict(zip(order, np.cumsum([0] + [m.n_bases for m in stored])))
+    columns = np.concatenate([np.arange(starts[m.name], starts[m.name] + m.n_bases) for m in models])
+    return discriminative.Trained([np.ascontiguousarray(W[:, columns]) for W in layers],
+                                  np.ascontiguousarray(mask_bases[:, columns]))
+
+
+def shipped_training(models: Sequence[Model]) -> discriminative.Trained | None:
+    """The shipped training of exactly this set of built-ins (any order), or None: not two
+    models or more, not all built-in names, no such file, or a file that ``read_training``
+    refuses (made for other versions of the models, or damaged): the set is then trained as
+    any other."""
+    if len(models) < 2 or not {m.name for m in models} <= set(names()):
+        return None
+    path = pair_path([m.name for m in models])
+    if not path.is_file():
+        return None
+    try:
+        return read_training(path, models)
+    except ModelError:
+        return None

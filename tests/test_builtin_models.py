@@ -1,0 +1,427 @@
+"""Built-in models (nmfsep.models): names, cards, the name-or-path rule, `nmfsep models`, mixing
+with one's own models (conformed to their STFT) and the shipped pair trainings.
+
+The tests make their own small built-ins (a fixture folder) and point nmfsep.models.folder at
+it; the last tests check whatever is actually shipped in src/nmfsep/models."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+import nmfsep
+from nmfsep import model, supervised, synth
+from nmfsep.cli import cli
+from nmfsep.discriminative import Trained
+from nmfsep.errors import ModelError
+from nmfsep.pipeline import Settings, split_sources
+
+RATE = 22050
+SHIPPED = Path(nmfsep.__file__).parent / "models"
+
+
+def _models_module():
+    import nmfsep.models
+
+    return nmfsep.models
+
+
+def _learn_builtins(folder: Path) -> dict:
+    """Three small built-ins (two tones and a noise) at 22050 Hz with cards, and the pair
+    training of low+mid written as a shipped pair; returns what was written."""
+    models = _models_module()
+    _, sources = synth.mixture(2, sample_rate=RATE, duration=3.0, seed=7)
+    hiss = np.random.default_rng(3).standard_normal(3 * RATE).astype(np.float32) * 0.1
+    learned = {name: supervised.learn(audio, RATE, 6, name=name, max_iter=100)
+               for name, audio in (("low", sources[0]), ("mid", sources[1]), ("hiss", hiss))}
+    folder.mkdir()
+    for name, m in learned.items():
+        model.save(m, str(folder / f"{name}.npz"))
+        (folder / f"{name}.md").write_text(f"# A {name} test source\n\nLearned from synthetic audio.\n")
+    loaded = {name: model.load(str(folder / f"{name}.npz")) for name in learned}
+    pair = (loaded["low"], loaded["mid"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NMFSEP_CACHE_DIR", "")
+        patch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+        trained = supervised.discriminative_training(pair, Settings(models=pair, unfolded_layers=2))
+    (folder / "pairs").mkdir()
+    models.write_training(models.pair_path(["mid", "low"], folder), pair, trained)
+    return {"models": loaded, "trained": trained}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("builtin") / "models"
+    return {"folder": folder, **_learn_builtins(folder)}
+
+
+@pytest.fixture
+def builtins(made, monkeypatch):
+    """nmfsep.models pointed at the fixture's folder."""
+    monkeypatch.setattr(_models_module(), "folder", lambda: made["folder"])
+    return made
+
+
+@pytest.fixture
+def mix():
+    mix, _ = synth.mixture(2, sample_rate=RATE, duration=2.0, seed=0)
+    return mix
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def as_float16(trained: Trained) -> Trained:
+    """The training as a pair file stores it (float16; the layers at least its smallest positive
+    value), back in float32."""
+    tiny = np.finfo(np.float16).smallest_subnormal
+    return Trained([np.float32(np.float16(np.maximum(w, tiny))) for w in trained.layers],
+                   np.float32(np.float16(trained.mask_bases)))
+
+
+def no_training(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a training was started")
+
+    monkeypatch.setattr(supervised, "_train", fail)
+    monkeypatch.setattr(supervised.discriminative, "train", fail)
+
+
+def count_trainings(monkeypatch) -> list:
+    made = []
+    real = supervised.discriminative.train
+    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    return made
+
+
+# --- names, load, cards --------------------------------------------------------------------
+
+def test_names_lists_the_builtins_sorted_and_load_reads_one_by_name(builtins):
+    assert nmfsep.models.names() == ["hiss", "low", "mid"]
+    speech_like = nmfsep.models.load("low")
+    assert speech_like.name == "low" and speech_like.sample_rate == RATE
+    np.testing.assert_array_equal(speech_like.bases, builtins["models"]["low"].bases)
+
+
+def test_card_gives_the_model_card_and_the_summary_its_first_line(builtins):
+    models = _models_module()
+    assert models.card("mid") == "# A mid test source\n\nLearned from synthetic audio.\n"
+    assert models.describe("mid") == {"name": "mid", "summary": "A mid test source", "bases": 6,
+                                      "sample_rate": RATE, "n_fft": 1024, "hop_length": 256,
+                                      "path": str(builtins["folder"] / "mid.npz")}
+    with pytest.raises(ModelError, match=r"^nothing: no built-in model of that name \(built-ins: hiss, low, mid\)$"):
+        models.card("nothing")
+
+
+def test_a_file_named_like_a_builtin_in_the_working_folder_does_not_shadow_it(builtins, tmp_path, monkeypatch):
+    models = _models_module()
+    _, sources = synth.mixture(3, sample_rate=RATE, duration=2.0, seed=1)
+    own = supervised.learn(sources[2], RATE, 3, name="mine")
+    monkeypatch.chdir(tmp_path)
+    model.save(own, "low")
+    model.save(own, "low.npz")
+    assert models.load("low").n_bases == 6                      # the built-in
+    assert models.load("./low").n_bases == 3                    # a path
+    assert models.load("low.npz").n_bases == 3                  # a path
+    assert models.load(Path("low")).n_bases == 3                # a Path is always a path
+    with pytest.raises(ModelError, match=r"^mid\.npz: no such model file$"):
+        models.load("mid.npz")                                  # .npz: a path, not the built-in
+
+
+def test_a_name_that_is_neither_a_file_nor_a_builtin_lists_the_builtins(builtins, wav_file, tmp_path, monkeypatch):
+    models = _models_module()
+    with pytest.raises(ModelError, match=r"^speach: no such model file and no built-in model of that name "
+                                         r"\(built-ins: hiss, low, mid\)$"):
+        models.load("speach")
+    monkeypatch.chdir(tmp_path)
+    result = run("split", wav_file(), "--model", "low", "--model", "speach", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr == ("nmfsep: error: speach: no such model file and no built-in model of that name "
+                             "(built-ins: hiss, low, mid)\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_models_command_lists_one_line_per_builtin(builtins):
+    result = run("models")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["hiss  6 bases  22050 Hz  A hiss test source",
+                                          "low   6 bases  22050 Hz  A low test source",
+                                          "mid   6 bases  22050 Hz  A mid test source"]
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["name"] for r in records] == ["hiss", "low", "mid"]
+    assert records[1] == _models_module().describe("low")
+
+
+def test_nmfsep_models_is_reachable_from_the_package_without_importing_it(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "import nmfsep; print(nmfsep.models.load.__module__)"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "nmfsep.models"
+
+
+def test_models_command_in_a_real_process_lists_what_is_shipped():
+    """Whatever src/nmfsep/models holds (nothing, until the real built-ins land)."""
+    result = subprocess.run([sys.executable, "-m", "nmfsep.cli", "models"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    shipped = sorted(p.stem for p in SHIPPED.glob("*.npz"))
+    assert [line.split()[0] for line in result.stdout.splitlines()] == shipped
+    assert result.stderr == ("" if shipped else "nmfsep: no built-in models are installed\n")
+
+
+# --- shipped pair trainings ------------------------------------------------------------------
+
+def test_a_split_with_a_shipped_set_starts_no_training_and_uses_the_shipped_arrays(builtins, mix, monkeypatch):
+    models = _models_module()
+    pair = (models.load("low"), models.load("mid"))
+    expected = split_sources(mix[:, None], RATE, Settings(models=pair, trained=as_float16(builtins["trained"])))
+    no_training(monkeypatch)
+    settings = Settings(models=pair)
+    assert not supervised.training_needed(settings)
+    result = split_sources(mix[:, None], RATE, settings)
+    np.testing.assert_array_equal(result.stems, expected.stems)
+    assert len(builtins["trained"].layers) == 2
+
+
+def test_a_cli_split_with_builtins_only_says_nothing_of_a_training_and_writes_no_cache(builtins, wav_file, tmp_path,
+                                                                                      monkeypatch):
+    no_training(monkeypatch)
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    result = run("split", wav_file(), "--model", "mid", "--model", "low", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "training" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "mix").iterdir()) == ["low.wav", "mid.wav"]
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_shipped_training_is_used_in_any_model_order(builtins, mix, monkeypatch):
+    models = _models_module()
+    low, mid = models.load("low"), models.load("mid")
+    stored = as_float16(builtins["trained"])                    # its columns: low's 6, then mid's 6
+    swap = np.r_[6:12, 0:6]
+    swapped = Trained([np.ascontiguousarray(w[:, swap]) for w in stored.layers],
+                      np.ascontiguousarray(stored.mask_bases[:, swap]))
+    shipped = models.shipped_training((mid, low))
+    np.testing.assert_array_equal(shipped.mask_bases, swapped.mask_bases)
+    np.testing.assert_array_equal(np.array(shipped.layers), np.array(swapped.layers))
+    expected = split_sources(mix[:, None], RATE, Settings(models=(mid, low), trained=swapped))
+    no_training(monkeypatch)
+    result = split_sources(mix[:, None], RATE, Settings(models=(mid, low)))
+    np.testing.assert_array_equal(result.stems, expected.stems)
+    assert result.names == ["mid", "low"]
+
+
+def test_a_changed_model_invalidates_its_shipped_training(builtins, mix, tmp_path, monkeypatch):
+    models = _models_module()
+    changed = tmp_path / "models"
+    shutil.copytree(builtins["folder"], changed)
+    low = builtins["models"]["low"]
+    model.save(model.Model(**{**vars(low), "bases": low.bases[:, ::-1].copy()}), str(changed / "low.npz"))
+    monkeypatch.setattr(models, "folder", lambda: changed)
+    pair = (models.load("low"), models.load("mid"))
+    assert models.shipped_training(pair) is None
+    assert supervised.training_needed(Settings(models=pair))
+    made = count_trainings(monkeypatch)
+    split_sources(mix[:, None], RATE, Settings(models=pair, max_iter=50))
+    assert len(made) == 1
+
+
+def _pair_file(path: Path, trained: Trained, names: str, digest: str, layers=None):
+    np.savez(path, layers=np.float16(np.array(trained.layers)) if layers is None else layers,
+             mask_bases=np.float16(trained.mask_bases), models=names, digest=digest)
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("garbage", "not an nmfsep training"),
+    ("digest", "made for other versions of the models"),
+    ("names", "made for the models hiss\\+low, not low\\+mid"),
+    ("shape", "out of range"),
+    ("nan", "must be finite and non-negative"),
+    ("negative", "must be finite and non-negative"),
+    ("empty column", "a layer has a column of zeros"),
+])
+def test_a_damaged_or_mismatched_pair_file_is_refused_by_the_reader_and_not_shipped(
+        builtins, tmp_path, monkeypatch, damage, message):
+    models = _models_module()
+    folder = tmp_path / "models"
+    shutil.copytree(builtins["folder"], folder)
+    monkeypatch.setattr(models, "folder", lambda: folder)
+    pair = (models.load("low"), models.load("mid"))
+    path = models.pair_path(["low", "mid"])
+    trained, digest = builtins["trained"], models.training_digest(pair)
+    layers = np.float16(np.array(trained.layers))
+    if damage == "garbage":
+        path.write_bytes(b"PK\x03\x04 not a zip at all")
+    elif damage == "digest":
+        _pair_file(path, trained, "low+mid", "0" * 40)
+    elif damage == "names":
+        _pair_file(path, trained, "hiss+low", digest)
+    elif damage == "shape":
+        _pair_file(path, trained, "low+mid", digest, layers[:, :-1])
+    else:
+        layers[0, 3, 2] = {"nan": np.nan, "negative": -1.0, "empty column": 0.0}[damage]
+        if damage == "empty column":
+            layers[0, :, 2] = 0
+        _pair_file(path, trained, "low+mid", digest, layers)
+    with pytest.raises(ModelError, match=f"^{re.escape(str(path))}: .*{message}"):
+        models.read_training(path, pair)
+    assert models.shipped_training(pair) is None
+    assert supervised.training_needed(Settings(models=pair))
+
+
+def test_a_split_with_a_damaged_pair_file_trains_the_set_and_shows_no_traceback(builtins, tmp_path, monkeypatch,
+                                                                                wav_file):
+    models = _models_module()
+    folder = tmp_path / "models"
+    shutil.copytree(builtins["folder"], folder)
+    monkeypatch.setattr(models, "folder", lambda: folder)
+    models.pair_path(["low", "mid"]).write_bytes(b"PK\x03\x04 not a zip at all")
+    made = count_trainings(monkeypatch)
+    result = run("split", wav_file(), "--model", "low", "--model", "mid", "-o", tmp_path / "out", "--iter", 50)
+    assert result.exit_code == 0, result.output
+    assert len(made) == 1 and "Traceback" not in result.output
+    assert "nmfsep: training the models to tell their sources apart" in result.stderr
+
+
+def test_write_training_then_read_training_round_trips_in_float16(builtins):
+    models = _models_module()
+    pair = (builtins["models"]["low"], builtins["models"]["mid"])
+    read = models.read_training(models.pair_path(["low", "mid"]), pair)
+    stored = as_float16(builtins["trained"])
+    assert len(read.layers) == len(stored.layers) == 2
+    np.testing.assert_array_equal(np.array(read.layers), np.array(stored.layers))
+    np.testing.assert_array_equal(read.mask_bases, stored.mask_bases)
+    with np.load(models.pair_path(["low", "mid"])) as saved:
+        assert saved["layers"].dtype == saved["mask_bases"].dtype == np.float16
+        assert str(saved["models"]) == "low+mid" and str(saved["digest"]) == models.training_digest(pair)
+
+
+def test_a_pair_training_with_no_layers_is_used_as_it_is(builtins, mix, tmp_path, monkeypatch):
+    models = _models_module()
+    folder = tmp_path / "models"
+    shutil.copytree(builtins["folder"], folder)
+    monkeypatch.setattr(models, "folder", lambda: folder)
+    pair = (models.load("low"), models.load("mid"))
+    plain = Trained([], np.concatenate([m.bases for m in pair], axis=1))
+    models.write_training(models.pair_path(["low", "mid"]), pair, plain)
+    expected = split_sources(mix[:, None], RATE, Settings(models=pair, trained=as_float16(plain)))
+    no_training(monkeypatch)
+    result = split_sources(mix[:, None], RATE, Settings(models=pair))
+    np.testing.assert_array_equal(result.stems, expected.stems)
+
+
+# --- mixing built-ins with one's own models ---------------------------------------------------
+
+def test_conform_moves_bases_to_another_grid_keeping_a_peak_at_1_khz(builtins):
+    freqs = np.arange(513) * RATE / 1024
+    bump = np.exp(-0.5 * ((freqs - 1000) / 60) ** 2)
+    flat = np.ones(513)
+    bases = np.stack([bump, flat], axis=1).astype(np.float32)
+    bases /= np.linalg.norm(bases, axis=0)
+    frames = np.float16(np.stack([bump, 2 * bump, flat], axis=1))
+    original = model.Model(bases, RATE, 1024, 256, 1.0, "peak", frames, 0)
+    low = model.conform(original, 16000, 512, 128)
+    assert (low.sample_rate, low.n_fft, low.hop_length, low.bases.shape) == (16000, 512, 128, (257, 2))
+    assert np.argmax(low.bases[:, 0]) * 16000 / 512 == 1000.0
+    np.testing.assert_allclose(np.linalg.norm(low.bases, axis=0), 1.0, rtol=1e-6)
+    assert low.frames.dtype == np.float16 and low.frames.shape == (257, 3)
+    assert float(low.frames.astype(np.float32).mean()) == pytest.approx(1.0, rel=1e-3)
+    high = model.conform(original, 32000, 1024, 256)
+    high_freqs = np.arange(513) * 32000 / 1024
+    assert np.argmax(high.bases[:, 0]) * 32000 / 1024 == 1000.0
+    assert np.all(high.bases[high_freqs > RATE / 2] == 0) and np.all(high.bases[high_freqs <= RATE / 2, 1] > 0)
+    assert model.conform(original, RATE, 1024, 256) is original
+
+
+def test_a_builtin_beside_a_user_model_at_another_rate_is_conformed_and_the_stems_sum_to_the_mixture(
+        builtins, tmp_path, monkeypatch):
+    import soxr
+
+    _, sources = synth.mixture(2, sample_rate=RATE, duration=3.0, seed=7)
+    mine = supervised.learn(soxr.resample(sources[1], RATE, 16000), 16000, 6, name="mine", max_iter=100)
+    model.save(mine, str(tmp_path / "mine.npz"))
+    mix16, _ = synth.mixture(2, sample_rate=16000, duration=2.0, seed=0)
+    sf.write(tmp_path / "mix.wav", mix16, 16000, subtype="FLOAT")
+    made = count_trainings(monkeypatch)
+    result = run("split", tmp_path / "mix.wav", "--model", tmp_path / "mine.npz", "--model", "low",
+                 "-o", tmp_path / "out", "--json", "--iter", 50)
+    assert result.exit_code == 0, result.output
+    note = ("nmfsep: note: built-in model 'low' (22050 Hz, n_fft 1024, hop 256) conformed to the other models' "
+            "16000 Hz, n_fft 1024, hop 256")
+    assert result.stderr.splitlines().count(note) == 1
+    assert json.loads(result.stdout)["resampled"] is None and len(made) == 1   # no shipped pair: trained
+    stems = [sf.read(tmp_path / "out" / "mix" / f"{n}.wav", dtype="float32")[0] for n in ("mine", "low")]
+    np.testing.assert_allclose(stems[0] + stems[1], mix16, atol=1e-5)
+    quiet = run("split", tmp_path / "mix.wav", "--model", tmp_path / "mine.npz", "--model", "low",
+                "-o", tmp_path / "out", "--force", "-q", "--iter", 50)
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_load_set_conforms_only_builtins_and_two_user_models_at_different_rates_stay_an_error(builtins, tmp_path):
+    models = _models_module()
+    _, sources = synth.mixture(2, sample_rate=RATE, duration=2.0, seed=7)
+    model.save(supervised.learn(sources[0], 16000, 4, name="a", max_iter=20), str(tmp_path / "a.npz"))
+    model.save(supervised.learn(sources[1], RATE, 4, name="b", max_iter=20), str(tmp_path / "b.npz"))
+    loaded, conformed = models.load_set(["hiss", str(tmp_path / "a.npz")])
+    assert [m.sample_rate for m in loaded] == [16000, 16000] and [m.name for m in conformed] == ["hiss"]
+    assert conformed[0].sample_rate == RATE
+    loaded, conformed = models.load_set(["hiss", "low"])
+    assert conformed == [] and all(m.sample_rate == RATE for m in loaded)
+    loaded, conformed = models.load_set([str(tmp_path / "a.npz"), str(tmp_path / "b.npz")])
+    assert conformed == []
+    with pytest.raises(nmfsep.NmfsepError, match="learned at different sample rates"):
+        Settings(models=loaded).stft_params(16000)
+
+
+def test_free_bases_beside_a_builtin(builtins, wav_file, tmp_path):
+    result = run("split", wav_file(), "--model", "low", "--free", 2, "-o", tmp_path / "out", "--json", "--iter", 50)
+    assert result.exit_code == 0, result.output
+    assert [s["name"] for s in json.loads(result.stdout)["stems"]] == ["low", "residual"]
+
+
+def test_the_package_data_carries_builtin_models_cards_and_pairs():
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).parent.parent
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = data.get("nmfsep.models", [])
+    for shipped in ("speech.npz", "speech.md", "pairs/noise+speech.npz"):
+        assert any(fnmatch.fnmatch(shipped, p) for p in patterns), (shipped, patterns)
+
+
+# --- what is actually shipped ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SHIPPED.glob("*.npz")))
+def test_every_shipped_builtin_loads_validates_and_has_a_card(name):
+    models = _models_module()
+    m = models.load(name)
+    assert m.name == name and m.frames is not None
+    first = {(x.sample_rate, x.n_fft, x.hop_length) for x in map(models.load, models.names())}
+    assert len(first) == 1                                      # one rate and STFT for all built-ins
+    assert models.describe(name)["summary"]
+
+
+def test_the_shipped_builtins_fit_in_25_mb():
+    assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) <= 25 * 2**20
+
+
+@pytest.mark.parametrize("pair", sorted(p.name for p in (SHIPPED / "pairs").glob("*.npz")))
+def test_every_shipped_pair_matches_its_models(pair):
+    models = _models_module()
+    names = pair.removesuffix(".npz").split("+")
+    assert names == sorted(names) and models.pair_path(names) == SHIPPED / "pairs" / pair
+    loaded = tuple(models.load(n) for n in names)
+    trained = models.read_training(SHIPPED / "pairs" / pair, loaded)
+    assert models.shipped_training(loaded) is not None and trained.mask_bases.shape[1] == sum(m.n_bases for m in loaded)
