@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install dev bench corpus clean chromium
+.PHONY: demo test install dev bench corpus clips clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: dev
 # klettres-data, supertux-data and soundfont packages). Not part of `make test` or CI.
 corpus: dev
 	$(BIN)/python benchmarks/make_corpus.py --out benchmarks/corpus
+
+# Clean clips of every material of the corpus' splits (not the mixtures' audio), for learning models
+# of a material: benchmarks/corpus/clips/<split>/<material>/NN.wav and clips.json. Same packages.
+clips: dev
+	$(BIN)/python benchmarks/make_corpus.py --clips --out benchmarks/corpus
 
 clean:
 	rm -rf $(VENV) separated .pytest_cache

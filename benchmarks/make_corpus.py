@@ -58,6 +58,26 @@ Sources and licenses (all Debian packages):
 
 Deterministic: the same seed gives byte-identical files (the WAV files are written here, without
 libsndfile's time-stamped PEAK chunk).
+
+Clean clips of each material (``--clips``, or ``make clips``)::
+
+    .venv/bin/python benchmarks/make_corpus.py --clips [--out benchmarks/corpus] [--splits train,val,test]
+        [--clips-per-material 3] [--clip-seconds 8] [--clip-rate 22050] [--corpus DIR] [--seed 0] [-j 2]
+
+For every material of the chosen splits (the corpus' own split: same discovery, same seed),
+``--clips-per-material`` mono clips (32-bit float WAV, peak 0.8) in
+``<out>/clips/<split>/<material slug>/NN.wav``, and ``<out>/clips/clips.json``: the settings and,
+per material, its id, split, kind (speech, music, noise, drums, instrument), what to group it by
+(engine, voice, gender and klettres' f0 for speech; soundfont, program and family for instruments;
+soundfont and program (the kit) for drums; track and tune for music; recipe or file for noise),
+and its clips (file relative to ``<out>/clips``, detail, active fraction). The clips are not the
+mixtures' audio: new random phrases (over the program's whole range) and drum patterns; sentences
+and espeak-ng speeds that the split's mixtures did not use; klettres clips that they did not say
+(when at least KLETTRES_MIN_POOL are left); track segments that overlap none that they played
+(replayed from the plans) nor each other; other offsets of recorded noise; new coloured-noise
+draws. When ``--corpus`` (default ``--out``) holds the corpus, its materials.json must list the
+same material per split, and its manifest.json the same mixtures and the same replayed klettres
+clips and track segments. ``--per-class`` must be the corpus' (it decides the mixtures to avoid).
 """
 from __future__ import annotations
 
@@ -885,18 +905,20 @@ def coloured_noise(recipe: str, n: int, rate: int, rng):
     return y
 
 
-def synth_speech(material: dict, source: dict, rate: int, n: int, rng, tmp: str):
-    """Sentences (espeak-ng, flite) or letters and syllables (klettres) with short pauses, n samples."""
+def speech_pieces(material: dict, source: dict, rate: int, n: int, rng, tmp: str) -> tuple[list, list]:
+    """Sentences (espeak-ng, flite) or letters and syllables (klettres) with short pauses, at least
+    n samples in all: the pieces and what was said (the sentences, or the klettres clip files,
+    drawn from source["clips"] where given, else from all of the speaker's clips)."""
     import numpy as np
     pieces, said, k = [np.zeros(int(rate * rng.uniform(0, 0.25)))], [], 0
     total = len(pieces[0])
     while total < n:
         if material["engine"] == "klettres":
-            clips = klettres_clips(material["voice"])
+            clips = source.get("clips") or klettres_clips(material["voice"])
             clip = clips[int(rng.integers(len(clips)))]
             piece = trim_silence(load_mono(clip, rate), rate)
             piece = piece / max(np.sqrt(np.mean(piece ** 2)), 1e-12) * 0.1  # the clips' levels differ widely
-            said.append(os.path.splitext(os.path.basename(clip))[0])
+            said.append(clip)
         else:
             text = SENTENCES[source["sentences"][k % len(source["sentences"])]]
             wav = os.path.join(tmp, "say.wav")
@@ -911,20 +933,56 @@ def synth_speech(material: dict, source: dict, rate: int, n: int, rng, tmp: str)
         pause = np.zeros(int(rate * rng.uniform(0.1, 0.3) if material["engine"] == "klettres" else rate * rng.uniform(0.15, 0.45)))
         pieces += [piece, pause]
         total += len(piece) + len(pause)
+    return pieces, said
+
+
+def speech_detail(material: dict, source: dict, said: list) -> str:
     if material["engine"] == "klettres":
-        detail = (f"klettres {material['voice']} (median f0 {material['f0']} Hz, so {material['gender']}): "
-                  + " ".join(said))
-    elif material["engine"] == "espeak":
-        detail = f"espeak-ng en-us+{material['voice']} ({material['gender']}), {source['speed']} wpm: " + " / ".join(said)
-    else:
-        detail = f"flite {material['voice']} ({material['gender']}): " + " / ".join(said)
-    return np.concatenate(pieces)[:n], detail
+        return (f"klettres {material['voice']} (median f0 {material['f0']} Hz, so {material['gender']}): "
+                + " ".join(os.path.splitext(os.path.basename(clip))[0] for clip in said))
+    if material["engine"] == "espeak":
+        return f"espeak-ng en-us+{material['voice']} ({material['gender']}), {source['speed']} wpm: " + " / ".join(said)
+    return f"flite {material['voice']} ({material['gender']}): " + " / ".join(said)
+
+
+def synth_speech(material: dict, source: dict, rate: int, n: int, rng, tmp: str):
+    """Speech of n samples (see speech_pieces) and its detail text."""
+    import numpy as np
+    pieces, said = speech_pieces(material, source, rate, n, rng, tmp)
+    return np.concatenate(pieces)[:n], speech_detail(material, source, said)
+
+
+def read_segment(path: str, start: int, frames: int, rate: int, n: int):
+    """frames of a file from frame start, downmixed, resampled to rate and cut or padded to n."""
+    import soundfile as sf
+    x, sr = sf.read(path, start=start, frames=frames, dtype="float64", always_2d=True)
+    return fit(resample(x.mean(axis=1), sr, rate), n)
+
+
+def music_segment(path: str, rate: int, n: int, rng) -> tuple:
+    """The most active of up to six random segments of a track (the first that is 90 % active),
+    n samples at rate: (samples, start frame, frames read, the file's rate)."""
+    import soundfile as sf
+    info = sf.info(path)
+    want = int(n / rate * info.samplerate) + 1
+    best = None
+    for _ in range(6):
+        start = int(rng.integers(max(1, info.frames - want)))
+        x = read_segment(path, start, want, rate, n)
+        if best is None or active_fraction(x, rate) > best[2]:
+            best = (x, start, active_fraction(x, rate))
+        if best[2] >= 0.9:
+            break
+    return best[0], best[1], want, info.samplerate
+
+
+def track_detail(path: str, start: int, file_rate: int) -> str:
+    return f"{os.path.relpath(path, SUPERTUX + '/music')} from {start / file_rate:.2f} s"
 
 
 def make_source(material: dict, source: dict, rate: int, n: int, render: tuple | None, tmp: str):
     """One source, mono float64 of n samples at rate, and its detail text."""
     import numpy as np
-    import soundfile as sf
     rng = np.random.default_rng(source["seed"])
     kind = material["kind"]
     if kind in ("instrument", "drums"):
@@ -935,18 +993,8 @@ def make_source(material: dict, source: dict, rate: int, n: int, render: tuple |
     if kind == "speech":
         return synth_speech(material, source, rate, n, rng, tmp)
     if kind == "music":
-        info = sf.info(material["path"])
-        want = int(n / rate * info.samplerate) + 1
-        best = None
-        for _ in range(6):
-            start = int(rng.integers(max(1, info.frames - want)))
-            x, _sr = sf.read(material["path"], start=start, frames=want, dtype="float64", always_2d=True)
-            x = fit(resample(x.mean(axis=1), info.samplerate, rate), n)
-            if best is None or active_fraction(x, rate) > best[2]:
-                best = (x, start, active_fraction(x, rate))
-            if best[2] >= 0.9:
-                break
-        return best[0], f"{os.path.relpath(material['path'], SUPERTUX + '/music')} from {best[1] / info.samplerate:.2f} s"
+        x, start, _frames, file_rate = music_segment(material["path"], rate, n, rng)
+        return x, track_detail(material["path"], start, file_rate)
     if "recipe" in material:
         return coloured_noise(material["recipe"], n, rate, rng), f"coloured noise {material['recipe']}"
     x = trim_silence(load_mono(material["path"], rate), rate)
@@ -1064,6 +1112,305 @@ def render_all(plans: list[dict], materials: dict, folder: str, jobs: int) -> di
     return index
 
 
+# ---------------------------------------------------------------- clean clips of each material
+
+CLIP_KINDS = ("speech", "music", "noise", "drums", "instrument")
+CLIP_STREAM = zlib.crc32(b"clips")  # keeps the clips' random draws apart from the mixtures'
+SENTENCES_PER_CLIP = 8
+KLETTRES_MIN_POOL = 12  # a speaker with fewer clips unused by the mixtures: the clips draw from all
+
+
+def slug(material_id: str) -> str:
+    """A folder name for a material id: track:supertux:forest/forest2.ogg -> track_supertux_forest_forest2.ogg."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", material_id)
+
+
+def _source_usage(task) -> tuple[str, object, str]:
+    """Replay one mixture source's draws (as make_source does): (material id, what it took, detail)."""
+    import numpy as np
+    material, source, rate, n = task
+    rng = np.random.default_rng(source["seed"])
+    if material["kind"] == "music":
+        _x, start, frames, file_rate = music_segment(material["path"], rate, n, rng)
+        return material["id"], (start, start + frames), track_detail(material["path"], start, file_rate)
+    with tempfile.TemporaryDirectory() as tmp:
+        _pieces, said = speech_pieces(material, source, rate, n, rng, tmp)
+    return material["id"], said, speech_detail(material, source, said)
+
+
+def mixture_usage(plans: list[dict], by_id: dict, jobs: int = 1) -> tuple[dict, dict]:
+    """What the mixtures of plans took from each material, so that its clips can take something else:
+    {material id: {"sentences": set, "speeds": set}} for espeak-ng and flite speakers (from the plans),
+    {"clips": set of files} for klettres speakers and {"segments": [(start, stop) frames]} for tracks
+    (replayed: the clips and segments that build_mixture reads). Also {(mixture id, source index):
+    detail} of the replayed sources, to check against a manifest."""
+    from concurrent.futures import ProcessPoolExecutor
+    usage: dict[str, dict] = {}
+    replays, keys = [], []
+    for plan in plans:
+        for k, source in enumerate(plan["sources"]):
+            material = by_id[source["material"]]
+            used = usage.setdefault(material["id"], {})
+            if material["kind"] == "music" or material.get("engine") == "klettres":
+                replays.append((material, source, plan["rate"], round(plan["seconds"] * plan["rate"])))
+                keys.append((plan["id"], k))
+            elif material["kind"] == "speech":
+                used.setdefault("sentences", set()).update(source["sentences"])
+                if "speed" in source and material["engine"] == "espeak":
+                    used.setdefault("speeds", set()).add(source["speed"])
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            results = list(pool.map(_source_usage, replays, chunksize=4))
+    else:
+        results = [_source_usage(task) for task in replays]
+    details = {}
+    for key, (material_id, took, detail) in zip(keys, results):
+        if by_id[material_id]["kind"] == "music":
+            usage[material_id].setdefault("segments", []).append(took)
+        else:
+            usage[material_id].setdefault("clips", set()).update(took)
+        details[key] = detail
+    return usage, details
+
+
+def clip_plans(pool: list[dict], split: str, usage: dict, n_clips: int, seconds: float, seed: int) -> list[dict]:
+    """Everything random about the clips of each material of one split's pool, drawn from (seed,
+    material id): a list, one item per material, {"material", "split", "dir", "sources": [n_clips
+    source dicts shaped like a mixture's: "seed", and "notes"/"detail" (instruments, drums, a new
+    phrase or pattern over the program's whole range), "sentences"/"speed" (espeak-ng, flite:
+    sentences and speeds that the split's mixtures (usage, see mixture_usage) did not use where there
+    are enough), "clips" (klettres: the speaker's clips the mixtures did not use, all of them when
+    fewer than KLETTRES_MIN_POOL are left), "avoid" (tracks: the segments the mixtures used)]}."""
+    import numpy as np
+    plans = []
+    for material in pool:
+        rng = np.random.default_rng([seed, CLIP_STREAM, zlib.crc32(material["id"].encode())])
+        used = usage.get(material["id"], {})
+        kind = material["kind"]
+        if kind == "speech" and material["engine"] != "klettres":
+            fresh = [i for i in range(len(SENTENCES)) if i not in used.get("sentences", ())]
+            stale = [i for i in range(len(SENTENCES)) if i in used.get("sentences", ())]
+            order = [int(i) for i in rng.permutation(fresh)] + [int(i) for i in rng.permutation(stale)]
+            speeds = [v for v in range(140, 191) if v not in used.get("speeds", ())] or list(range(140, 191))
+        if material.get("engine") == "klettres":
+            everything = klettres_clips(material["voice"])
+            unused = [c for c in everything if c not in used.get("clips", ())]
+            voice_clips = unused if len(unused) >= KLETTRES_MIN_POOL else everything
+        sources = []
+        for c in range(n_clips):
+            source = {"material": material["id"], "kind": kind, "seed": int(rng.integers(2 ** 31))}
+            if kind == "instrument":
+                lo, hi = program_range(material["program"])
+                source["notes"], detail = phrase(rng, seconds, lo, hi, family(material["program"]) in CHORDAL,
+                                                 material["program"] in DECAYING)
+                source["detail"] = f"{material['soundfont']} program {material['program']} ({family(material['program'])}): {detail}"
+            elif kind == "drums":
+                source["notes"], detail = drum_pattern(rng, seconds)
+                source["detail"] = f"{material['soundfont']} kit {material['program']}: {detail}"
+            elif kind == "speech" and material["engine"] == "klettres":
+                source["clips"] = voice_clips
+            elif kind == "speech":
+                source["sentences"] = [order[(c * SENTENCES_PER_CLIP + k) % len(order)] for k in range(SENTENCES_PER_CLIP)]
+                source["speed"] = int(speeds[int(rng.integers(len(speeds)))])
+            elif kind == "music":
+                source["avoid"] = sorted(used.get("segments", []))
+            sources.append(source)
+        plans.append({"material": material["id"], "split": split, "dir": f"{split}/{slug(material['id'])}",
+                      "sources": sources})
+    return plans
+
+
+def free_starts(frames: int, want: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The start frames s (as ranges lo <= s < hi) of the segments [s, s + want) that fit in a file of
+    frames and overlap none of the taken [start, stop) segments."""
+    free, lo = [], 0
+    for start, stop in sorted(taken) + [(frames + want, frames + want)]:
+        hi = min(start - want + 1, frames - want + 1)
+        if hi > lo:
+            free.append((lo, hi))
+        lo = max(lo, stop)
+    return free
+
+
+def track_clip_starts(path: str, rate: int, seconds: float, avoid: list, n_clips: int, rng) -> tuple[list[int], int, int]:
+    """Start frames of up to n_clips segments of seconds of a track that overlap neither the avoided
+    [start, stop) frames nor each other: for each, the most active of up to six random free starts
+    (the first 90 % active). Returns (starts, frames of a segment, the file's rate); fewer starts
+    when the track has no room left."""
+    import soundfile as sf
+    info = sf.info(path)
+    want = int(seconds * info.samplerate) + 1
+    taken, starts = list(avoid), []
+    for _ in range(n_clips):
+        free = free_starts(info.frames, want, taken)
+        if not free:
+            break
+        sizes = [hi - lo for lo, hi in free]
+        best = None
+        for _ in range(6):
+            r = int(rng.integers(sum(sizes)))
+            k = 0
+            while r >= sizes[k]:
+                r -= sizes[k]
+                k += 1
+            start = free[k][0] + r
+            active = active_fraction(read_segment(path, start, want, rate, round(seconds * rate)), rate)
+            if best is None or active > best[1]:
+                best = (start, active)
+            if best[1] >= 0.9:
+                break
+        starts.append(best[0])
+        taken.append((best[0], best[0] + want))
+    return starts, want, info.samplerate
+
+
+def clip_entry(material: dict, split: str, folder: str) -> dict:
+    """A material's entry in clips.json (without its clips): what later code groups clips by."""
+    entry = {"id": material["id"], "split": split, "kind": material["kind"], "dir": folder}
+    if material["kind"] == "speech":
+        entry.update(engine=material["engine"], voice=material["voice"], gender=material["gender"])
+        if "f0" in material:
+            entry["f0"] = material["f0"]
+    elif material["kind"] in ("instrument", "drums"):
+        entry.update(soundfont=material["soundfont"], program=material["program"])
+        if material["kind"] == "instrument":
+            entry["family"] = family(material["program"])
+    elif material["kind"] == "music":
+        entry.update(track=os.path.relpath(material["path"], SUPERTUX + "/music"), tune=track_unit(material["path"]))
+    elif "recipe" in material:
+        entry["recipe"] = material["recipe"]
+    else:
+        entry["file"] = os.path.basename(material["path"])
+    return entry
+
+
+def build_clips(task) -> dict:
+    """Write one material's clips (mono float32 WAV, peak 0.8, NN.wav from 00) under root/plan["dir"];
+    its clips.json entry, each clip with its file (relative to root), detail and active fraction."""
+    import numpy as np
+    plan, material, renders, root, rate, seconds = task
+    n = round(seconds * rate)
+    folder = os.path.join(root, plan["dir"])
+    os.makedirs(folder, exist_ok=True)
+    entry = clip_entry(material, plan["split"], plan["dir"])
+    entry["clips"] = []
+    clips = []
+    if material["kind"] == "music":
+        rng = np.random.default_rng(plan["sources"][0]["seed"])
+        starts, want, file_rate = track_clip_starts(material["path"], rate, seconds, plan["sources"][0]["avoid"],
+                                                    len(plan["sources"]), rng)
+        clips = [(read_segment(material["path"], start, want, rate, n), track_detail(material["path"], start, file_rate))
+                 for start in starts]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            clips = [make_source(material, source, rate, n, render, tmp)
+                     for source, render in zip(plan["sources"], renders)]
+    for c, (x, detail) in enumerate(clips):
+        x = (x * (0.8 / max(np.abs(x).max(), 1e-12))).astype(np.float32)
+        name = f"{c:02d}.wav"
+        write_wav(os.path.join(folder, name), x[:, None], rate)
+        entry["clips"].append({"file": f"{plan['dir']}/{name}", "detail": detail,
+                               "active": round(active_fraction(x.astype(np.float64), rate), 3)})
+    return entry
+
+
+def make_clips(args) -> int:
+    """The --clips mode: clean clips of every material of the chosen splits (see the --clips help)."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+    began = time.monotonic()
+    chosen = [s for s in SPLITS if s in args.splits.split(",")]
+    if not chosen or len(chosen) != len(set(args.splits.split(","))):
+        raise SystemExit(f"make_corpus: --splits takes a comma-separated list of {', '.join(SPLITS)}")
+    materials, _notes = discover(args.jobs)
+    splits = assign_splits(materials, args.seed)
+    pools = split_materials(materials, splits)
+    by_id = {m["id"]: m for m in materials}
+    corpus = args.corpus or args.out
+    checked = []
+    if os.path.exists(os.path.join(corpus, "materials.json")):
+        with open(os.path.join(corpus, "materials.json")) as f:
+            listed = json.load(f)
+        for split in chosen:
+            if listed.get(split) != [m["id"] for m in pools[split]]:
+                raise SystemExit(f"make_corpus: split {split} of {corpus}/materials.json is not this seed's "
+                                 f"(seed {args.seed}): generate the clips with the corpus' own seed")
+        checked.append("materials.json")
+    plans = [plan_mixture(pools[split], split, cls, i, args.seed)
+             for split in chosen for cls in CLASSES for i in range(split_counts(args.per_class)[split])]
+    usage, details = mixture_usage(plans, by_id, args.jobs)
+    if os.path.exists(os.path.join(corpus, "manifest.json")):
+        with open(os.path.join(corpus, "manifest.json")) as f:
+            manifest = json.load(f)
+        if manifest.get("seed") != args.seed:
+            raise SystemExit(f"make_corpus: {corpus}/manifest.json has seed {manifest.get('seed')}, not {args.seed}")
+        mixtures = {m["id"]: m for m in manifest["mixtures"] if m["split"] in chosen}
+        if sorted(mixtures) != sorted(p["id"] for p in plans):
+            raise SystemExit(f"make_corpus: {corpus}/manifest.json has other mixtures: give its --per-class")
+        for plan in plans:
+            if [s["material"] for s in plan["sources"]] != [s["material"] for s in mixtures[plan["id"]]["sources"]]:
+                raise SystemExit(f"make_corpus: {plan['id']} is not the manifest's mixture")
+        for (mixture_id, k), detail in details.items():
+            written = mixtures[mixture_id]["sources"][k]["detail"]
+            if not (written == detail or written.startswith(detail + "; pan ")):
+                raise SystemExit(f"make_corpus: replaying {mixture_id} src{k + 1} gives '{detail}', "
+                                 f"the manifest says '{written}'")
+        checked.append("manifest.json (mixtures, and the replayed klettres clips and track segments)")
+    print(f"found material and the mixtures' use of it in {time.monotonic() - began:.0f} s", file=sys.stderr)
+    root = os.path.join(args.out, "clips")
+    clips = [plan for split in chosen
+             for plan in clip_plans(pools[split], split, usage, args.clips_per_material, args.clip_seconds, args.seed)]
+    if len({plan["dir"] for plan in clips}) != len(clips):
+        raise SystemExit("make_corpus: two materials share a clip folder name")
+    for name in (*chosen, ".render"):
+        if os.path.isdir(os.path.join(root, name)):
+            shutil.rmtree(os.path.join(root, name))
+    render_dir = os.path.join(root, ".render")
+    os.makedirs(render_dir)
+    segments = [{"id": f"{plan['dir']}/{c:02d}", "seconds": args.clip_seconds, "sources": [source]}
+                for plan in clips for c, source in enumerate(plan["sources"])
+                if by_id[plan["material"]]["kind"] in ("instrument", "drums")]
+    renders = render_all(segments, by_id, render_dir, args.jobs)
+    print(f"rendered instruments in {time.monotonic() - began:.0f} s", file=sys.stderr)
+    tasks = [(plan, by_id[plan["material"]], [renders.get((f"{plan['dir']}/{c:02d}", 0)) for c in range(len(plan["sources"]))],
+              root, args.clip_rate, args.clip_seconds) for plan in clips]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        entries = list(pool.map(build_clips, tasks, chunksize=2))
+    shutil.rmtree(render_dir)
+    settings = {"version": 1, "seed": args.seed, "per_class": args.per_class, "rate": args.clip_rate,
+                "seconds": args.clip_seconds, "clips_per_material": args.clips_per_material}
+    index_path = os.path.join(root, "clips.json")
+    kept = []
+    if os.path.exists(index_path):
+        with open(index_path) as f:
+            old = json.load(f)
+        if {k: old.get(k) for k in settings} == settings:
+            kept = [e for e in old["materials"] if e["split"] not in chosen]
+        else:
+            for split in {e["split"] for e in old["materials"]} - set(chosen):
+                shutil.rmtree(os.path.join(root, split), ignore_errors=True)
+    order = {s: k for k, s in enumerate(SPLITS)}
+    index = dict(settings, materials=sorted(kept + entries, key=lambda e: (order[e["split"]], e["id"])))
+    with open(index_path, "w") as f:
+        json.dump(index, f, indent=1)
+        f.write("\n")
+    print(f"clips in {root}: {args.clips_per_material} of {args.clip_seconds:g} s at {args.clip_rate} Hz "
+          f"per material, seed {args.seed}; checked against {corpus}: {', '.join(checked) or 'nothing (no corpus there)'}")
+    print(f"{'kind':<12}" + "".join(f"{s:>14}" for s in chosen) + "   (materials / clips)")
+    for kind in CLIP_KINDS:
+        cells = []
+        for split in chosen:
+            have = [e for e in entries if e["split"] == split and e["kind"] == kind]
+            cells.append(f"{len(have):>7}/{sum(len(e['clips']) for e in have):<6}")
+        print(f"{kind:<12}" + "".join(cells))
+    short = [f"{e['id']} ({len(e['clips'])})" for e in entries if len(e["clips"]) < args.clips_per_material]
+    print("materials with fewer clips (a track without room): " + (", ".join(short) or "none"))
+    quiet = [f"{c['file']} ({c['active']})" for e in entries for c in e["clips"] if c["active"] < 0.5]
+    print("clips active in fewer than half of their 100 ms frames: " + (", ".join(quiet) or "none"))
+    print(f"took {time.monotonic() - began:.0f} s")
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv=None) -> int:
@@ -1074,11 +1421,22 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("-j", "--jobs", type=int, default=2)
+    parser.add_argument("--clips", action="store_true",
+                        help="instead of mixtures, write clean clips of every material of --splits into "
+                             "OUT/clips/<split>/<material>/NN.wav and their index OUT/clips/clips.json")
+    parser.add_argument("--splits", default=",".join(SPLITS), help="with --clips: which splits (default all)")
+    parser.add_argument("--clips-per-material", type=int, default=3)
+    parser.add_argument("--clip-seconds", type=float, default=8.0)
+    parser.add_argument("--clip-rate", type=int, default=22050)
+    parser.add_argument("--corpus", help="with --clips: the corpus whose materials.json and manifest.json the "
+                                         "clips are checked against, where they exist (default: OUT)")
     args = parser.parse_args(argv)
     began = time.monotonic()
     for tool in ("espeak-ng", "flite", "fluidsynth"):
         if shutil.which(tool) is None:
             raise SystemExit(f"make_corpus: {tool} is not installed")
+    if args.clips:
+        return make_clips(args)
     materials, notes = discover(args.jobs)
     splits = assign_splits(materials, args.seed)
     print(f"found material in {time.monotonic() - began:.0f} s", file=sys.stderr)

@@ -23,7 +23,8 @@ def fake_materials(corpus):
     materials = []
     for k in range(14):
         gender = "F" if k % 3 == 0 else "M"
-        materials.append({"id": f"speaker:espeak:v{k}", "kind": "speech", "gender": gender, "group": f"speech:{gender}"})
+        materials.append({"id": f"speaker:espeak:v{k}", "kind": "speech", "engine": "espeak", "voice": f"v{k}",
+                          "gender": gender, "group": f"speech:{gender}"})
     for name in ("forest.ogg", "forest2.ogg", "forest3.ogg", "cave.ogg", "cave_old.ogg", "ice.ogg", "sky.ogg", "sea.ogg"):
         materials.append({"id": f"track:supertux:{name}", "kind": "music", "group": "track",
                           "unit": corpus.track_unit(name)})
@@ -164,3 +165,148 @@ def test_write_wav_writes_the_same_float_file_every_time(corpus, tmp_path):
     back, rate = sf.read(tmp_path / "a.wav", dtype="float32")
     assert rate == 22050 and sf.info(tmp_path / "a.wav").subtype == "FLOAT"
     np.testing.assert_array_equal(back, data)
+
+
+# ---------------------------------------------------------------- clean clips of each material (--clips)
+
+def test_clip_plans_give_every_material_of_a_split_its_clips_and_no_other_material(corpus):
+    materials = fake_materials(corpus)
+    pools = corpus.split_materials(materials, corpus.assign_splits(materials, seed=0))
+    for split in corpus.SPLITS:
+        plans = corpus.clip_plans(pools[split], split, {}, n_clips=3, seconds=8.0, seed=0)
+        assert sorted(p["material"] for p in plans) == sorted(m["id"] for m in pools[split])
+        assert all(p["split"] == split and p["dir"].startswith(split + "/") for p in plans)
+        assert all(len(p["sources"]) == 3 and all(s["material"] == p["material"] for s in p["sources"]) for p in plans)
+        assert plans == corpus.clip_plans(pools[split], split, {}, n_clips=3, seconds=8.0, seed=0)
+        assert len({s["seed"] for p in plans for s in p["sources"]}) == 3 * len(plans)
+
+
+def test_clip_plans_play_new_phrases_over_the_programs_whole_range(corpus):
+    materials = fake_materials(corpus)
+    pools = corpus.split_materials(materials, corpus.assign_splits(materials, seed=0))
+    for plan in corpus.clip_plans(pools["train"], "train", {}, n_clips=3, seconds=8.0, seed=0):
+        material = next(m for m in materials if m["id"] == plan["material"])
+        if material["kind"] in ("instrument", "drums"):
+            notes = [tuple(n) for s in plan["sources"] for n in s["notes"]]
+            assert notes and max(n[0] for n in notes) < 8.0
+            assert len({tuple(map(tuple, s["notes"])) for s in plan["sources"]}) == 3
+        if material["kind"] == "instrument":
+            lo, hi = corpus.program_range(material["program"])
+            assert all(lo <= n[2] <= hi for n in notes)
+
+
+def test_clip_plans_give_a_speaker_sentences_and_speeds_its_mixtures_did_not_use(corpus):
+    speaker = {"id": "speaker:espeak:v0", "kind": "speech", "engine": "espeak", "voice": "v0", "gender": "F"}
+    said = set(range(0, len(corpus.SENTENCES), 2))
+    usage = {speaker["id"]: {"sentences": said, "speeds": set(range(140, 180))}}
+    plan, = corpus.clip_plans([speaker], "test", usage, n_clips=3, seconds=8.0, seed=0)
+    sentences = [i for s in plan["sources"] for i in s["sentences"]]
+    assert len(set(sentences)) == len(sentences) == 3 * corpus.SENTENCES_PER_CLIP
+    assert not said & set(sentences)
+    assert all(180 <= s["speed"] <= 190 for s in plan["sources"])
+
+
+def fake_klettres(corpus, tmp_path, monkeypatch, n_syllables):
+    monkeypatch.setattr(corpus, "KLETTRES_DIR", str(tmp_path))
+    (tmp_path / "xx" / "alpha").mkdir(parents=True)
+    (tmp_path / "xx" / "syllab").mkdir(parents=True)
+    for k in range(n_syllables):
+        (tmp_path / "xx" / "syllab" / f"s{k:02d}.ogg").write_bytes(b"")
+    return {"id": "speaker:klettres:xx", "kind": "speech", "engine": "klettres", "voice": "xx", "gender": "M", "f0": 120.0}
+
+
+def test_klettres_clip_plans_avoid_the_clips_the_mixtures_said(corpus, tmp_path, monkeypatch):
+    speaker = fake_klettres(corpus, tmp_path, monkeypatch, 30)
+    said = set(corpus.klettres_clips("xx")[:10])
+    plan, = corpus.clip_plans([speaker], "val", {speaker["id"]: {"clips": said}}, n_clips=2, seconds=8.0, seed=0)
+    for source in plan["sources"]:
+        assert sorted(source["clips"]) == corpus.klettres_clips("xx")[10:]
+
+
+def test_klettres_clip_plans_use_every_clip_when_too_few_are_unused(corpus, tmp_path, monkeypatch):
+    speaker = fake_klettres(corpus, tmp_path, monkeypatch, corpus.KLETTRES_MIN_POOL + 3)
+    said = set(corpus.klettres_clips("xx")[:4])
+    plan, = corpus.clip_plans([speaker], "val", {speaker["id"]: {"clips": said}}, n_clips=2, seconds=8.0, seed=0)
+    assert all(source["clips"] == corpus.klettres_clips("xx") for source in plan["sources"])
+
+
+def test_free_starts_leave_out_every_start_that_would_overlap_a_taken_segment(corpus):
+    frames, want, taken = 1000, 100, [(50, 200), (180, 300), (700, 760)]
+    free = corpus.free_starts(frames, want, taken)
+    allowed = {s for lo, hi in free for s in range(lo, hi)}
+    expected = {s for s in range(frames - want + 1) if all(s + want <= a or s >= b for a, b in taken)}
+    assert allowed == expected
+    assert corpus.free_starts(1000, 100, [(0, 950)]) == []
+
+
+def test_track_clips_avoid_the_segments_the_mixtures_played_and_each_other(corpus, tmp_path):
+    rate = 8000
+    x = np.random.default_rng(0).standard_normal(40 * rate) * 0.1
+    path = tmp_path / "tune.wav"
+    sf.write(path, x, rate)
+    avoid = [(5 * rate, 12 * rate), (20 * rate, 23 * rate)]
+    starts, want, file_rate = corpus.track_clip_starts(str(path), rate, 4.0, avoid, 3, np.random.default_rng(1))
+    assert file_rate == rate and want == 4 * rate + 1 and len(starts) == 3
+    segments = sorted([(s, s + want) for s in starts] + avoid)
+    assert all(a[1] <= b[0] for a, b in zip(segments, segments[1:]))
+    assert all(0 <= s and s + want <= len(x) for s in starts)
+    # room for one clip only: one clip
+    starts, _, _ = corpus.track_clip_starts(str(path), rate, 4.0, [(0, 35 * rate)], 3, np.random.default_rng(1))
+    assert len(starts) == 1 and starts[0] >= 35 * rate
+
+
+def test_mixture_usage_replays_the_track_segment_a_mixture_played(corpus, tmp_path):
+    rate = 8000
+    path = tmp_path / "tune.wav"
+    sf.write(path, np.random.default_rng(0).standard_normal(30 * rate) * 0.1, rate)
+    track = {"id": "track:supertux:tune.wav", "kind": "music", "path": str(path)}
+    source = {"material": track["id"], "kind": "music", "seed": 12345}
+    plan = {"id": "test/speech_music/0000", "rate": 16000, "seconds": 3.5, "sources": [source]}
+    usage, details = corpus.mixture_usage([plan], {track["id"]: track})
+    (start, stop), = usage[track["id"]]["segments"]
+    x, detail = corpus.make_source(track, source, 16000, 56000, None, str(tmp_path))
+    assert details[(plan["id"], 0)] == detail
+    assert detail.endswith(f"from {start / rate:.2f} s") and stop - start == int(3.5 * rate) + 1
+
+
+def test_clip_index_lists_each_materials_kind_and_what_to_group_it_by(corpus):
+    program = {"id": "program:TimGM6mb:33", "kind": "instrument", "soundfont": "TimGM6mb", "program": 33}
+    kit = {"id": "drumkit:FluidR3_GM:8", "kind": "drums", "soundfont": "FluidR3_GM", "program": 8}
+    speaker = {"id": "speaker:flite:slt", "kind": "speech", "engine": "flite", "voice": "slt", "gender": "F"}
+    track = {"id": "track:supertux:forest/forest2.ogg", "kind": "music", "path": corpus.SUPERTUX + "/music/forest/forest2.ogg"}
+    noise = {"id": "noise:coloured:band500", "kind": "noise", "recipe": "band500"}
+    assert corpus.clip_entry(program, "train", "train/x") == {
+        "id": "program:TimGM6mb:33", "split": "train", "kind": "instrument", "dir": "train/x",
+        "soundfont": "TimGM6mb", "program": 33, "family": "bass"}
+    assert corpus.clip_entry(kit, "val", "val/k")["program"] == 8 and "family" not in corpus.clip_entry(kit, "val", "val/k")
+    assert corpus.clip_entry(speaker, "test", "test/s")["gender"] == "F"
+    assert corpus.clip_entry(speaker, "test", "test/s")["engine"] == "flite"
+    assert corpus.clip_entry(track, "train", "t")["tune"] == corpus.track_unit("forest/forest.ogg")
+    assert corpus.clip_entry(noise, "train", "n")["recipe"] == "band500"
+
+
+def test_build_clips_writes_each_clip_and_lists_it_in_the_index_the_same_every_time(corpus, tmp_path):
+    rate = 8000
+    path = tmp_path / "tune.wav"
+    sf.write(path, np.random.default_rng(0).standard_normal(40 * rate) * 0.1, rate)
+    track = {"id": "track:supertux:tune.wav", "kind": "music", "path": str(path), "group": "track"}
+    noise = {"id": "noise:coloured:band500", "kind": "noise", "recipe": "band500", "group": "noise:coloured"}
+    usage = {track["id"]: {"segments": [(0, 10 * rate)]}}
+    entries = {}
+    for run in ("a", "b"):
+        for plan in corpus.clip_plans([track, noise], "train", usage, n_clips=3, seconds=2.0, seed=0):
+            material = track if plan["material"] == track["id"] else noise
+            entries[run, material["kind"]] = corpus.build_clips((plan, material, [None] * 3, str(tmp_path / run), 16000, 2.0))
+    for kind in ("music", "noise"):
+        entry = entries["a", kind]
+        assert entry["kind"] == kind and entry["split"] == "train" and len(entry["clips"]) == 3
+        for clip in entry["clips"]:
+            info = sf.info(tmp_path / "a" / clip["file"])
+            assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 32000, "FLOAT")
+            assert (tmp_path / "a" / clip["file"]).read_bytes() == (tmp_path / "b" / clip["file"]).read_bytes()
+            assert clip["active"] > 0.9
+        assert entries["b", kind] == entry
+    starts = [float(c["detail"].split("from ")[1].split(" s")[0]) for c in entries["a", "music"]["clips"]]
+    assert all(s >= 10 for s in starts)
+    noise_clips = [sf.read(tmp_path / "a" / c["file"])[0] for c in entries["a", "noise"]["clips"]]
+    assert not np.allclose(noise_clips[0], noise_clips[1])
