@@ -82,7 +82,9 @@ class PairModel:
 
 
 def save(model: PairModel, path: str | Path) -> None:
-    np.savez(path, **model.arrays())
+    """Write the model (nmfsep.model.write_arrays: atomically, the same bytes for the same model)."""
+    from .model import write_arrays
+    write_arrays(path, model.arrays())
 
 
 def load(path: str | Path = DEFAULT_PATH) -> PairModel:

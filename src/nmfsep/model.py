@@ -62,12 +62,27 @@ class Model:
         return self.bases.shape[1]
 
 
-def save(model: Model, path: str) -> None:
-    """Write the model atomically (temporary file, then rename)."""
+def save(model: Model, path: str, *, compress: bool = False) -> None:
+    """Write the model atomically (``write_arrays``); compress: deflate its arrays (the built-ins)."""
+    names = [*FIELDS, *(["frames"] if model.frames is not None else []), "pitch_shifts"]
+    write_arrays(path, {name: np.asarray(getattr(model, name)) for name in names}, compress=compress)
+
+
+def write_arrays(path, arrays: dict, *, compress: bool = False) -> None:
+    """Write arrays as an .npz archive (numpy's format, without pickle) atomically (a temporary
+    file, then a rename) and reproducibly: fixed member timestamps, so the same arrays give the
+    same bytes (the shipped models are rebuilt byte for byte). Raises ModelError naming path
+    where it cannot be written."""
+    path = os.fspath(path)
     temp = f"{path}.tmp-{os.getpid()}.npz"
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     try:
-        names = [*FIELDS, *(["frames"] if model.frames is not None else []), "pitch_shifts"]
-        np.savez(temp, **{name: np.asarray(getattr(model, name)) for name in names})
+        with zipfile.ZipFile(temp, "w", method) as archive:
+            for name, value in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = method
+                with archive.open(info, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
         os.replace(temp, path)
     except OSError as exc:
         if os.path.exists(temp):

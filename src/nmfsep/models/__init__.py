@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import cache, discriminative
 from ..errors import ModelError
-from ..model import Model, conform, load as load_file, read_arrays
+from ..model import Model, conform, load as load_file, read_arrays, write_arrays
 
 MAX_LAYERS = 64  # unfolded layers a shipped training may hold
 
@@ -126,9 +126,10 @@ def write_training(path: "str | os.PathLike", models: Sequence[Model], trained: 
     shape = (models[0].bases.shape[0], sum(m.n_bases for m in models))
     layers = np.array(trained.layers, np.float32).reshape((len(trained.layers),) + shape)
     half = np.finfo(np.float16)
-    np.savez(path, layers=np.clip(layers, half.smallest_subnormal, half.max).astype(np.float16),
-             mask_bases=np.clip(trained.mask_bases, 0, half.max).astype(np.float16),
-             models="+".join(m.name for m in models), digest=training_digest(models))
+    write_arrays(path, {"layers": np.clip(layers, half.smallest_subnormal, half.max).astype(np.float16),
+                        "mask_bases": np.clip(trained.mask_bases, 0, half.max).astype(np.float16),
+                        "models": np.asarray("+".join(m.name for m in models)),
+                        "digest": np.asarray(training_digest(models))}, compress=True)
 
 
 def read_training(path: "str | os.PathLike", models: Sequence[Model]) -> discriminative.Trained:

@@ -1,0 +1,204 @@
+"""Build nmfsep's built-in models (src/nmfsep/models/) from the corpus' train-split clips.
+
+    python benchmarks/make_corpus.py --clips --out benchmarks/corpus        # the clips (make clips)
+    python benchmarks/build_models.py --clips benchmarks/corpus/clips.json  # this (make models)
+
+Every built-in is learned with nmfsep.supervised.learn from the clean clips of the train split's
+materials that its class selects (no speaker, program, track or noise of the validation or test
+splits), at RATE; then the discriminative training of every pair of built-ins is made and
+written to models/pairs/ (nmfsep.models.write_training), so that a split with built-ins only
+trains nothing. One thread, fixed seeds and fixed archive timestamps: a second run writes the
+same bytes.
+"""
+import os
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the same sums in the same order: the same bytes
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RATE = 22050
+N_BASES = 128
+FRAMES_KEPT = 768      # training frames kept in each model (for trainings with one's own models)
+SECONDS_CAP = 360      # of audio per model at most (the clips are spread over all its materials)
+PAIR_LAYERS = 0        # unfolded layers of a shipped pair training (size: see SIZE_LIMIT)
+SIZE_LIMIT = 25 * 2**20
+
+GROUPS = {  # family of the corpus (make_corpus.family) -> built-in
+    "piano": "piano", "chromatic": "piano", "guitar": "guitar", "bass": "bass",
+    "strings": "strings", "ensemble": "strings", "brass": "winds", "reed": "winds", "pipe": "winds",
+}
+BUILTINS = {  # name: (summary, pitch shifts, selector of clip materials)
+    "speech": ("Speech, any voice (espeak-ng, flite and recorded speakers)", 0,
+               lambda m: m["kind"] == "speech"),
+    "speech_low": ("Speech in a low voice (most men's)", 0,
+                   lambda m: m["kind"] == "speech" and m.get("gender") == "M"),
+    "speech_high": ("Speech in a high voice (most women's and children's)", 0,
+                    lambda m: m["kind"] == "speech" and m.get("gender") == "F"),
+    "music": ("Recorded music, many instruments at once (game soundtracks)", 0,
+              lambda m: m["kind"] == "music"),
+    "noise": ("Steady noise: hiss, rumble, rain, fire, coloured noise", 0,
+              lambda m: m["kind"] == "noise"),
+    "drums": ("A drum kit (General MIDI kits of three soundfonts)", 0,
+              lambda m: m["kind"] == "drums"),
+    "piano": ("Piano and other keyboards, mallets and bells (GM 1-16)", 1,
+              lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "piano"),
+    "guitar": ("Guitars, acoustic and electric (GM 25-32)", 1,
+               lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "guitar"),
+    "bass": ("Bass: acoustic, electric and synth bass (GM 33-40)", 1,
+             lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "bass"),
+    "strings": ("Strings: violin to contrabass, string and choir ensembles (GM 41-56)", 1,
+                lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "strings"),
+    "winds": ("Winds: brass, reeds and pipes (GM 57-80)", 1,
+              lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "winds"),
+}
+
+
+def chosen_clips(index: dict, root: Path, select) -> tuple[list[Path], list[str]]:
+    """The train split's clips of the selected materials, round robin over the materials (first
+    clip of each, then the second ...) up to SECONDS_CAP seconds; and the materials used."""
+    materials = sorted((m for m in index["materials"] if m["split"] == "train" and select(m)), key=lambda m: m["id"])
+    rounds = itertools.zip_longest(*[m["clips"] for m in materials])
+    picked, total = [], 0.0
+    for clip in (c for r in rounds for c in r if c is not None):
+        if total >= SECONDS_CAP:
+            break
+        picked.append(root / clip["file"])
+        total += clip["seconds"]
+    used = sorted({m["id"] for m in materials if any(root / c["file"] in picked for c in m["clips"])})
+    return picked, used
+
+
+def learn_one(task):
+    name, paths, shifts = task
+    from nmfsep.model import Model
+    from nmfsep.supervised import learn
+    recordings = []
+    for p in paths:
+        x, rate = sf.read(p, dtype="float32", always_2d=True)
+        if rate != RATE:
+            raise SystemExit(f"build_models: {p}: {rate} Hz, expected {RATE}")
+        recordings.append(x)
+    started = time.perf_counter()
+    m = learn(recordings, RATE, N_BASES, name=name, pitch_shifts=shifts, seed=0)
+    keep = np.linspace(0, m.frames.shape[1] - 1, min(FRAMES_KEPT, m.frames.shape[1])).astype(np.intp)
+    m = Model(m.bases.astype(np.float16), m.sample_rate, m.n_fft, m.hop_length, m.beta, name,
+              np.ascontiguousarray(m.frames[:, keep]), m.pitch_shifts)
+    return name, m, time.perf_counter() - started
+
+
+def train_pair(task):
+    names, folder = task
+    from nmfsep import models as builtins, supervised
+    from nmfsep.model import load
+    from nmfsep.pipeline import Settings
+    ms = tuple(load(str(Path(folder) / f"{n}.npz")) for n in names)
+    started = time.perf_counter()
+    settings = Settings(len(ms), models=ms, unfolded_layers=PAIR_LAYERS)
+    trained = supervised._train(ms, settings)
+    return names, trained, time.perf_counter() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", required=True, help="clips.json written by make_corpus.py --clips")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "nmfsep" / "models"))
+    parser.add_argument("--only", default=None, help="comma-separated built-ins (default: all)")
+    parser.add_argument("--no-pairs", action="store_true")
+    parser.add_argument("-j", "--jobs", type=int, default=2)
+    parser.add_argument("--scores", default=None, help="a bench_quality --json file: the cards quote its built-in rows")
+    parser.add_argument("--cards-only", action="store_true", help="rewrite the cards, nothing else")
+    args = parser.parse_args(argv)
+    from nmfsep import models as builtins
+    from nmfsep.model import save
+    index_path = Path(args.clips)
+    index = json.loads(index_path.read_text())
+    if index.get("rate") != RATE:
+        raise SystemExit(f"build_models: {index_path}: clips at {index.get('rate')} Hz, expected {RATE}")
+    out = Path(args.out)
+    (out / "pairs").mkdir(parents=True, exist_ok=True)
+    names = [n for n in BUILTINS if args.only is None or n in args.only.split(",")]
+    tasks, sources = [], {}
+    for name in names:
+        summary, shifts, select = BUILTINS[name]
+        paths, used = chosen_clips(index, index_path.parent, select)
+        if not paths:
+            raise SystemExit(f"build_models: no train-split clips for {name}")
+        sources[name] = (len(paths), len(used), used)
+        tasks.append((name, [str(p) for p in paths], shifts))
+    scores = json.loads(Path(args.scores).read_text()) if args.scores else None
+    if args.cards_only:
+        for name in names:
+            write_card(out, name, sources[name], scores)
+        return 0
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for name, m, seconds in pool.map(learn_one, tasks):
+            save(m, str(out / f"{name}.npz"), compress=True)
+            n_clips, n_materials, _ = sources[name]
+            print(f"{name}: {m.n_bases} bases from {n_clips} clips of {n_materials} materials in {seconds:.0f} s",
+                  flush=True)
+    if not args.no_pairs:
+        pairs = [p for p in itertools.combinations(sorted(BUILTINS), 2) if not _redundant(p)]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for pair, trained, seconds in pool.map(train_pair, [(p, str(out)) for p in pairs]):
+                from nmfsep.model import load
+                ms = [load(str(out / f"{n}.npz")) for n in pair]
+                builtins.write_training(builtins.pair_path(pair, out), ms, trained)
+                print(f"pair {'+'.join(pair)}: {len(trained.layers)} layers in {seconds:.0f} s", flush=True)
+    for name in names:
+        write_card(out, name, sources[name], scores)
+    size = sum(p.stat().st_size for p in out.rglob("*.npz"))
+    print(f"built-ins: {size / 2**20:.1f} MiB in all (limit {SIZE_LIMIT / 2**20:.0f})")
+    return 0 if size <= SIZE_LIMIT else 1
+
+
+def write_card(out: Path, name: str, source: tuple, scores: dict | None) -> None:
+    """NAME.md: what the built-in models, what it was learned from, how, and how it scores."""
+    from nmfsep.model import load
+    summary, shifts, _ = BUILTINS[name]
+    n_clips, n_materials, used = source
+    m = load(str(out / f"{name}.npz"))
+    lines = [f"# {name}: {summary}", "",
+             f"- Learned from: {n_clips} clean clips (8 s each) of {n_materials} materials of the train split of "
+             f"nmfsep's corpus (benchmarks/make_corpus.py --clips; no speaker, program, track or noise of its "
+             f"validation or test splits): {', '.join(used)}.",
+             f"- Bases: {m.n_bases} (float16), KL (beta {m.beta:g}), {shifts} semitone pitch shifts each way; "
+             f"{m.frames.shape[1]} training frames kept for trainings with one's own models.",
+             f"- STFT: {m.sample_rate} Hz, n_fft {m.n_fft}, hop {m.hop_length}; a file at another rate is resampled "
+             f"to it and the stems back.",
+             "- Rebuilt byte for byte by `benchmarks/build_models.py` (nmfsep.supervised.learn, seed 0).", ""]
+    if scores:
+        lines += ["## How it scores", "", scores_of(name, scores), ""]
+    (out / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def scores_of(name: str, scores: dict) -> str:
+    """The built-in rows of a bench_quality --json run where this built-in named a source."""
+    rows = [r for r in scores["scores"] if r.get("method") == "builtin" and name in r.get("models", [])
+            and "mean" in r]
+    if not rows:
+        return f"Not used on the {scores.get('split')} split's mixtures."
+    by_class = {}
+    for r in rows:
+        by_class.setdefault(r["class"], []).append(r["mean"])
+    parts = [f"{c} {np.mean(v):+.2f} dB ({len(v)} mixtures)" for c, v in sorted(by_class.items())]
+    return (f"Mean SI-SDR improvement on the corpus' {scores.get('split')} split, split with the built-ins that "
+            f"name each source (`bench_quality.py --corpus --builtin`): " + "; ".join(parts) + ".")
+
+
+def _redundant(pair) -> bool:
+    """speech beside one of its own registers models the same voices twice"""
+    return "speech" in pair and any(n.startswith("speech_") for n in pair)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
