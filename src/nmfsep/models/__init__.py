@@ -46,19 +46,25 @@ def _listed(builtins: list[str]) -> str:
     return f"built-ins: {', '.join(builtins)}" if builtins else "no built-in models are installed"
 
 
+def builtin_path(name_or_path: "str | os.PathLike") -> Path | None:
+    """The file of the built-in that this argument names (see the module doc for the rule), or
+    None: the argument is a path."""
+    if isinstance(name_or_path, os.PathLike) or _is_path(name_or_path) or name_or_path not in names():
+        return None
+    return folder() / f"{name_or_path}.npz"
+
+
 def load(name_or_path: "str | os.PathLike") -> Model:
     """The built-in model of that name, else the model file at that path (see the module doc
     for the rule), read and validated by nmfsep.model.load. Raises ModelError naming the
     argument: a bare name that is neither a file nor a built-in lists the built-ins."""
-    if isinstance(name_or_path, os.PathLike) or _is_path(name_or_path):
-        return load_file(os.fspath(name_or_path))
-    builtins = names()
-    if name_or_path in builtins:
-        return load_file(str(folder() / f"{name_or_path}.npz"))
-    if not os.path.isfile(name_or_path):
-        raise ModelError(f"{name_or_path}: no such model file and no built-in model of that name "
-                         f"({_listed(builtins)})")
-    return load_file(name_or_path)
+    builtin = builtin_path(name_or_path)
+    if builtin is not None:
+        return load_file(str(builtin))
+    path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, os.PathLike) and not _is_path(path) and not os.path.isfile(path):
+        raise ModelError(f"{path}: no such model file and no built-in model of that name ({_listed(names())})")
+    return load_file(path)
 
 
 def load_set(arguments: Sequence["str | os.PathLike"]) -> tuple[tuple[Model, ...], list[Model]]:
@@ -67,7 +73,7 @@ def load_set(arguments: Sequence["str | os.PathLike"]) -> tuple[tuple[Model, ...
     are used beside models of one's own at another sample rate or STFT, the built-ins are
     re-gridded to the first such model's (nmfsep.model.conform). One's own models are never
     changed: two at different rates stay an error of the split (Settings.stft_params)."""
-    builtin = [not isinstance(a, os.PathLike) and not _is_path(a) and a in names() for a in arguments]
+    builtin = [builtin_path(a) is not None for a in arguments]
     models = [load(a) for a in arguments]
     own = [m for m, b in zip(models, builtin) if not b]
     if not own:
