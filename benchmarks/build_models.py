@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "nmfsep" / "models"))
     parser.add_argument("--only", default=None, help="comma-separated built-ins (default: all)")
     parser.add_argument("--no-pairs", action="store_true")
+    parser.add_argument("--pairs-only", action="store_true", help="the pair trainings of the built-ins in --out")
     parser.add_argument("-j", "--jobs", type=int, default=2)
     parser.add_argument("--scores", default=None, help="a bench_quality --json file: the cards quote its built-in rows")
     parser.add_argument("--cards-only", action="store_true", help="rewrite the cards, nothing else")
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
             write_card(out, name, sources[name], scores)
         return 0
     with ProcessPoolExecutor(args.jobs) as pool:
-        for name, m, seconds in pool.map(learn_one, tasks):
+        for name, m, seconds in pool.map(learn_one, [] if args.pairs_only else tasks):
             save(m, str(out / f"{name}.npz"), compress=True)
             n_clips, n_materials, _ = sources[name]
             print(f"{name}: {m.n_bases} bases from {n_clips} clips of {n_materials} materials in {seconds:.0f} s",
