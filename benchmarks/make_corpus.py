@@ -65,21 +65,23 @@ Clean clips of each material (``--clips``, or ``make clips``)::
         [--clips-per-material 3] [--clip-seconds 8] [--clip-rate 22050] [--corpus DIR] [--seed 0] [-j 2]
 
 For every material of the chosen splits (the corpus' own split: same discovery, same seed),
-``--clips-per-material`` mono clips (32-bit float WAV, peak 0.8) in
-``<out>/clips/<split>/<material slug>/NN.wav``, and ``<out>/clips/clips.json``: the settings and,
-per material, its id, split, kind (speech, music, noise, drums, instrument), what to group it by
-(engine, voice, gender and klettres' f0 for speech; soundfont, program and family for instruments;
-soundfont and program (the kit) for drums; track and tune for music; recipe or file for noise),
-and its clips (file relative to ``<out>/clips``, detail, active fraction). The clips are not the
-mixtures' audio: new random phrases (over the program's whole range) and drum patterns; sentences
-and espeak-ng speeds that the split's mixtures did not use; klettres clips that they did not say
-(when at least KLETTRES_MIN_POOL are left); track segments that overlap none that they played
-(replayed from the plans) nor each other (a track with no room for one: one shorter clip of its
-longest free stretch, if CLIP_MIN_SECONDS or more, else none); other offsets of recorded noise (the
-files are short: looped, every clip holds all of one); new coloured-noise draws. Each clip is the
-most active of CLIP_CANDIDATES draws (of six track segments), the first 90 % active. When ``--corpus`` (default ``--out``) holds the corpus, its materials.json must list the
-same material per split, and its manifest.json the same mixtures and the same replayed klettres
-clips and track segments. ``--per-class`` must be the corpus' (it decides the mixtures to avoid).
+``--clips-per-material`` mono clips (32-bit float WAV, peak 0.8) in ``<out>/clips/<split>/<material
+slug>/NN.wav``, and ``<out>/clips/clips.json``: the settings and, per material, its id, split, kind
+(speech, music, noise, drums, instrument), what to group it by (engine, voice, gender and klettres'
+f0 for speech; soundfont, program and family for instruments; soundfont and program (the kit) for
+drums; track and tune for music; recipe or file for noise), and its clips (file relative to
+``<out>/clips``, seconds, detail, active fraction). The clips are not the mixtures' audio: new
+random phrases (over the program's whole range) and drum patterns; sentences and espeak-ng speeds
+that the split's mixtures did not use; klettres clips that they did not say (when at least
+KLETTRES_MIN_POOL are left); track segments that overlap none that they played (replayed from the
+plans) nor each other (a track with no room for one: one shorter clip of its longest free stretch,
+if CLIP_MIN_SECONDS or more, else none); other offsets of recorded noise (the files are 1-26 s,
+looped: a clip holds much of what the mixtures hold); new coloured-noise draws. Each clip is the most active of
+CLIP_CANDIDATES draws (of six track segments), the first 90 % active. When ``--corpus`` (default
+``--out``) holds the corpus, its materials.json must list the same material per split, and its
+manifest.json the same mixtures and the same replayed klettres clips and track segments.
+``--per-class`` must be the corpus' (it decides the mixtures to avoid). Each split's clips are
+byte-identical from the seed, whichever splits one run makes.
 """
 from __future__ import annotations
 
