@@ -1138,8 +1138,9 @@ CLIP_CANDIDATES = 2  # draws per clip (phrases, patterns, syllables, offsets): t
 
 
 def slug(material_id: str) -> str:
-    """A folder name for a material id: track:supertux:forest/forest2.ogg -> track_supertux_forest_forest2.ogg."""
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", material_id)
+    """A folder name for a material id: track:supertux:forest/forest2.ogg -> track_supertux_forest_forest2_ogg
+    (no dots: a folder named like an audio file would be found by a search for clips)."""
+    return re.sub(r"[^A-Za-z0-9_+-]+", "_", material_id)
 
 
 def _source_usage(task) -> tuple[str, object, str]:

@@ -178,6 +178,7 @@ def test_clip_plans_give_every_material_of_a_split_its_clips_and_no_other_materi
         plans = corpus.clip_plans(pools[split], split, {}, n_clips=3, seconds=8.0, seed=0)
         assert sorted(p["material"] for p in plans) == sorted(m["id"] for m in pools[split])
         assert all(p["split"] == split and p["dir"].startswith(split + "/") for p in plans)
+        assert len({p["dir"] for p in plans}) == len(plans) and not any("." in p["dir"] for p in plans)
         assert all(len(p["clips"]) == 3 and all(s["material"] == p["material"] for c in p["clips"] for s in c) for p in plans)
         assert plans == corpus.clip_plans(pools[split], split, {}, n_clips=3, seconds=8.0, seed=0)
         seeds = [s["seed"] for p in plans for c in p["clips"] for s in c]
