@@ -65,19 +65,23 @@ Clean clips of each material (``--clips``, or ``make clips``)::
         [--clips-per-material 3] [--clip-seconds 8] [--clip-rate 22050] [--corpus DIR] [--seed 0] [-j 2]
 
 For every material of the chosen splits (the corpus' own split: same discovery, same seed),
-``--clips-per-material`` mono clips (32-bit float WAV, peak 0.8) in
-``<out>/clips/<split>/<material slug>/NN.wav``, and ``<out>/clips/clips.json``: the settings and,
-per material, its id, split, kind (speech, music, noise, drums, instrument), what to group it by
-(engine, voice, gender and klettres' f0 for speech; soundfont, program and family for instruments;
-soundfont and program (the kit) for drums; track and tune for music; recipe or file for noise),
-and its clips (file relative to ``<out>/clips``, detail, active fraction). The clips are not the
-mixtures' audio: new random phrases (over the program's whole range) and drum patterns; sentences
-and espeak-ng speeds that the split's mixtures did not use; klettres clips that they did not say
-(when at least KLETTRES_MIN_POOL are left); track segments that overlap none that they played
-(replayed from the plans) nor each other; other offsets of recorded noise; new coloured-noise
-draws. When ``--corpus`` (default ``--out``) holds the corpus, its materials.json must list the
-same material per split, and its manifest.json the same mixtures and the same replayed klettres
-clips and track segments. ``--per-class`` must be the corpus' (it decides the mixtures to avoid).
+``--clips-per-material`` mono clips (32-bit float WAV, peak 0.8) in ``<out>/clips/<split>/<material
+slug>/NN.wav``, and ``<out>/clips/clips.json``: the settings and, per material, its id, split, kind
+(speech, music, noise, drums, instrument), what to group it by (engine, voice, gender and klettres'
+f0 for speech; soundfont, program and family for instruments; soundfont and program (the kit) for
+drums; track and tune for music; recipe or file for noise), and its clips (file relative to
+``<out>/clips``, seconds, detail, active fraction). The clips are not the mixtures' audio: new
+random phrases (over the program's whole range) and drum patterns; sentences and espeak-ng speeds
+that the split's mixtures did not use; klettres clips that they did not say (when at least
+KLETTRES_MIN_POOL are left); track segments that overlap none that they played (replayed from the
+plans) nor each other (a track with no room for one: one shorter clip of its longest free stretch,
+if CLIP_MIN_SECONDS or more, else none); other offsets of recorded noise (the files are 1-26 s,
+looped: a clip holds much of what the mixtures hold); new coloured-noise draws. Each clip is the most active of
+CLIP_CANDIDATES draws (of six track segments), the first 90 % active. When ``--corpus`` (default
+``--out``) holds the corpus, its materials.json must list the same material per split, and its
+manifest.json the same mixtures and the same replayed klettres clips and track segments.
+``--per-class`` must be the corpus' (it decides the mixtures to avoid). Each split's clips are
+byte-identical from the seed, whichever splits one run makes.
 """
 from __future__ import annotations
 
@@ -1077,9 +1081,12 @@ def midi_file(segments: list[tuple]) -> bytes:
     return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 1000) + b"MTrk" + struct.pack(">I", len(track)) + bytes(track)
 
 
-def render_all(plans: list[dict], materials: dict, folder: str, jobs: int) -> dict:
-    """Render every instrument and drum source with fluidsynth, a few long files per soundfont.
-    Returns {(mixture id, source index): (raw file, start frame, frames)} at RENDER_RATE, stereo float32."""
+def render_all(plans: list[dict], materials: dict, folder: str, jobs: int, group=None) -> dict:
+    """Render every instrument and drum source with fluidsynth, a few long files per soundfont, or
+    with group (a function of plan, source index and material giving a file name), one file per
+    name. Returns {(mixture id, source index): (raw file, start frame, frames)} at RENDER_RATE,
+    stereo float32. A segment's samples depend a little on what the file played before it (fluidsynth
+    reuses its voices), so only sources rendered in one file together always render alike."""
     from concurrent.futures import ThreadPoolExecutor
     requests: dict[str, list] = {}
     for plan in plans:
@@ -1087,21 +1094,29 @@ def render_all(plans: list[dict], materials: dict, folder: str, jobs: int) -> di
             material = materials[source["material"]]
             if material["kind"] in ("instrument", "drums"):
                 requests.setdefault(material["soundfont"], []).append((plan, k, material))
-    commands, index = [], {}
+    files = []
     for sf_name in sorted(requests):
         items = requests[sf_name]
-        for c in range(0, len(items), 60):
-            chunk, segments, t = items[c:c + 60], [], 0.0
-            stem = os.path.join(folder, f"{sf_name}-{c // 60}")
-            for plan, k, material in chunk:
-                channel = 9 if material["kind"] == "drums" else 0
-                segments.append((t, plan["seconds"], channel, material["program"], plan["sources"][k]["notes"]))
-                index[(plan["id"], k)] = (stem + ".raw", round(t * RENDER_RATE), round(plan["seconds"] * RENDER_RATE))
-                t = round(t + plan["seconds"] + 1.0, 2)
-            with open(stem + ".mid", "wb") as f:
-                f.write(midi_file(segments))
-            commands.append(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-o", "synth.dynamic-sample-loading=1", "-T", "raw", "-O", "float",
-                             "-r", str(RENDER_RATE), "-F", stem + ".raw", SOUNDFONTS[sf_name], stem + ".mid"])
+        if group is None:
+            files += [(f"{sf_name}-{c // 60}", sf_name, items[c:c + 60]) for c in range(0, len(items), 60)]
+        else:
+            named: dict[str, list] = {}
+            for item in items:
+                named.setdefault(group(*item), []).append(item)
+            files += [(name, sf_name, named[name]) for name in sorted(named)]
+    commands, index = [], {}
+    for name, sf_name, chunk in files:
+        segments, t = [], 0.0
+        stem = os.path.join(folder, name)
+        for plan, k, material in chunk:
+            channel = 9 if material["kind"] == "drums" else 0
+            segments.append((t, plan["seconds"], channel, material["program"], plan["sources"][k]["notes"]))
+            index[(plan["id"], k)] = (stem + ".raw", round(t * RENDER_RATE), round(plan["seconds"] * RENDER_RATE))
+            t = round(t + plan["seconds"] + 1.0, 2)
+        with open(stem + ".mid", "wb") as f:
+            f.write(midi_file(segments))
+        commands.append(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-o", "synth.dynamic-sample-loading=1", "-T", "raw", "-O", "float",
+                         "-r", str(RENDER_RATE), "-F", stem + ".raw", SOUNDFONTS[sf_name], stem + ".mid"])
 
     def run(cmd):
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -1118,11 +1133,14 @@ CLIP_KINDS = ("speech", "music", "noise", "drums", "instrument")
 CLIP_STREAM = zlib.crc32(b"clips")  # keeps the clips' random draws apart from the mixtures'
 SENTENCES_PER_CLIP = 8
 KLETTRES_MIN_POOL = 12  # a speaker with fewer clips unused by the mixtures: the clips draw from all
+CLIP_MIN_SECONDS = 2.0  # a shorter track clip, where a track has no room for one of --clip-seconds
+CLIP_CANDIDATES = 2  # draws per clip (phrases, patterns, syllables, offsets): the most active is kept
 
 
 def slug(material_id: str) -> str:
-    """A folder name for a material id: track:supertux:forest/forest2.ogg -> track_supertux_forest_forest2.ogg."""
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", material_id)
+    """A folder name for a material id: track:supertux:forest/forest2.ogg -> track_supertux_forest_forest2_ogg
+    (no dots: a folder named like an audio file would be found by a search for clips)."""
+    return re.sub(r"[^A-Za-z0-9_+-]+", "_", material_id)
 
 
 def _source_usage(task) -> tuple[str, object, str]:
@@ -1175,93 +1193,97 @@ def mixture_usage(plans: list[dict], by_id: dict, jobs: int = 1) -> tuple[dict, 
 
 def clip_plans(pool: list[dict], split: str, usage: dict, n_clips: int, seconds: float, seed: int) -> list[dict]:
     """Everything random about the clips of each material of one split's pool, drawn from (seed,
-    material id): a list, one item per material, {"material", "split", "dir", "sources": [n_clips
-    source dicts shaped like a mixture's: "seed", and "notes"/"detail" (instruments, drums, a new
-    phrase or pattern over the program's whole range), "sentences"/"speed" (espeak-ng, flite:
+    material id): a list, one item per material, {"material", "split", "dir", "clips": n_clips lists
+    of candidates}, the most active candidate making the clip (one candidate for espeak-ng and flite
+    speakers and tracks, CLIP_CANDIDATES for the others). A candidate is a source dict shaped like a
+    mixture's: "material", "kind", "seed", and "notes"/"detail" (instruments, drums: a new phrase
+    over the program's whole range, or a new pattern), "sentences"/"speed" (espeak-ng, flite:
     sentences and speeds that the split's mixtures (usage, see mixture_usage) did not use where there
-    are enough), "clips" (klettres: the speaker's clips the mixtures did not use, all of them when
-    fewer than KLETTRES_MIN_POOL are left), "avoid" (tracks: the segments the mixtures used)]}."""
+    are enough), "clips" (klettres: the speaker's clips the mixtures did not say, all of them when
+    fewer than KLETTRES_MIN_POOL are left), "avoid" (tracks: the segments the mixtures played)."""
     import numpy as np
     plans = []
     for material in pool:
         rng = np.random.default_rng([seed, CLIP_STREAM, zlib.crc32(material["id"].encode())])
         used = usage.get(material["id"], {})
         kind = material["kind"]
-        if kind == "speech" and material["engine"] != "klettres":
+        engine = material.get("engine")
+        if engine in ("espeak", "flite"):
             fresh = [i for i in range(len(SENTENCES)) if i not in used.get("sentences", ())]
             stale = [i for i in range(len(SENTENCES)) if i in used.get("sentences", ())]
             order = [int(i) for i in rng.permutation(fresh)] + [int(i) for i in rng.permutation(stale)]
             speeds = [v for v in range(140, 191) if v not in used.get("speeds", ())] or list(range(140, 191))
-        if material.get("engine") == "klettres":
+        if engine == "klettres":
             everything = klettres_clips(material["voice"])
             unused = [c for c in everything if c not in used.get("clips", ())]
             voice_clips = unused if len(unused) >= KLETTRES_MIN_POOL else everything
-        sources = []
+        clips = []
         for c in range(n_clips):
-            source = {"material": material["id"], "kind": kind, "seed": int(rng.integers(2 ** 31))}
-            if kind == "instrument":
-                lo, hi = program_range(material["program"])
-                source["notes"], detail = phrase(rng, seconds, lo, hi, family(material["program"]) in CHORDAL,
-                                                 material["program"] in DECAYING)
-                source["detail"] = f"{material['soundfont']} program {material['program']} ({family(material['program'])}): {detail}"
-            elif kind == "drums":
-                source["notes"], detail = drum_pattern(rng, seconds)
-                source["detail"] = f"{material['soundfont']} kit {material['program']}: {detail}"
-            elif kind == "speech" and material["engine"] == "klettres":
-                source["clips"] = voice_clips
-            elif kind == "speech":
-                source["sentences"] = [order[(c * SENTENCES_PER_CLIP + k) % len(order)] for k in range(SENTENCES_PER_CLIP)]
-                source["speed"] = int(speeds[int(rng.integers(len(speeds)))])
-            elif kind == "music":
-                source["avoid"] = sorted(used.get("segments", []))
-            sources.append(source)
+            candidates = []
+            for _ in range(1 if kind == "music" or engine in ("espeak", "flite") else CLIP_CANDIDATES):
+                source = {"material": material["id"], "kind": kind, "seed": int(rng.integers(2 ** 31))}
+                if kind == "instrument":
+                    lo, hi = program_range(material["program"])
+                    source["notes"], detail = phrase(rng, seconds, lo, hi, family(material["program"]) in CHORDAL,
+                                                     material["program"] in DECAYING)
+                    source["detail"] = f"{material['soundfont']} program {material['program']} ({family(material['program'])}): {detail}"
+                elif kind == "drums":
+                    source["notes"], detail = drum_pattern(rng, seconds)
+                    source["detail"] = f"{material['soundfont']} kit {material['program']}: {detail}"
+                elif engine == "klettres":
+                    source["clips"] = voice_clips
+                elif kind == "speech":
+                    source["sentences"] = [order[(c * SENTENCES_PER_CLIP + k) % len(order)] for k in range(SENTENCES_PER_CLIP)]
+                    source["speed"] = int(speeds[int(rng.integers(len(speeds)))])
+                elif kind == "music":
+                    source["avoid"] = sorted(used.get("segments", []))
+                candidates.append(source)
+            clips.append(candidates)
         plans.append({"material": material["id"], "split": split, "dir": f"{split}/{slug(material['id'])}",
-                      "sources": sources})
+                      "clips": clips})
     return plans
 
 
-def free_starts(frames: int, want: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The start frames s (as ranges lo <= s < hi) of the segments [s, s + want) that fit in a file of
-    frames and overlap none of the taken [start, stop) segments."""
-    free, lo = [], 0
-    for start, stop in sorted(taken) + [(frames + want, frames + want)]:
-        hi = min(start - want + 1, frames - want + 1)
-        if hi > lo:
-            free.append((lo, hi))
+def free_gaps(frames: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The [lo, hi) frame ranges of a file of frames that overlap none of the taken [start, stop)."""
+    gaps, lo = [], 0
+    for start, stop in sorted(taken) + [(frames, frames)]:
+        if min(start, frames) > lo:
+            gaps.append((lo, min(start, frames)))
         lo = max(lo, stop)
-    return free
+    return gaps
 
 
-def track_clip_starts(path: str, rate: int, seconds: float, avoid: list, n_clips: int, rng) -> tuple[list[int], int, int]:
-    """Start frames of up to n_clips segments of seconds of a track that overlap neither the avoided
-    [start, stop) frames nor each other: for each, the most active of up to six random free starts
-    (the first 90 % active). Returns (starts, frames of a segment, the file's rate); fewer starts
-    when the track has no room left."""
+def track_clip_segments(path: str, rate: int, seconds: float, avoid: list, n_clips: int, rng) -> tuple[list, int]:
+    """Up to n_clips segments [(start, frames)] of a track, of seconds each, that overlap neither the
+    avoided [start, stop) frames nor each other: the free gaps are cut into as many slots of seconds
+    as fit (at a random offset each), and each clip is the most active of up to six random slots
+    left (the first 90 % active). A track with no room for one: one shorter segment, its longest
+    free gap, where that is CLIP_MIN_SECONDS or more. Returns (segments, the file's rate)."""
     import soundfile as sf
     info = sf.info(path)
     want = int(seconds * info.samplerate) + 1
-    taken, starts = list(avoid), []
-    for _ in range(n_clips):
-        free = free_starts(info.frames, want, taken)
-        if not free:
-            break
-        sizes = [hi - lo for lo, hi in free]
+    slots = []
+    for lo, hi in free_gaps(info.frames, avoid):
+        k = (hi - lo) // want
+        if k:
+            offset = int(rng.integers(hi - lo - k * want + 1))
+            slots += [lo + offset + i * want for i in range(k)]
+    if not slots:
+        gaps = [(hi - lo, lo) for lo, hi in free_gaps(info.frames, avoid)]
+        size, lo = max(gaps, default=(0, 0))
+        return ([(lo, size)] if size >= CLIP_MIN_SECONDS * info.samplerate else []), info.samplerate
+    segments = []
+    for _ in range(min(n_clips, len(slots))):
         best = None
-        for _ in range(6):
-            r = int(rng.integers(sum(sizes)))
-            k = 0
-            while r >= sizes[k]:
-                r -= sizes[k]
-                k += 1
-            start = free[k][0] + r
-            active = active_fraction(read_segment(path, start, want, rate, round(seconds * rate)), rate)
+        for k in rng.permutation(len(slots))[:6]:
+            active = active_fraction(read_segment(path, slots[k], want, rate, round(seconds * rate)), rate)
             if best is None or active > best[1]:
-                best = (start, active)
+                best = (int(k), active)
             if best[1] >= 0.9:
                 break
-        starts.append(best[0])
-        taken.append((best[0], best[0] + want))
-    return starts, want, info.samplerate
+        segments.append((slots.pop(best[0]), want))
+    return segments, info.samplerate
 
 
 def clip_entry(material: dict, split: str, folder: str) -> dict:
@@ -1285,8 +1307,10 @@ def clip_entry(material: dict, split: str, folder: str) -> dict:
 
 
 def build_clips(task) -> dict:
-    """Write one material's clips (mono float32 WAV, peak 0.8, NN.wav from 00) under root/plan["dir"];
-    its clips.json entry, each clip with its file (relative to root), detail and active fraction."""
+    """Write one material's clips (mono float32 WAV, peak 0.8, NN.wav from 00) under root/plan["dir"]:
+    of each clip's candidates, the most active (the first that is 90 % active); renders gives each
+    candidate's fluidsynth render (see render_all) or None. Returns its clips.json entry, each clip
+    with its file (relative to root), detail and active fraction."""
     import numpy as np
     plan, material, renders, root, rate, seconds = task
     n = round(seconds * rate)
@@ -1296,22 +1320,68 @@ def build_clips(task) -> dict:
     entry["clips"] = []
     clips = []
     if material["kind"] == "music":
-        rng = np.random.default_rng(plan["sources"][0]["seed"])
-        starts, want, file_rate = track_clip_starts(material["path"], rate, seconds, plan["sources"][0]["avoid"],
-                                                    len(plan["sources"]), rng)
-        clips = [(read_segment(material["path"], start, want, rate, n), track_detail(material["path"], start, file_rate))
-                 for start in starts]
+        first = plan["clips"][0][0]
+        segments, file_rate = track_clip_segments(material["path"], rate, seconds, first["avoid"], len(plan["clips"]),
+                                                  np.random.default_rng(first["seed"]))
+        clips = [(read_segment(material["path"], start, frames, rate, min(n, int(frames * rate / file_rate))),
+                  track_detail(material["path"], start, file_rate)) for start, frames in segments]
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            clips = [make_source(material, source, rate, n, render, tmp)
-                     for source, render in zip(plan["sources"], renders)]
+            for candidates, rendered in zip(plan["clips"], renders):
+                best = None
+                for source, render in zip(candidates, rendered):
+                    x, detail = make_source(material, source, rate, n, render, tmp)
+                    active = active_fraction(x, rate)
+                    if best is None or active > best[2]:
+                        best = (x, detail, active)
+                    if best[2] >= 0.9:
+                        break
+                clips.append(best[:2])
     for c, (x, detail) in enumerate(clips):
         x = (x * (0.8 / max(np.abs(x).max(), 1e-12))).astype(np.float32)
         name = f"{c:02d}.wav"
         write_wav(os.path.join(folder, name), x[:, None], rate)
-        entry["clips"].append({"file": f"{plan['dir']}/{name}", "detail": detail,
+        entry["clips"].append({"file": f"{plan['dir']}/{name}", "seconds": round(len(x) / rate, 3), "detail": detail,
                                "active": round(active_fraction(x.astype(np.float64), rate), 3)})
     return entry
+
+
+def _rendered_activity(task) -> float:
+    material, source, render, rate, n = task
+    return active_fraction(make_source(material, source, rate, n, render, "")[0], rate)
+
+
+def render_candidates(clips: list[dict], by_id: dict, folder: str, rate: int, seconds: float, jobs: int) -> dict:
+    """Render the instrument and drum candidates of clip plans (see clip_plans) with render_all, a
+    candidate only where build_clips will look at it: where every earlier candidate of its clip is
+    less than 90 % active. Each split's candidates go in files of their own (up to 60 segments of
+    one soundfont each), so that its clips are the same whichever other splits are made in the same
+    run. Returns {(plan dir/NN/candidate, 0): render}."""
+    from concurrent.futures import ProcessPoolExecutor
+    need = [(plan, c) for plan in clips if by_id[plan["material"]]["kind"] in ("instrument", "drums")
+            for c in range(len(plan["clips"]))]
+    renders = {}
+    for j in range(CLIP_CANDIDATES):
+        batch, names, counts = [], {}, {}
+        for plan, c in need:
+            batch.append({"id": f"{plan['dir']}/{c:02d}/{j}", "seconds": seconds, "sources": [plan["clips"][c][j]]})
+            key = (plan["split"], by_id[plan["material"]]["soundfont"])
+            counts[key] = counts.get(key, 0) + 1
+            names[batch[-1]["id"]] = f"{key[0]}-{key[1]}-{(counts[key] - 1) // 60}"
+        os.makedirs(os.path.join(folder, str(j)))
+        renders.update(render_all(batch, by_id, os.path.join(folder, str(j)), jobs,
+                                  group=lambda plan, k, material: names[plan["id"]]))
+        if j + 1 == CLIP_CANDIDATES:
+            break
+        tasks = [(by_id[plan["material"]], plan["clips"][c][j], renders[(f"{plan['dir']}/{c:02d}/{j}", 0)],
+                  rate, round(seconds * rate)) for plan, c in need]
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs) as pool:
+                activity = list(pool.map(_rendered_activity, tasks, chunksize=16))
+        else:
+            activity = [_rendered_activity(task) for task in tasks]
+        need = [key for key, active in zip(need, activity) if active < 0.9]
+    return renders
 
 
 def make_clips(args) -> int:
@@ -1366,14 +1436,11 @@ def make_clips(args) -> int:
         if os.path.isdir(os.path.join(root, name)):
             shutil.rmtree(os.path.join(root, name))
     render_dir = os.path.join(root, ".render")
-    os.makedirs(render_dir)
-    segments = [{"id": f"{plan['dir']}/{c:02d}", "seconds": args.clip_seconds, "sources": [source]}
-                for plan in clips for c, source in enumerate(plan["sources"])
-                if by_id[plan["material"]]["kind"] in ("instrument", "drums")]
-    renders = render_all(segments, by_id, render_dir, args.jobs)
+    renders = render_candidates(clips, by_id, render_dir, args.clip_rate, args.clip_seconds, args.jobs)
     print(f"rendered instruments in {time.monotonic() - began:.0f} s", file=sys.stderr)
-    tasks = [(plan, by_id[plan["material"]], [renders.get((f"{plan['dir']}/{c:02d}", 0)) for c in range(len(plan["sources"]))],
-              root, args.clip_rate, args.clip_seconds) for plan in clips]
+    tasks = [(plan, by_id[plan["material"]],
+              [[renders.get((f"{plan['dir']}/{c:02d}/{j}", 0)) for j in range(len(candidates))]
+               for c, candidates in enumerate(plan["clips"])], root, args.clip_rate, args.clip_seconds) for plan in clips]
     with ProcessPoolExecutor(args.jobs) as pool:
         entries = list(pool.map(build_clips, tasks, chunksize=2))
     shutil.rmtree(render_dir)
@@ -1403,8 +1470,10 @@ def make_clips(args) -> int:
             have = [e for e in entries if e["split"] == split and e["kind"] == kind]
             cells.append(f"{len(have):>7}/{sum(len(e['clips']) for e in have):<6}")
         print(f"{kind:<12}" + "".join(cells))
-    short = [f"{e['id']} ({len(e['clips'])})" for e in entries if len(e["clips"]) < args.clips_per_material]
-    print("materials with fewer clips (a track without room): " + (", ".join(short) or "none"))
+    short = [f"{e['id']} ({len(e['clips'])}: " + ", ".join(f"{c['seconds']:g}" for c in e["clips"]) + " s)"
+             for e in entries if len(e["clips"]) < args.clips_per_material
+             or any(c["seconds"] < args.clip_seconds for c in e["clips"])]
+    print("materials with fewer or shorter clips (tracks without room): " + (", ".join(short) or "none"))
     quiet = [f"{c['file']} ({c['active']})" for e in entries for c in e["clips"] if c["active"] < 0.5]
     print("clips active in fewer than half of their 100 ms frames: " + (", ".join(quiet) or "none"))
     print(f"took {time.monotonic() - began:.0f} s")

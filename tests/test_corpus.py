@@ -1,7 +1,9 @@
-"""The benchmark corpus generator's split assignment and manifest check (benchmarks/make_corpus.py),
-on made-up material lists: no espeak-ng, flite, fluidsynth or Debian data needed."""
+"""The benchmark corpus generator (benchmarks/make_corpus.py): its split assignment, manifest check and
+clip plans, on made-up material lists and small files: no espeak-ng, flite, fluidsynth or Debian data needed."""
 import importlib.util
+import os
 import pathlib
+import subprocess
 
 import numpy as np
 import pytest
@@ -176,9 +178,11 @@ def test_clip_plans_give_every_material_of_a_split_its_clips_and_no_other_materi
         plans = corpus.clip_plans(pools[split], split, {}, n_clips=3, seconds=8.0, seed=0)
         assert sorted(p["material"] for p in plans) == sorted(m["id"] for m in pools[split])
         assert all(p["split"] == split and p["dir"].startswith(split + "/") for p in plans)
-        assert all(len(p["sources"]) == 3 and all(s["material"] == p["material"] for s in p["sources"]) for p in plans)
+        assert len({p["dir"] for p in plans}) == len(plans) and not any("." in p["dir"] for p in plans)
+        assert all(len(p["clips"]) == 3 and all(s["material"] == p["material"] for c in p["clips"] for s in c) for p in plans)
         assert plans == corpus.clip_plans(pools[split], split, {}, n_clips=3, seconds=8.0, seed=0)
-        assert len({s["seed"] for p in plans for s in p["sources"]}) == 3 * len(plans)
+        seeds = [s["seed"] for p in plans for c in p["clips"] for s in c]
+        assert len(set(seeds)) == len(seeds)
 
 
 def test_clip_plans_play_new_phrases_over_the_programs_whole_range(corpus):
@@ -187,9 +191,10 @@ def test_clip_plans_play_new_phrases_over_the_programs_whole_range(corpus):
     for plan in corpus.clip_plans(pools["train"], "train", {}, n_clips=3, seconds=8.0, seed=0):
         material = next(m for m in materials if m["id"] == plan["material"])
         if material["kind"] in ("instrument", "drums"):
-            notes = [tuple(n) for s in plan["sources"] for n in s["notes"]]
+            candidates = [s for c in plan["clips"] for s in c]
+            notes = [tuple(n) for s in candidates for n in s["notes"]]
             assert notes and max(n[0] for n in notes) < 8.0
-            assert len({tuple(map(tuple, s["notes"])) for s in plan["sources"]}) == 3
+            assert len({tuple(map(tuple, s["notes"])) for s in candidates}) == 3 * corpus.CLIP_CANDIDATES
         if material["kind"] == "instrument":
             lo, hi = corpus.program_range(material["program"])
             assert all(lo <= n[2] <= hi for n in notes)
@@ -200,10 +205,11 @@ def test_clip_plans_give_a_speaker_sentences_and_speeds_its_mixtures_did_not_use
     said = set(range(0, len(corpus.SENTENCES), 2))
     usage = {speaker["id"]: {"sentences": said, "speeds": set(range(140, 180))}}
     plan, = corpus.clip_plans([speaker], "test", usage, n_clips=3, seconds=8.0, seed=0)
-    sentences = [i for s in plan["sources"] for i in s["sentences"]]
+    assert all(len(c) == 1 for c in plan["clips"])
+    sentences = [i for c in plan["clips"] for i in c[0]["sentences"]]
     assert len(set(sentences)) == len(sentences) == 3 * corpus.SENTENCES_PER_CLIP
     assert not said & set(sentences)
-    assert all(180 <= s["speed"] <= 190 for s in plan["sources"])
+    assert all(180 <= c[0]["speed"] <= 190 for c in plan["clips"])
 
 
 def fake_klettres(corpus, tmp_path, monkeypatch, n_syllables):
@@ -219,40 +225,57 @@ def test_klettres_clip_plans_avoid_the_clips_the_mixtures_said(corpus, tmp_path,
     speaker = fake_klettres(corpus, tmp_path, monkeypatch, 30)
     said = set(corpus.klettres_clips("xx")[:10])
     plan, = corpus.clip_plans([speaker], "val", {speaker["id"]: {"clips": said}}, n_clips=2, seconds=8.0, seed=0)
-    for source in plan["sources"]:
-        assert sorted(source["clips"]) == corpus.klettres_clips("xx")[10:]
+    for candidates in plan["clips"]:
+        assert all(sorted(source["clips"]) == corpus.klettres_clips("xx")[10:] for source in candidates)
 
 
 def test_klettres_clip_plans_use_every_clip_when_too_few_are_unused(corpus, tmp_path, monkeypatch):
     speaker = fake_klettres(corpus, tmp_path, monkeypatch, corpus.KLETTRES_MIN_POOL + 3)
     said = set(corpus.klettres_clips("xx")[:4])
     plan, = corpus.clip_plans([speaker], "val", {speaker["id"]: {"clips": said}}, n_clips=2, seconds=8.0, seed=0)
-    assert all(source["clips"] == corpus.klettres_clips("xx") for source in plan["sources"])
+    assert all(source["clips"] == corpus.klettres_clips("xx") for c in plan["clips"] for source in c)
 
 
-def test_free_starts_leave_out_every_start_that_would_overlap_a_taken_segment(corpus):
-    frames, want, taken = 1000, 100, [(50, 200), (180, 300), (700, 760)]
-    free = corpus.free_starts(frames, want, taken)
-    allowed = {s for lo, hi in free for s in range(lo, hi)}
-    expected = {s for s in range(frames - want + 1) if all(s + want <= a or s >= b for a, b in taken)}
-    assert allowed == expected
-    assert corpus.free_starts(1000, 100, [(0, 950)]) == []
+def test_free_gaps_are_the_frames_no_taken_segment_covers(corpus):
+    frames, taken = 1000, [(50, 200), (180, 300), (700, 760), (990, 1200)]
+    gaps = corpus.free_gaps(frames, taken)
+    free = {f for lo, hi in gaps for f in range(lo, hi)}
+    assert free == {f for f in range(frames) if not any(a <= f < b for a, b in taken)}
+    assert gaps == [(0, 50), (300, 700), (760, 990)]
+
+
+def track_file(tmp_path, rate, seconds):
+    path = tmp_path / "tune.wav"
+    sf.write(path, np.random.default_rng(0).standard_normal(seconds * rate) * 0.1, rate)
+    return str(path)
 
 
 def test_track_clips_avoid_the_segments_the_mixtures_played_and_each_other(corpus, tmp_path):
     rate = 8000
-    x = np.random.default_rng(0).standard_normal(40 * rate) * 0.1
-    path = tmp_path / "tune.wav"
-    sf.write(path, x, rate)
+    path = track_file(tmp_path, rate, 40)
     avoid = [(5 * rate, 12 * rate), (20 * rate, 23 * rate)]
-    starts, want, file_rate = corpus.track_clip_starts(str(path), rate, 4.0, avoid, 3, np.random.default_rng(1))
-    assert file_rate == rate and want == 4 * rate + 1 and len(starts) == 3
-    segments = sorted([(s, s + want) for s in starts] + avoid)
-    assert all(a[1] <= b[0] for a, b in zip(segments, segments[1:]))
-    assert all(0 <= s and s + want <= len(x) for s in starts)
-    # room for one clip only: one clip
-    starts, _, _ = corpus.track_clip_starts(str(path), rate, 4.0, [(0, 35 * rate)], 3, np.random.default_rng(1))
-    assert len(starts) == 1 and starts[0] >= 35 * rate
+    for seed in range(5):
+        segments, file_rate = corpus.track_clip_segments(path, rate, 4.0, avoid, 3, np.random.default_rng(seed))
+        assert file_rate == rate and len(segments) == 3 and all(frames == 4 * rate + 1 for _, frames in segments)
+        spans = sorted([(s, s + frames) for s, frames in segments] + avoid)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+        assert all(0 <= s and s + frames <= 40 * rate for s, frames in segments)
+
+
+def test_track_clips_fill_a_short_free_stretch_with_as_many_clips_as_fit(corpus, tmp_path):
+    rate = 8000
+    path = track_file(tmp_path, rate, 20)
+    segments, _ = corpus.track_clip_segments(path, rate, 4.0, [(0, 11 * rate)], 3, np.random.default_rng(0))
+    assert len(segments) == 2 and all(s >= 11 * rate for s, _ in segments)  # 9 s free: room for two 4 s clips
+
+
+def test_a_track_without_room_for_a_clip_gives_one_shorter_clip_or_none(corpus, tmp_path):
+    rate = 8000
+    path = track_file(tmp_path, rate, 20)
+    segments, _ = corpus.track_clip_segments(path, rate, 8.0, [(3 * rate, 17 * rate)], 3, np.random.default_rng(0))
+    assert segments == [(17 * rate, 3 * rate)]  # the longer of the two 3 s gaps (the later, on a tie)
+    segments, _ = corpus.track_clip_segments(path, rate, 8.0, [(rate, 19 * rate)], 3, np.random.default_rng(0))
+    assert segments == []  # 1 s gaps: below CLIP_MIN_SECONDS
 
 
 def test_mixture_usage_replays_the_track_segment_a_mixture_played(corpus, tmp_path):
@@ -296,7 +319,8 @@ def test_build_clips_writes_each_clip_and_lists_it_in_the_index_the_same_every_t
     for run in ("a", "b"):
         for plan in corpus.clip_plans([track, noise], "train", usage, n_clips=3, seconds=2.0, seed=0):
             material = track if plan["material"] == track["id"] else noise
-            entries[run, material["kind"]] = corpus.build_clips((plan, material, [None] * 3, str(tmp_path / run), 16000, 2.0))
+            renders = [[None] * len(candidates) for candidates in plan["clips"]]
+            entries[run, material["kind"]] = corpus.build_clips((plan, material, renders, str(tmp_path / run), 16000, 2.0))
     for kind in ("music", "noise"):
         entry = entries["a", kind]
         assert entry["kind"] == kind and entry["split"] == "train" and len(entry["clips"]) == 3
@@ -310,3 +334,78 @@ def test_build_clips_writes_each_clip_and_lists_it_in_the_index_the_same_every_t
     assert all(s >= 10 for s in starts)
     noise_clips = [sf.read(tmp_path / "a" / c["file"])[0] for c in entries["a", "noise"]["clips"]]
     assert not np.allclose(noise_clips[0], noise_clips[1])
+
+
+def test_build_clips_keeps_each_clips_most_active_candidate(corpus, tmp_path):
+    rate = 8000
+    x = np.random.default_rng(0).standard_normal(12 * rate) * 0.1
+    x[2 * rate:10 * rate] *= 1e-3  # a loud start and end around a long near-silence
+    path = tmp_path / "bursts.wav"
+    sf.write(path, x, rate)
+    noise = {"id": "noise:supertux:bursts.wav", "kind": "noise", "path": str(path)}
+    plan, = corpus.clip_plans([noise], "test", {}, n_clips=3, seconds=3.0, seed=0)
+    entry = corpus.build_clips((plan, noise, [[None] * len(c) for c in plan["clips"]], str(tmp_path), rate, 3.0))
+    spread = False
+    for candidates, clip in zip(plan["clips"], entry["clips"]):
+        assert len(candidates) == corpus.CLIP_CANDIDATES
+        activity = [corpus.active_fraction(corpus.make_source(noise, s, rate, 3 * rate, None, str(tmp_path))[0], rate)
+                    for s in candidates]
+        chosen = next((a for a in activity if a >= 0.9), max(activity))
+        assert clip["active"] == pytest.approx(chosen, abs=0.01)
+        spread |= len({round(a, 2) for a in activity}) > 1
+    assert spread  # the candidates did differ, so the choice was tested
+
+
+def test_render_candidates_renders_a_further_candidate_only_for_clips_not_yet_mostly_active(corpus, tmp_path, monkeypatch):
+    """fluidsynth stands in: a fake render_all writes each segment as loud noise, except the first
+    candidate of every program 1 clip 00, which it leaves silent after its first second."""
+    batches, files = [], {}
+
+    def fake_render_all(plans, materials, folder, jobs, group=None):
+        batches.append(sorted(p["id"] for p in plans))
+        index = {}
+        for k, plan in enumerate(plans):
+            files.setdefault(group(plan, 0, materials[plan["sources"][0]["material"]]), set()).add(plan["id"].split("/")[0])
+            frames = round(plan["seconds"] * corpus.RENDER_RATE)
+            x = np.random.default_rng(k).standard_normal((frames, 2)).astype("<f4") * 0.1
+            if plan["id"].endswith("00/0") and "program_TimGM6mb_1/" in plan["id"]:
+                x[corpus.RENDER_RATE:] = 0
+            path = os.path.join(folder, f"{k}.raw")
+            x.tofile(path)
+            index[(plan["id"], 0)] = (path, 0, frames)
+        return index
+    monkeypatch.setattr(corpus, "render_all", fake_render_all)
+    materials = [{"id": f"program:TimGM6mb:{p}", "kind": "instrument", "soundfont": "TimGM6mb", "program": p} for p in (1, 2, 3)]
+    plans = (corpus.clip_plans(materials[:2], "train", {}, n_clips=2, seconds=2.0, seed=0)
+             + corpus.clip_plans(materials[2:], "test", {}, n_clips=2, seconds=2.0, seed=0))
+    by_id = {m["id"]: m for m in materials}
+    renders = corpus.render_candidates(plans, by_id, str(tmp_path / "render"), 8000, 2.0, jobs=1)
+    assert batches[0] == sorted(f"{p['dir']}/{c:02d}/0" for p in plans for c in range(2))
+    assert batches[1:] == [["train/program_TimGM6mb_1/00/1"]]
+    assert all(len(splits) == 1 for splits in files.values())  # a split's clips render alike without the others
+    entry = corpus.build_clips((plans[0], materials[0], [[renders.get((f"{plans[0]['dir']}/{c:02d}/{j}", 0))
+                                for j in range(corpus.CLIP_CANDIDATES)] for c in range(2)], str(tmp_path), 8000, 2.0))
+    assert [c["active"] for c in entry["clips"]] == [1.0, 1.0]
+
+
+def test_render_all_with_a_group_renders_each_groups_segments_in_a_file_of_their_own(corpus, tmp_path, monkeypatch):
+    """A segment's samples depend on what fluidsynth played before it in the file: a group's
+    segments are rendered alone, the same whichever others are rendered in the same run."""
+    def fake_fluidsynth(cmd, **kwargs):
+        open(cmd[-3], "wb").close()
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(corpus.subprocess, "run", fake_fluidsynth)
+    materials = [{"id": f"program:{sf}:{p}", "kind": "instrument", "soundfont": sf, "program": p}
+                 for sf in ("TimGM6mb", "FluidR3_GM") for p in (1, 2)]
+    plans = corpus.clip_plans(materials, "train", {}, n_clips=3, seconds=2.0, seed=0)
+    segments = [{"id": f"{p['dir']}/{c:02d}", "seconds": 2.0, "sources": [cands[0]]} for p in plans for c, cands in enumerate(p["clips"])]
+    by_id = {m["id"]: m for m in materials}
+    index = corpus.render_all(segments, by_id, str(tmp_path), 1, group=lambda plan, k, material: corpus.slug(material["id"]))
+    files = {}
+    for segment in segments:
+        files.setdefault(index[(segment["id"], 0)][0], set()).add(segment["sources"][0]["material"])
+    assert sorted(len(m) for m in files.values()) == [1, 1, 1, 1]
+    assert sorted(index[(s["id"], 0)][1] for s in segments if s["id"].startswith(plans[0]["dir"])) == [0, 3 * 44100, 6 * 44100]
+    # without a group: one file per soundfont (up to 60 segments each), as the mixtures are rendered
+    index = corpus.render_all(segments, by_id, str(tmp_path), 1)
+    assert len({index[(s["id"], 0)][0] for s in segments}) == 2
