@@ -432,6 +432,23 @@ def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, m
         assert all(np.all(np.isfinite(kept[key])) for key in kept.files)
 
 
+def test_a_split_trains_its_models_with_the_fast_recipe(data, monkeypatch):
+    from nmfsep import supervised
+
+    mix, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    made = []
+    real = supervised.discriminative.train
+    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    split_sources(mix[:, None], RATE, Settings(models=models))
+    fast, thorough = supervised.SPLIT_RECIPE, supervised.THOROUGH_RECIPE
+    ((S, _, _, _, n_layers, steps, rate, batch, _),) = made
+    assert (n_layers, steps, rate, batch) == (Settings().unfolded_layers, fast.steps, fast.rate, fast.batch)
+    assert S.shape[2] <= fast.frames
+    assert fast.steps * fast.batch * 4 <= thorough.steps * thorough.batch   # a quarter of the Adam work at most
+
+
 def test_a_cached_training_of_another_recipe_is_not_reused(data, monkeypatch, tmp_path):
     from nmfsep import supervised
 
