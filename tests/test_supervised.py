@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,6 +24,13 @@ def data():
     mix, sources = synth.mixture(2, sample_rate=RATE, duration=3.0, seed=0)
     _, training = synth.mixture(2, sample_rate=RATE, duration=4.0, seed=7)
     return mix, sources, training
+
+
+def short_training(monkeypatch):
+    """Splits train with 20 steps of their recipe: a short training, for tests not about its result."""
+    from nmfsep import supervised
+
+    monkeypatch.setattr(supervised, "SPLIT_RECIPE", replace(supervised.SPLIT_RECIPE, steps=20))
 
 
 def run(*args):
@@ -223,7 +231,7 @@ def test_settings_from_train_models_carry_the_training_so_splits_do_not_train_ag
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", "")  # the on-disk cache off: the settings carry it
-    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)  # a short training: this is not about its result
+    short_training(monkeypatch)  # a short training: this is not about its result
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     made = []
     real = supervised.discriminative.train
@@ -248,15 +256,15 @@ def test_train_models_reports_its_start_and_steps_but_not_a_training_loaded_from
 
     _, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+    short_training(monkeypatch)
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     started, steps = [], []
     settings = Settings(models=models, unfolded_layers=1, max_iter=50)
     train_models(settings, lambda done, total: steps.append((done, total)), started.append)
-    total = 50 + supervised.DISCRIMINATIVE_STEPS
+    total = min(50, supervised.SPLIT_RECIPE.fit_iterations) + supervised.SPLIT_RECIPE.steps
     assert started == [tmp_path / "cache"]
     assert steps[-1] == (total, total) and {t for _, t in steps} == {total}
-    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len(steps) >= supervised.DISCRIMINATIVE_STEPS
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and len(steps) >= supervised.SPLIT_RECIPE.steps
     started.clear()
     assert train_models(settings, lambda *a: steps.append(a), started.append).trained is not None  # loaded
     assert started == []
@@ -270,7 +278,7 @@ def test_cli_says_once_that_it_trains_the_models_and_where_it_keeps_them(data, t
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+    short_training(monkeypatch)
     for name, t in zip(("low", "mid"), training):
         model.save(learn(t, RATE, 8, name=name), str(tmp_path / f"{name}.npz"))
     for name in ("a", "b"):
@@ -388,7 +396,7 @@ def test_two_models_learned_from_the_same_fading_audio_split_into_stems_that_sum
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+    short_training(monkeypatch)
     fading = training[0] * np.exp(-np.linspace(0, 25, len(training[0])))
     models = tuple(learn(fading, RATE, 8, name=n) for n in ("a", "b"))
     with warnings.catch_warnings():
@@ -406,7 +414,7 @@ def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, m
 
     _, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+    short_training(monkeypatch)
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     settings = Settings(models=models, unfolded_layers=1)
     discriminative_training(models, settings)
@@ -422,3 +430,42 @@ def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, m
     assert all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases))
     with np.load(saved) as kept:
         assert all(np.all(np.isfinite(kept[key])) for key in kept.files)
+
+
+def test_a_split_trains_its_models_with_the_fast_recipe(data, monkeypatch):
+    from nmfsep import supervised
+
+    mix, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    made = []
+    real = supervised.discriminative.train
+    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    split_sources(mix[:, None], RATE, Settings(models=models))
+    fast, thorough = supervised.SPLIT_RECIPE, supervised.THOROUGH_RECIPE
+    ((S, _, _, _, n_layers, steps, rate, batch, _),) = made
+    assert (n_layers, steps, rate, batch) == (Settings().unfolded_layers, fast.steps, fast.rate, fast.batch)
+    assert S.shape[2] <= fast.frames
+    assert fast.steps * fast.batch * 4 <= thorough.steps * thorough.batch   # a quarter of the Adam work at most
+
+
+def test_a_cached_training_of_another_recipe_is_not_reused(data, monkeypatch, tmp_path):
+    from nmfsep import supervised
+
+    _, _, training = data
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    settings = Settings(models=models, unfolded_layers=1)
+    made = []
+    real = supervised.discriminative.train
+    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a[5]) or real(*a, **k))
+    short = replace(supervised.SPLIT_RECIPE, steps=20)
+    longer = replace(short, steps=30)
+    first = discriminative_training(models, settings, recipe=short)
+    discriminative_training(models, settings, recipe=longer)
+    assert made == [20, 30] and len(list((tmp_path / "cache").iterdir())) == 2
+    again = discriminative_training(models, settings, recipe=short)   # each recipe's own, from the cache
+    monkeypatch.setattr(supervised, "SPLIT_RECIPE", longer)
+    discriminative_training(models, settings)
+    assert made == [20, 30]
+    np.testing.assert_array_equal(again.mask_bases, first.mask_bases)

@@ -9,7 +9,7 @@ mixture beside the fixed ones and make a ``residual`` stem (what the models do n
 ``fit`` is the entry for a split (nmfsep.pipeline.fit_bases calls it); ``learn`` makes a Model.
 """
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -26,17 +26,34 @@ from .nmf import factorize
 if TYPE_CHECKING:
     from .pipeline import IterationCount, Settings
 
-# Discriminative training (bench_quality --levers): synthetic mixtures of the training frames, 16
-# unfolded layers, 200 Adam steps at rate 0.05, each on a random batch of frames
-DISCRIMINATIVE_MIXTURES = 4
-UNFOLDED_LAYERS = 16
-DISCRIMINATIVE_STEPS = 200
-DISCRIMINATIVE_RATE = 0.05
-DISCRIMINATIVE_BATCH = 512
-DISCRIMINATIVE_FRAMES = 8192  # at most, over all the synthetic mixtures (memory)
+UNFOLDED_LAYERS = 16  # of the discriminative training (Settings.unfolded_layers)
 DEFAULT_PITCH_SHIFTS = 1
 SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
 DEFAULT_BASES = 128
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How a model set's discriminative training is made (see ``discriminative_training``).
+
+    mixtures: synthetic mixtures of the models' training frames, at most ``frames`` frames in all
+    (memory); fit_iterations: iterations of the fit of their activations with the fixed bases (at
+    most the split's --iter); steps: Adam steps at learning rate ``rate``, each on ``batch`` random
+    frames. The layers are the split's (Settings.unfolded_layers).
+    """
+
+    mixtures: int
+    steps: int
+    rate: float
+    batch: int
+    frames: int
+    fit_iterations: int
+
+
+# The recipe of a split: a quarter of the Adam steps at twice the rate (see README "Supervised"), and the
+# thorough one it replaced (4x the steps, for trainings made once ahead, e.g. at build time)
+SPLIT_RECIPE = TrainingRecipe(mixtures=4, steps=50, rate=0.1, batch=512, frames=8192, fit_iterations=200)
+THOROUGH_RECIPE = TrainingRecipe(mixtures=4, steps=200, rate=0.05, batch=512, frames=8192, fit_iterations=200)
 
 
 def fit(V: np.ndarray, settings: "Settings", options: dict, count: "IterationCount") -> Fit:
@@ -122,33 +139,37 @@ def train_models(settings: "Settings", progress: Progress | None = None,
 
 
 def discriminative_training(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None,
-                            started: Callable[[Path | None], None] | None = None) -> discriminative.Trained:
+                            started: Callable[[Path | None], None] | None = None, *,
+                            recipe: TrainingRecipe | None = None) -> discriminative.Trained:
     """Unfolded layers and mask bases trained to separate the models' synthetic mixtures.
 
-    DISCRIMINATIVE_MIXTURES synthetic mixtures of the models' stored training frames (see
-    ``synthetic_sources``; pitch-shifted as their bases were; DISCRIMINATIVE_FRAMES in all at
-    most) are fitted with the fixed bases as a split fits its input; then UNFOLDED_LAYERS more
+    recipe.mixtures synthetic mixtures of the models' stored training frames (see
+    ``synthetic_sources``; pitch-shifted as their bases were; recipe.frames in all at most) are
+    fitted with the fixed bases as a split fits its input; then settings.unfolded_layers more
     updates of the activations, each with its own copy of the bases, and a copy of the bases for
     the masks are trained so that the masked mixtures match the true sources
     (``nmfsep.discriminative``; where that does no better than the models' own bases, or does not
     stay finite, there are no layers and the masks use the bases themselves, as without it).
     They depend only on the models and the settings, so they are
     made once per model set (a batch makes them before its inputs: see ``train_models``) and
-    kept on disk for later runs (``nmfsep.cache``). Made here (not loaded): started(folder)
-    is called first, and progress(step, settings.max_iter + DISCRIMINATIVE_STEPS) as it goes
-    (the fit of the activations, then the training's steps). A set of built-in models whose
-    training is shipped (nmfsep.models.shipped_training) gets that one: nothing is made or cached.
+    kept on disk for later runs (``nmfsep.cache``), named after the recipe too (a training of
+    another recipe is not used). recipe: None is SPLIT_RECIPE (fast: see ``TrainingRecipe``);
+    THOROUGH_RECIPE for a training made once ahead. Made here (not loaded): started(folder) is
+    called first, and progress(step, fit iterations + recipe.steps) as it goes (the fit of the
+    activations, then the training's steps). A set of built-in models whose training is shipped
+    (nmfsep.models.shipped_training) gets that one: nothing is made or cached.
     """
     trained = shipped_training(models)
     if trained is not None:
         return trained
+    recipe = SPLIT_RECIPE if recipe is None else recipe
     key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
-    name = _training_name(models, key)
+    name = _training_name(models, key, recipe)
     trained = _cached_training(models, name, settings.unfolded_layers)
     if trained is None:
         if started is not None:
             started(cache.writable_folder())
-        trained = _train(models, settings, progress)
+        trained = _train(models, settings, recipe, progress)
         if all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases)):  # (train sees to it)
             cache.save("discriminative", name, {"layers": np.array(trained.layers, np.float32).reshape(
                 (len(trained.layers),) + trained.mask_bases.shape), "mask_bases": trained.mask_bases.astype(np.float32)})
@@ -157,11 +178,9 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
     return trained
 
 
-def _training_name(models: tuple[Model, ...], key: tuple) -> str:
+def _training_name(models: tuple[Model, ...], key: tuple, recipe: TrainingRecipe) -> str:
     """The on-disk cache's name for a training: the models' contents, the settings, the recipe."""
-    recipe = (DISCRIMINATIVE_MIXTURES, DISCRIMINATIVE_STEPS, DISCRIMINATIVE_RATE, DISCRIMINATIVE_BATCH,
-              DISCRIMINATIVE_FRAMES, discriminative.AVERAGE_FROM, discriminative.VERSION)
-    return cache.digest(key, recipe, *[part for m in models for part in (m.bases, m.frames, m.pitch_shifts)])
+    return cache.digest(key, recipe, discriminative.AVERAGE_FROM, discriminative.VERSION, *[part for m in models for part in (m.bases, m.frames, m.pitch_shifts)])
 
 
 def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> discriminative.Trained | None:
@@ -180,19 +199,20 @@ def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> dis
     return discriminative.Trained(list(layers), mask_bases)
 
 
-def _train(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None) -> discriminative.Trained:
+def _train(models: tuple[Model, ...], settings: "Settings", recipe: TrainingRecipe,
+           progress: Progress | None = None) -> discriminative.Trained:
     """Make the training (see ``discriminative_training``)."""
-    S = np.concatenate([synthetic_sources(models, settings.seed + i) for i in range(DISCRIMINATIVE_MIXTURES)],
-                       axis=2)[:, :, :DISCRIMINATIVE_FRAMES]  # in random order: a random subset
+    S = np.concatenate([synthetic_sources(models, settings.seed + i) for i in range(recipe.mixtures)],
+                       axis=2)[:, :, :recipe.frames]  # in random order: a random subset
     W = np.concatenate([m.bases for m in models], axis=1)
-    fitted, total = settings.max_iter, settings.max_iter + DISCRIMINATIVE_STEPS
+    fitted = min(settings.max_iter, recipe.fit_iterations)
+    total = fitted + recipe.steps
     report = (lambda done: None) if progress is None else (lambda done: progress(done, total))
-    H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=settings.max_iter,
+    H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=fitted,
                   tol=settings.tol, l1_H=settings.sparsity, callback=lambda it, _loss: report(it)).H
     report(fitted)  # the fit may stop early (tol)
-    return discriminative.train(S, W, H, model_groups(models), settings.unfolded_layers, DISCRIMINATIVE_STEPS,
-                                DISCRIMINATIVE_RATE, DISCRIMINATIVE_BATCH, settings.seed,
-                                callback=lambda step: report(fitted + step))
+    return discriminative.train(S, W, H, model_groups(models), settings.unfolded_layers, recipe.steps,
+                                recipe.rate, recipe.batch, settings.seed, callback=lambda step: report(fitted + step))
 
 
 def pitch_shift(V: np.ndarray, semitones: float) -> np.ndarray:
