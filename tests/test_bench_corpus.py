@@ -187,7 +187,8 @@ def test_supervised_rows_learn_from_the_clips_index_never_from_the_mixtures_audi
     case = bench.load_mixture(str(folder), entry, str(folder / "clips" / "clips.json"))
     reads = []
     real_read = bench.sf.read
-    monkeypatch.setattr(bench.sf, "read", lambda path, *a, **kw: reads.append(os.fspath(path)) or real_read(path, *a, **kw))
+    monkeypatch.setattr(bench.sf, "read",
+                        lambda path, *a, **kw: reads.append(os.fspath(path)) or real_read(path, *a, **kw))
     for row in (bench.nmfsep_supervised_clips, bench.sklearn_recipe_clips):
         stems = row(case)
         assert stems.shape == case["refs"].shape
@@ -255,7 +256,8 @@ def test_builtin_without_a_clips_index_is_a_usage_error_that_names_the_index(ben
 
 
 def record(method, cls, mean, seconds=1.0, id_=None):
-    return {"id": id_ or f"{cls}/0", "class": cls, "method": method, "mean": mean, "si_sdri": [mean], "seconds": seconds}
+    return {"id": id_ or f"{cls}/0", "class": cls, "method": method, "mean": mean, "si_sdri": [mean],
+            "seconds": seconds}
 
 
 def test_target_lines_say_met_or_not_met_per_class_with_the_numbers(bench):
