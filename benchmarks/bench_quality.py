@@ -127,7 +127,9 @@ def sklearn_bases(train, rate, n_bases=20):
     recordings = [train] if isinstance(train, np.ndarray) else train
     V = np.concatenate([analyse(channels(r), params)[1] for r in recordings], axis=1)
     nmf = NMF(n_bases, beta_loss="kullback-leibler", solver="mu", max_iter=200, init="nndsvda", random_state=0)
-    nmf.fit(V.T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings at max_iter
+        nmf.fit(V.T)
     return nmf.components_
 
 
