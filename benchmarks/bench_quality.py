@@ -21,6 +21,7 @@ Corpus (blind separation of benchmarks/corpus, made by benchmarks/make_corpus.py
     .venv/bin/python benchmarks/bench_quality.py --corpus [DIR] --split val   # choose defaults here
     .venv/bin/python benchmarks/bench_quality.py --corpus [DIR]               # report: --split test
         [--classes a,b] [--methods default,timbre,...] [--limit N] [-j N] [--json FILE]
+        [--builtin] [--supervised] [--clips PATH]
 
 Protocol: every default (method, component counts, weights, thresholds, exponents) is chosen on
 --split val; the numbers reported are those of --split test, measured once. Rows (--methods keys),
@@ -32,6 +33,25 @@ each with N = the mixture's number of sources:
   nussl            nussl-style NMF-MFCC: 24 KL components, MFCCs of their bases, sklearn KMeans
   oracle-grouping  the same 24 components, each to the source whose true power it overlaps most
   oracle-mask      ideal ratio mask from the true sources, the better of |S| and |S|^2 ratios
+Rows with models, in the same run (not in the default --methods; they need the clips index of
+`make clips`, benchmarks/make_corpus.py --clips: --clips PATH, default DIR/clips/clips.json):
+  builtins         (--builtin) `nmfsep split --model NAME...` with the built-ins that name the
+                   sources, as a user who knows what is in the file would choose them: speech ->
+                   speech (two talkers of different gender: speech_low / speech_high by the index's
+                   gender), music, noise, drums -> their namesakes, an instrument -> its family's
+                   (piano+chromatic -> piano, guitar, bass, strings+ensemble -> strings,
+                   brass+reed+pipe -> winds, other families -> music); blank where two sources
+                   would get the same built-in
+  supervised       (--supervised) `nmfsep learn` (its defaults) on the clips of each source's
+                   material (other audio of the same speaker, program or track; never the mixture's
+                   own), learned once per process, then `split --model ...`
+  sklearn-recipe   (--supervised) the scikit-learn recipe (20 KL bases per source, see sklearn_recipe)
+                   from the same clips
+  The model rows give their stems in the sources' order and are scored in it (no permutation),
+  and are blank where two sources share a material. After the table, the issue's targets: on
+  speech_noise, speech_music and drums_pitched the built-ins >= +6 dB and >= the blind default
+  + 2 dB; supervised >= the recipe + 2 dB on every class; seconds per mixture of the built-ins
+  and of the blind default on the same mixtures.
 The anchors share nmfsep's default STFT for the rate, on the magnitude averaged over channels
 (nmfsep.pipeline.analyse), and apply their masks to every channel. Score: SI-SDR improvement,
 mean over sources of SI-SDR(ref, stem) - SI-SDR(ref, mix), the stems matched to the references by
@@ -44,6 +64,7 @@ and nussl, the bar nmfsep's default should clear in every class.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -96,26 +117,41 @@ def nmfsep_supervised(case, n_bases=DEFAULT_BASES, beta=1.0, power=2.0, sparsity
     return split_sources(case["mix"][:, None], case["rate"], settings).stems[..., 0]
 
 
-def sklearn_recipe(case, n_bases=20):
-    from sklearn.decomposition import NMF, non_negative_factorization
+def sklearn_bases(train, rate, n_bases=20):
+    """The recipe's bases of one source, (n_bases, n_bins): sklearn NMF (KL, mu) of the magnitude
+    of its training recording(s) (one array or a list, (n_samples[, n_channels]), at rate, laid
+    end to end), nmfsep's default STFT for rate."""
+    from sklearn.decomposition import NMF
+
+    params = spectrum.default_params(rate)
+    recordings = [train] if isinstance(train, np.ndarray) else train
+    V = np.concatenate([analyse(channels(r), params)[1] for r in recordings], axis=1)
+    nmf = NMF(n_bases, beta_loss="kullback-leibler", solver="mu", max_iter=200, init="nndsvda", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings at max_iter
+        nmf.fit(V.T)
+    return nmf.components_
+
+
+def sklearn_recipe(case, n_bases=20, bases=None):
+    """The scikit-learn recipe on case["mix"] (mono or (n_samples, n_channels)): bases given
+    (one (n_bases, n_bins) per source), else sklearn_bases of each of case["train"]. Stems
+    shaped like the mix, one per source, in the sources' order."""
+    from sklearn.decomposition import non_negative_factorization
 
     params = spectrum.default_params(case["rate"])
-    bases = []
-    for train in case["train"]:
-        V = analyse(train[:, None], params)[1]
-        nmf = NMF(n_bases, beta_loss="kullback-leibler", solver="mu", max_iter=200, init="nndsvda", random_state=0)
-        nmf.fit(V.T)
-        bases.append(nmf.components_)  # (n_bases, n_bins)
-    X, V = analyse(case["mix"][:, None], params)
+    if bases is None:
+        bases = [sklearn_bases(train, case["rate"], n_bases) for train in case["train"]]
+    X, V = analyse(channels(case["mix"]), params)
     H_all = np.concatenate(bases)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings at max_iter
         act, _, _ = non_negative_factorization(V.T, H=H_all, n_components=len(H_all), update_H=False,
                                                beta_loss="kullback-leibler", solver="mu", max_iter=200,
                                                init="custom", W=np.full((V.shape[1], len(H_all)), 0.1, np.float32))
-    models = np.stack([(act[:, i * n_bases:(i + 1) * n_bases] @ b).T for i, b in enumerate(bases)])
-    source_masks = masks.soft_masks(models, 1.0)
-    return np.stack([spectrum.istft(X[0] * m, params, len(case["mix"])) for m in source_masks])
+    starts = np.cumsum([0] + [len(b) for b in bases])
+    models = np.stack([(act[:, start:start + len(b)] @ b).T for start, b in zip(starts, bases)])
+    return masked_stems(case, X, params, masks.soft_masks(models, 1.0))
 
 
 def channels(samples):
@@ -257,6 +293,106 @@ def oracle_mask(case):
     return max((oracle(case, p) for p in (1.0, 2.0)), key=lambda stems: improvements(case, stems).mean())
 
 
+# --builtin: the built-in model that names each kind of source, as a user who knows what is in the file
+# would choose it; instrument families (make_corpus.family) without a built-in of their own get "music".
+BUILTIN_OF_KIND = {"speech": "speech", "music": "music", "noise": "noise", "drums": "drums"}
+BUILTIN_OF_FAMILY = {"piano": "piano", "chromatic": "piano", "guitar": "guitar", "bass": "bass",
+                     "strings": "strings", "ensemble": "strings", "brass": "winds", "reed": "winds", "pipe": "winds"}
+BUILTIN_OF_GENDER = {"M": "speech_low", "F": "speech_high"}
+# Rows whose stems come in the sources' order (models given in it): scored in that order, no permutation.
+ORDERED_ROWS = ("builtins", "supervised", "sklearn-recipe")
+EXTRA_ROWS = {"--builtin": ("builtins",), "--supervised": ("supervised", "sklearn-recipe")}  # not by default
+
+
+@functools.lru_cache(maxsize=None)
+def clips_index(path):
+    """The materials of a clips index (make_corpus.py --clips: clips.json), by id, each with
+    "paths": its clip files (absolute). Read once per process."""
+    with open(path) as f:
+        index = json.load(f)
+    root = os.path.dirname(os.path.abspath(path))
+    return {m["id"]: {**m, "paths": [os.path.join(root, c["file"]) for c in m["clips"]]} for m in index["materials"]}
+
+
+def case_materials(case):
+    """The clips index's record of each source's material, in the sources' order (KeyError for a
+    material the index lacks), or None where two sources share a material."""
+    if len(set(case["materials"])) < len(case["materials"]):
+        return None
+    index = clips_index(case["clips"])
+    return [index[m] for m in case["materials"]]
+
+
+def builtin_names(materials):
+    """The built-in of each material record (kind; gender of speech, family of instruments) in
+    order, or None where two would get the same. Two or more talkers of different genders get
+    the speech_low (M) / speech_high (F) built-ins, other speech gets speech."""
+    genders = {m.get("gender") for m in materials if m["kind"] == "speech"}
+    by_gender = len([m for m in materials if m["kind"] == "speech"]) > 1 and len(genders) > 1
+    names = [BUILTIN_OF_FAMILY.get(m.get("family"), "music") if m["kind"] == "instrument"
+             else BUILTIN_OF_GENDER[m["gender"]] if m["kind"] == "speech" and by_gender
+             else BUILTIN_OF_KIND[m["kind"]] for m in materials]
+    return names if len(set(names)) == len(names) else None
+
+
+def model_split(case, models):
+    """`nmfsep split --model ...`: the models (in the sources' order) through train_models (a
+    shipped training for built-ins, else made) and split_sources; stems shaped like the mix."""
+    from nmfsep.supervised import train_models
+
+    settings = train_models(Settings(n_sources=len(models), models=tuple(models)).check())
+    stems = split_sources(channels(case["mix"]), case["rate"], settings).stems
+    return stems[..., 0] if case["mix"].ndim == 1 else stems
+
+
+def nmfsep_builtins(case):
+    """`nmfsep split --model NAME...` with the built-ins that name the sources (builtin_names):
+    nmfsep.models.load_set as the CLI calls it. None where the row does not apply."""
+    from nmfsep.models import load_set
+
+    materials = case_materials(case)
+    names = None if materials is None else builtin_names(materials)
+    return None if names is None else model_split(case, load_set(names)[0])
+
+
+def read_clips(material):
+    """The clips of a material record: a list of float32 arrays and their (common) rate."""
+    sounds = [sf.read(p, dtype="float32") for p in material["paths"]]
+    if len({rate for _, rate in sounds}) > 1:
+        raise ValueError(f"{material['id']}: clips at several rates")
+    return [samples for samples, _ in sounds], sounds[0][1]
+
+
+@functools.lru_cache(maxsize=None)
+def material_model(clips, material_id):
+    """`nmfsep learn CLIPS... --name ID` (its defaults) on the material's clips: once per process."""
+    recordings, rate = read_clips(clips_index(clips)[material_id])
+    return learn(recordings, rate, name=material_id)
+
+
+@functools.lru_cache(maxsize=None)
+def material_sklearn_bases(clips, material_id, rate):
+    """sklearn_bases of the material's clips, resampled to rate: once per process and rate."""
+    from nmfsep.audio import resample
+
+    recordings, clip_rate = read_clips(clips_index(clips)[material_id])
+    return sklearn_bases([resample(channels(r), clip_rate, rate) for r in recordings], rate)
+
+
+def nmfsep_supervised_clips(case):
+    """Each source's model learned from its material's clips (material_model), then the split."""
+    materials = case_materials(case)
+    return None if materials is None else model_split(case, [material_model(case["clips"], m["id"])
+                                                             for m in materials])
+
+
+def sklearn_recipe_clips(case):
+    """The scikit-learn recipe (20 KL bases per source) with each source's bases from its clips."""
+    materials = case_materials(case)
+    return None if materials is None else sklearn_recipe(
+        case, bases=[material_sklearn_bases(case["clips"], m["id"], case["rate"]) for m in materials])
+
+
 def corpus_rows():
     """{key of --methods: (label, function(case) -> stems or None where the row does not apply)}."""
     from functools import partial
@@ -271,6 +407,9 @@ def corpus_rows():
         "nussl": ("nussl MFCC k-means, 24", nussl_recipe),
         "oracle-grouping": ("oracle grouping, 24", oracle_grouping),
         "oracle-mask": ("oracle ratio mask", oracle_mask),
+        "builtins": ("nmfsep built-ins", nmfsep_builtins),
+        "supervised": ("nmfsep supervised", nmfsep_supervised_clips),
+        "sklearn-recipe": ("scikit-learn recipe, 20 KL bases", sklearn_recipe_clips),
     })
     return rows
 
@@ -288,19 +427,22 @@ def safe_si_sdr(reference, estimate):
     return value if value > FLOOR_DB else FLOOR_DB
 
 
-def improvements(case, stems):
+def improvements(case, stems, ordered=False):
     """SI-SDR improvement (dB) of each reference: SI-SDR(ref, stem) - SI-SDR(ref, mix), the stems
-    matched to the references by the permutation of best mean (blind stems have no order)."""
+    matched to the references by the permutation of best mean (blind stems have no order), or
+    in their own order where ordered (stems of models given in the sources' order)."""
     import itertools
 
     refs, n = case["refs"], len(case["refs"])
     scores = np.array([[safe_si_sdr(r, e) for e in stems] for r in refs])
-    best = max(itertools.permutations(range(len(stems)), n), key=lambda p: scores[np.arange(n), list(p)].sum())
+    orders = [tuple(range(n))] if ordered else itertools.permutations(range(len(stems)), n)
+    best = max(orders, key=lambda p: scores[np.arange(n), list(p)].sum())
     return scores[np.arange(n), list(best)] - np.array([safe_si_sdr(r, case["mix"]) for r in refs])
 
 
-def load_mixture(corpus, entry):
-    """A manifest entry's mix (n_samples[, n_channels]) and refs (n_sources, n_samples[, n_channels])."""
+def load_mixture(corpus, entry, clips=None):
+    """A manifest entry's mix (n_samples[, n_channels]) and refs (n_sources, n_samples[, n_channels]),
+    its sources' materials (ids) and clips (the clips index's path, for the rows that learn)."""
     def read(name):
         samples, rate = sf.read(os.path.join(corpus, entry["dir"], name), dtype="float32")
         return samples, rate
@@ -309,16 +451,18 @@ def load_mixture(corpus, entry):
     refs = np.stack([read(source["file"])[0] for source in entry["sources"]])
     if refs.shape[1:] != mix.shape:
         raise ValueError(f"sources {refs.shape[1:]} and mix {mix.shape} differ in shape")
-    return {"id": entry["id"], "class": entry["class"], "rate": rate, "mix": mix, "refs": refs}
+    return {"id": entry["id"], "class": entry["class"], "rate": rate, "mix": mix, "refs": refs,
+            "materials": [source["material"] for source in entry["sources"]], "clips": clips}
 
 
-def measure_mixture(corpus, entry, keys):
+def measure_mixture(corpus, entry, keys, clips=None):
     """One record per row of keys (rows that do not apply are left out): id, class, method,
-    si_sdri (per source, dB), mean, seconds; or error instead of the scores."""
+    si_sdri (per source, dB), mean, seconds; or error instead of the scores. clips: the clips
+    index (make_corpus.py --clips) of the rows that learn from other clips of the materials."""
     rows = corpus_rows()
     records = []
     try:
-        case = load_mixture(corpus, entry)
+        case = load_mixture(corpus, entry, clips)
     except Exception as error:  # noqa: BLE001 (one mixture failing must not end the run)
         return [{"id": entry["id"], "class": entry["class"], "method": k, "error": f"{type(error).__name__}: {error}"}
                 for k in keys]
@@ -329,7 +473,7 @@ def measure_mixture(corpus, entry, keys):
             stems = rows[key][1](case)
             if stems is None:
                 continue
-            values = improvements(case, stems)
+            values = improvements(case, stems, ordered=key in ORDERED_ROWS)
             record.update(si_sdri=[round(float(v), 3) for v in values], mean=round(float(values.mean()), 3))
         except Exception as error:  # noqa: BLE001
             record["error"] = f"{type(error).__name__}: {error}"
@@ -363,7 +507,7 @@ def start_worker(keys):
     warm_up(keys)
 
 
-def measure_corpus(corpus, entries, keys, jobs):
+def measure_corpus(corpus, entries, keys, jobs, clips=None):
     """All records of entries, in manifest order; errors are printed to stderr as they come."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -377,7 +521,7 @@ def measure_corpus(corpus, entries, keys, jobs):
         warm_up(keys)
         results = []
         for done, entry in enumerate(entries, 1):
-            results.append(measure_mixture(corpus, entry, keys))
+            results.append(measure_mixture(corpus, entry, keys, clips))
             report(done, entry, results[-1])
         return [r for records in results for r in records]
     for name in THREADS:  # read by the workers' BLAS when they import numpy (spawned, not forked)
@@ -387,7 +531,7 @@ def measure_corpus(corpus, entries, keys, jobs):
     results = {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=start_worker, initargs=(keys,)) as pool:
-        futures = {pool.submit(measure_mixture, corpus, entry, keys): i for i, entry in enumerate(entries)}
+        futures = {pool.submit(measure_mixture, corpus, entry, keys, clips): i for i, entry in enumerate(entries)}
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]
             results[i] = future.result()
@@ -432,6 +576,53 @@ def corpus_table(records, keys, classes):
     sys.stdout.flush()
 
 
+TARGET_CLASSES = ("speech_noise", "speech_music", "drums_pitched")  # where built-ins must clear the bars
+BUILTIN_TARGET_DB, MARGIN_DB = 6.0, 2.0
+
+
+def target_lines(records):
+    """The issue's targets, one line each, from the records of a run: built-ins >= +6 dB and >=
+    the blind default + 2 dB on each of TARGET_CLASSES; nmfsep supervised >= the scikit-learn
+    recipe + 2 dB on every class; seconds per mixture of the built-ins and of the blind default
+    on the same mixtures (those the built-ins row applies to), and their ratio."""
+    def means(key):
+        scored = [r for r in records if r["method"] == key and "error" not in r]
+        return {c: float(np.mean([r["mean"] for r in scored if r["class"] == c]))
+                for c in dict.fromkeys(r["class"] for r in scored)}
+
+    def verdict(ok):
+        return "met" if ok else "NOT met"
+
+    lines = []
+    builtins, blind = means("builtins"), means("default")
+    for c in TARGET_CLASSES:
+        if c not in builtins:
+            continue
+        if c in blind:
+            bar = max(BUILTIN_TARGET_DB, blind[c] + MARGIN_DB)
+            lines.append(f"built-ins on {c}: {builtins[c]:+.2f} dB, target >= {BUILTIN_TARGET_DB:+.0f} and >= "
+                         f"blind default {blind[c]:+.2f} {MARGIN_DB:+.0f} = {bar:+.2f}: {verdict(builtins[c] >= bar)}")
+        else:
+            lines.append(f"built-ins on {c}: {builtins[c]:+.2f} dB, target >= {BUILTIN_TARGET_DB:+.0f}: "
+                         f"{verdict(builtins[c] >= BUILTIN_TARGET_DB)} (no blind default row to compare)")
+    supervised, recipe = means("supervised"), means("sklearn-recipe")
+    for c in [c for c in supervised if c in recipe]:
+        bar = recipe[c] + MARGIN_DB
+        lines.append(f"supervised on {c}: {supervised[c]:+.2f} dB, target >= recipe {recipe[c]:+.2f} "
+                     f"{MARGIN_DB:+.0f} = {bar:+.2f}: {verdict(supervised[c] >= bar)}")
+    applied = {r["id"] for r in records if r["method"] == "builtins" and "seconds" in r}
+
+    def seconds(key):
+        timed = [r["seconds"] for r in records if r["method"] == key and r["id"] in applied and "seconds" in r]
+        return float(np.mean(timed)) if timed else None
+
+    ours, theirs = seconds("builtins"), seconds("default")
+    if ours is not None and theirs:
+        lines.append(f"seconds per mixture (the {len(applied)} mixtures the built-ins row applies to): built-ins "
+                     f"{ours:.1f} s, blind default {theirs:.1f} s, ratio {ours / theirs:.2f} (target: about 1)")
+    return lines
+
+
 def corpus_main(args, parser):
     manifest_path = os.path.join(args.corpus, "manifest.json")
     if not os.path.isfile(manifest_path):
@@ -439,11 +630,17 @@ def corpus_main(args, parser):
     with open(manifest_path) as f:
         entries = [m for m in json.load(f)["mixtures"] if m["split"] == args.split]
     rows = corpus_rows()
-    wanted = list(rows) if args.methods is None else args.methods.split(",")
+    extra = {k for keys in EXTRA_ROWS.values() for k in keys}
+    wanted = [k for k in rows if k not in extra] if args.methods is None else args.methods.split(",")
+    wanted += [k for flag, keys in EXTRA_ROWS.items() if getattr(args, flag[2:]) for k in keys]
     unknown = [k for k in wanted if k not in rows]
     if unknown:
         parser.error(f"unknown --methods {', '.join(unknown)} (choose from {', '.join(rows)})")
     keys = [k for k in rows if k in wanted]  # the table's order
+    clips = args.clips or os.path.join(args.corpus, "clips", "clips.json")
+    if extra & set(keys) and not os.path.isfile(clips):
+        parser.error(f"{clips}: no such file (the rows {', '.join(k for k in keys if k in extra)} read the clips "
+                     f"index of benchmarks/make_corpus.py --clips, `make clips`; give its path with --clips)")
     classes = list(dict.fromkeys(m["class"] for m in entries))
     if args.classes is not None:
         wanted = args.classes.split(",")
@@ -453,11 +650,14 @@ def corpus_main(args, parser):
         classes = wanted
     entries = [m for c in classes for m in [m for m in entries if m["class"] == c][:args.limit]]
     started = time.perf_counter()
-    records = measure_corpus(args.corpus, entries, keys, args.jobs)
+    records = measure_corpus(args.corpus, entries, keys, args.jobs, clips if extra & set(keys) else None)
     wall = time.perf_counter() - started
     print(f"Blind separation of {args.corpus}, split {args.split}: {len(entries)} mixtures, "
           f"SI-SDR improvement (dB), best permutation\n")
     corpus_table(records, keys, classes)
+    lines = target_lines(records)
+    if lines:
+        print("\nTargets (issue 17)\n" + "\n".join(lines))
     print(f"\nwall time {wall:.0f} s with -j {args.jobs}")
     if args.json:
         with open(args.json, "w") as f:
@@ -475,6 +675,15 @@ def main():
                         help="the corpus split to measure (choose on val, report on test)")
     parser.add_argument("--classes", help="comma-separated classes (default: all)")
     parser.add_argument("--methods", help="comma-separated rows (default: all): " + ", ".join(corpus_rows()))
+    parser.add_argument("--builtin", action="store_true",
+                        help="also the row 'nmfsep built-ins': each mixture split with the built-in models that "
+                             "name its sources")
+    parser.add_argument("--supervised", action="store_true",
+                        help="also 'nmfsep supervised' and the scikit-learn recipe, each source learned from other "
+                             "clips of its material (the clips index)")
+    parser.add_argument("--clips", metavar="PATH", default=None,
+                        help="the clips index of --builtin and --supervised (default: DIR/clips/clips.json, "
+                             "where `make clips` writes)")
     parser.add_argument("--limit", type=int, default=None, help="the first N mixtures of each class")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--json", metavar="FILE", help="write the per-mixture scores to FILE")
