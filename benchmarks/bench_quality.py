@@ -300,8 +300,9 @@ BUILTIN_OF_FAMILY = {"piano": "piano", "chromatic": "piano", "guitar": "guitar",
                      "strings": "strings", "ensemble": "strings", "brass": "winds", "reed": "winds", "pipe": "winds"}
 BUILTIN_OF_GENDER = {"M": "speech_low", "F": "speech_high"}
 # Rows whose stems come in the sources' order (models given in it): scored in that order, no permutation.
-ORDERED_ROWS = ("builtins", "supervised", "sklearn-recipe")
-EXTRA_ROWS = {"--builtin": ("builtins",), "--supervised": ("supervised", "sklearn-recipe")}  # not by default
+ORDERED_ROWS = ("builtins", "supervised", "sklearn-recipe", "voice-noise", "voice-free")
+EXTRA_ROWS = {"--builtin": ("builtins",),  # not by default
+              "--supervised": ("supervised", "sklearn-recipe", "voice-noise", "voice-free")}
 
 
 @functools.lru_cache(maxsize=None)
@@ -335,12 +336,14 @@ def builtin_names(materials):
     return names if len(set(names)) == len(names) else None
 
 
-def model_split(case, models):
-    """`nmfsep split --model ...`: the models (in the sources' order) through train_models (a
-    shipped training for built-ins, else made) and split_sources; stems shaped like the mix."""
+def model_split(case, models, n_free=0):
+    """`nmfsep split --model ... [--free N]`: the models (in the sources' order) through
+    train_models (a shipped training for built-ins, else made) and split_sources; stems shaped
+    like the mix (the residual last where n_free)."""
     from nmfsep.supervised import train_models
 
-    settings = train_models(Settings(n_sources=len(models), models=tuple(models)).check())
+    settings = train_models(Settings(n_sources=len(models) + (n_free > 0), models=tuple(models),
+                                     n_free=n_free).check())
     stems = split_sources(channels(case["mix"]), case["rate"], settings).stems
     return stems[..., 0] if case["mix"].ndim == 1 else stems
 
@@ -352,7 +355,39 @@ def nmfsep_builtins(case):
 
     materials = case_materials(case)
     names = None if materials is None else builtin_names(materials)
+    case["models"] = names
     return None if names is None else model_split(case, load_set(names)[0])
+
+
+def known_voice(case):
+    """The material record of the voice of a mixture of one voice and one noise, else None."""
+    materials = case_materials(case)
+    if materials is None or sorted(m["kind"] for m in materials) != ["noise", "speech"]:
+        return None
+    return materials
+
+
+def voice_and_builtin_noise(case):
+    """A known voice in unknown noise, the README's recipe: the voice's model learned from its
+    clips (`nmfsep learn`) beside the built-in noise (`--model me.npz --model noise`)."""
+    from nmfsep.models import load
+
+    materials = known_voice(case)
+    if materials is None:
+        return None
+    return model_split(case, [material_model(case["clips"], m["id"]) if m["kind"] == "speech" else load("noise")
+                              for m in materials])
+
+
+def voice_and_free(case):
+    """The recipe it replaced: the voice's model and 8 free bases (`--model me.npz --free 8`);
+    the noise is the residual stem."""
+    materials = known_voice(case)
+    if materials is None:
+        return None
+    voice = material_model(case["clips"], next(m["id"] for m in materials if m["kind"] == "speech"))
+    stems = model_split(case, [voice], n_free=8)
+    return stems if materials[0]["kind"] == "speech" else stems[::-1]
 
 
 def read_clips(material):
@@ -410,6 +445,8 @@ def corpus_rows():
         "builtins": ("nmfsep built-ins", nmfsep_builtins),
         "supervised": ("nmfsep supervised", nmfsep_supervised_clips),
         "sklearn-recipe": ("scikit-learn recipe, 20 KL bases", sklearn_recipe_clips),
+        "voice-noise": ("own voice + built-in noise", voice_and_builtin_noise),
+        "voice-free": ("own voice + --free 8", voice_and_free),
     })
     return rows
 
@@ -475,6 +512,8 @@ def measure_mixture(corpus, entry, keys, clips=None):
                 continue
             values = improvements(case, stems, ordered=key in ORDERED_ROWS)
             record.update(si_sdri=[round(float(v), 3) for v in values], mean=round(float(values.mean()), 3))
+            if key == "builtins":
+                record["models"] = case["models"]
         except Exception as error:  # noqa: BLE001
             record["error"] = f"{type(error).__name__}: {error}"
         record["seconds"] = round(time.perf_counter() - started, 3)

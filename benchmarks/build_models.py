@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the same sums in the same order: the same bytes
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ["NMFSEP_CACHE_DIR"] = ""  # every training made here, none read from a cache
 
 import argparse
 import itertools
@@ -29,7 +30,7 @@ import soundfile as sf
 RATE = 22050
 N_BASES = 128
 FRAMES_KEPT = 768      # training frames kept in each model (for trainings with one's own models)
-SECONDS_CAP = 360      # of audio per model at most (the clips are spread over all its materials)
+SECONDS_CAP = 480      # of audio per model at most (the clips are spread over all its materials)
 PAIR_LAYERS = 0        # unfolded layers of a shipped pair training (size: see SIZE_LIMIT)
 SIZE_LIMIT = 25 * 2**20
 
@@ -64,9 +65,11 @@ BUILTINS = {  # name: (summary, pitch shifts, selector of clip materials)
 
 
 def chosen_clips(index: dict, root: Path, select) -> tuple[list[Path], list[str]]:
-    """The train split's clips of the selected materials, round robin over the materials (first
-    clip of each, then the second ...) up to SECONDS_CAP seconds; and the materials used."""
+    """The train split's clips of the selected materials, round robin over the materials in a
+    seeded random order (first clip of each, then the second ...: every engine, speaker, program
+    and track gets its share) up to SECONDS_CAP seconds; and the materials used."""
     materials = sorted((m for m in index["materials"] if m["split"] == "train" and select(m)), key=lambda m: m["id"])
+    materials = [materials[i] for i in np.random.default_rng(0).permutation(len(materials))]
     rounds = itertools.zip_longest(*[m["clips"] for m in materials])
     picked, total = [], 0.0
     for clip in (c for r in rounds for c in r if c is not None):
@@ -104,7 +107,7 @@ def train_pair(task):
     ms = tuple(load(str(Path(folder) / f"{n}.npz")) for n in names)
     started = time.perf_counter()
     settings = Settings(len(ms), models=ms, unfolded_layers=PAIR_LAYERS)
-    trained = supervised._train(ms, settings)
+    trained = supervised.discriminative_training(ms, settings, recipe=supervised.THOROUGH_RECIPE)
     return names, trained, time.perf_counter() - started
 
 
@@ -184,7 +187,7 @@ def write_card(out: Path, name: str, source: tuple, scores: dict | None) -> None
 
 def scores_of(name: str, scores: dict) -> str:
     """The built-in rows of a bench_quality --json run where this built-in named a source."""
-    rows = [r for r in scores["scores"] if r.get("method") == "builtin" and name in r.get("models", [])
+    rows = [r for r in scores["scores"] if r.get("method") == "builtins" and name in (r.get("models") or [])
             and "mean" in r]
     if not rows:
         return f"Not used on the {scores.get('split')} split's mixtures."

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,7 @@ def few_bases(bench, monkeypatch):
     learned, in order."""
     from nmfsep import supervised
 
-    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 10)
+    monkeypatch.setattr(supervised, "SPLIT_RECIPE", replace(supervised.SPLIT_RECIPE, steps=10))
     learned = []
     real_learn = bench.learn
 
@@ -228,6 +229,17 @@ def test_builtins_row_splits_with_the_builtins_that_name_the_sources(bench, spee
     assert bench.improvements(case, stems, ordered=True).mean() > 0
 
 
+def test_voice_rows_learn_the_voice_from_its_clips_beside_the_builtin_noise_or_free_bases(bench, speech_noise, builtins,
+                                                                                         few_bases):
+    folder, entry = speech_noise
+    case = bench.load_mixture(str(folder), entry, str(folder / "clips" / "clips.json"))
+    for row in (bench.voice_and_builtin_noise, bench.voice_and_free):
+        stems = row(case)
+        assert stems.shape == case["refs"].shape
+        assert bench.improvements(case, stems, ordered=True).mean() > 0
+    assert few_bases == [SPEECH["id"]]  # the voice only: the noise is the built-in's, or the free bases'
+
+
 def test_corpus_run_with_builtin_and_supervised_writes_their_rows_to_json_and_prints_targets(
         bench, speech_noise, builtins, few_bases, monkeypatch, capsys):
     folder, entry = speech_noise
@@ -237,9 +249,12 @@ def test_corpus_run_with_builtin_and_supervised_writes_their_rows_to_json_and_pr
     bench.main()
     printed = capsys.readouterr().out
     records = json.loads(out.read_text())["scores"]
-    assert [r["method"] for r in records] == ["default", "builtins", "supervised", "sklearn-recipe"]
+    assert [r["method"] for r in records] == ["default", "builtins", "supervised", "sklearn-recipe", "voice-noise",
+                                              "voice-free"]
     assert all("error" not in r and len(r["si_sdri"]) == 2 for r in records), records
-    for label in ("nmfsep built-ins", "nmfsep supervised", "scikit-learn recipe, 20 KL bases"):
+    assert records[1]["models"] == ["speech", "noise"]
+    for label in ("nmfsep built-ins", "nmfsep supervised", "scikit-learn recipe, 20 KL bases",
+                  "own voice + built-in noise", "own voice + --free 8"):
         assert label in printed
     assert "built-ins on speech_noise: " in printed
     assert "supervised on speech_noise: " in printed

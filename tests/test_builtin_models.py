@@ -4,6 +4,7 @@ with one's own models (conformed to their STFT) and the shipped pair trainings.
 The tests make their own small built-ins (a fixture folder) and point nmfsep.models.folder at
 it; the last tests check whatever is actually shipped in src/nmfsep/models."""
 
+from dataclasses import replace
 import json
 import re
 import shutil
@@ -49,7 +50,7 @@ def _learn_builtins(folder: Path) -> dict:
     pair = (loaded["low"], loaded["mid"])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NMFSEP_CACHE_DIR", "")
-        patch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+        patch.setattr(supervised, "SPLIT_RECIPE", replace(supervised.SPLIT_RECIPE, steps=20))
         trained = supervised.discriminative_training(pair, Settings(models=pair, unfolded_layers=2))
     (folder / "pairs").mkdir()
     models.write_training(models.pair_path(["mid", "low"], folder), pair, trained)
@@ -98,7 +99,7 @@ def no_training(monkeypatch):
 def count_trainings(monkeypatch) -> list:
     made = []
     real = supervised.discriminative.train
-    monkeypatch.setattr(supervised, "DISCRIMINATIVE_STEPS", 20)
+    monkeypatch.setattr(supervised, "SPLIT_RECIPE", replace(supervised.SPLIT_RECIPE, steps=20))
     monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
     return made
 
