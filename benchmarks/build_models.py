@@ -171,7 +171,7 @@ def write_card(out: Path, name: str, source: tuple, scores: dict | None) -> None
     summary, shifts, _ = BUILTINS[name]
     n_clips, n_materials, used = source
     m = load(str(out / f"{name}.npz"))
-    lines = [f"# {name}: {summary}", "",
+    lines = [f"# {summary}", "", f"The built-in model `{name}` (`nmfsep split INPUT --model {name}`).", "",
              f"- Learned from: {n_clips} clean clips (8 s each) of {n_materials} materials of the train split of "
              f"nmfsep's corpus (benchmarks/make_corpus.py --clips; no speaker, program, track or noise of its "
              f"validation or test splits): {', '.join(used)}.",
