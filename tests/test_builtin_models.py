@@ -391,6 +391,25 @@ def test_free_bases_beside_a_builtin(builtins, wav_file, tmp_path):
     assert [s["name"] for s in json.loads(result.stdout)["stems"]] == ["low", "residual"]
 
 
+def test_separate_takes_builtin_names_and_a_model_of_ones_own_at_another_rate(builtins, mix, monkeypatch):
+    no_training(monkeypatch)
+    stems = nmfsep.separate(mix, RATE, models=["low", "mid"], max_iter=50)
+    assert stems.shape == (2, *mix.shape)
+    np.testing.assert_allclose(stems.sum(axis=0), mix, atol=1e-4)
+    monkeypatch.undo()  # training allowed again: a set with one's own model trains
+    monkeypatch.setattr(_models_module(), "folder", lambda: builtins["folder"])
+    own = supervised.learn(resampled(mix, RATE, 16000), 16000, 4, name="own", max_iter=50)
+    monkeypatch.setattr(supervised, "SPLIT_RECIPE", replace(supervised.SPLIT_RECIPE, steps=5))
+    stems = nmfsep.separate(mix, RATE, models=[own, "hiss"], max_iter=50)  # hiss re-gridded to 16 kHz
+    assert stems.shape == (2, *mix.shape)
+    np.testing.assert_allclose(stems.sum(axis=0), mix, atol=1e-4)
+
+
+def resampled(x, rate_in, rate_out):
+    from nmfsep.audio import resample
+    return resample(np.asarray(x, np.float32)[:, None], rate_in, rate_out)[:, 0]
+
+
 def test_the_package_data_carries_builtin_models_cards_and_pairs():
     import fnmatch
     import tomllib

@@ -129,7 +129,7 @@ def test_two_models_with_one_name_are_refused(data, wav_file, tmp_path):
     model.save(learn(training[1], RATE, 4, name="same"), str(tmp_path / "b.npz"))
     result = run("split", wav_file(), "--model", tmp_path / "a.npz", "--model", tmp_path / "b.npz")
     assert result.exit_code == 1
-    assert result.stderr == "nmfsep: error: two stems would be named 'same': learn the models with distinct --name\n"
+    assert result.stderr == "nmfsep: error: two stems would be named 'same': give each model once (models of your own: learn them with distinct --name)\n"
 
 
 def test_learn_refuses_to_overwrite_and_mixed_rates(wav_file, tmp_path):

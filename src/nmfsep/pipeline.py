@@ -101,7 +101,8 @@ class Settings:
         names = [m.name for m in self.models]
         duplicate = next((n for n in names if names.count(n) > 1 or n == RESIDUAL and self.n_free), None)
         if duplicate is not None:
-            raise BadValueError(f"two stems would be named {duplicate!r}: learn the models with distinct --name")
+            raise BadValueError(f"two stems would be named {duplicate!r}: give each model once (models of your own: "
+                                "learn them with distinct --name)")
         return self
 
     def component_counts(self, n_frames: int) -> list[int]:
@@ -363,7 +364,7 @@ def separation_memory(settings: Settings, n_frames: int, n_channels: int, sample
     return need
 
 
-def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[Model] = (),
+def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list[Model | str]" = (),
              n_free: int = 0, n_components: int | None = None, grouping: str = "auto",
              beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
              seed: int = 0, power: float | None = None, n_fft: int | None = None,
@@ -375,8 +376,10 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[
     channels_first=True, (n_channels, n_samples) as librosa gives them. Never modified.
     sample_rate: in Hz, a whole number up to audio.MAX_SAMPLE_RATE.
     Blind (no models): k stems, lowest spectral centroid first, from n_components NMF components
-    grouped by ``grouping`` (see nmfsep.grouping). With models (see ``nmfsep.supervised.learn``): one
-    stem per model in the given order, plus a residual stem when n_free > 0 (k is ignored).
+    grouped by ``grouping`` (see nmfsep.grouping). With models (Model objects from
+    ``nmfsep.supervised.learn``, built-in names or model file paths, resolved as ``split --model``
+    does: nmfsep.models.load_set): one stem per model in the given order, plus a residual stem when
+    n_free > 0 (k is ignored).
     Returns float32 stems (n_stems, *samples.shape), in the layout given.
 
     Raises BadValueError (an NmfsepError and a ValueError) before anything is allocated from
@@ -388,6 +391,9 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: list[
     samples = as_array(samples)
     frames = as_2d(samples, channels_first)
     sample_rate = check_sample_rate(sample_rate)
+    if any(not isinstance(m, Model) for m in models):
+        from .models import load_set
+        models = load_set(models)[0]
     settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length, tuple(models), n_free,
                         n_components=n_components, grouping=grouping).check()
     need = separation_memory(settings, *frames.shape, sample_rate)

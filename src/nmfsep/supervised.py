@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .pipeline import IterationCount, Settings
 
 # Unfolded layers of the discriminative training (Settings.unfolded_layers): 4, not 16, keeps the first split
-# with a new model set within ~2x a blind split (benchmarks/data supervised: 16 layers 12.13 dB, 4: 11.88)
+# with a new model set within a few blind splits (benchmarks/data supervised: 16 layers 12.13 dB, 4: 11.77)
 UNFOLDED_LAYERS = 4
 DEFAULT_PITCH_SHIFTS = 1
 SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
@@ -52,10 +52,10 @@ class TrainingRecipe:
     fit_iterations: int
 
 
-# The recipe of a split: a quarter of the Adam steps at twice the rate, half the frames, a quarter of the fit's
-# iterations (see README "Supervised"), and the thorough one it replaced (for trainings made once ahead, e.g.
-# the built-ins' pairs at build time)
-SPLIT_RECIPE = TrainingRecipe(mixtures=4, steps=50, rate=0.1, batch=512, frames=4096, fit_iterations=50)
+# The recipe of a split: 30 Adam steps at rate 0.15 on a quarter of the frames, 30 iterations of the fit (see
+# README "Supervised"), and the thorough one it replaced (for trainings made once ahead, e.g. the built-ins'
+# pairs at build time)
+SPLIT_RECIPE = TrainingRecipe(mixtures=4, steps=30, rate=0.15, batch=512, frames=2048, fit_iterations=30)
 THOROUGH_RECIPE = TrainingRecipe(mixtures=4, steps=200, rate=0.05, batch=512, frames=8192, fit_iterations=200)
 
 

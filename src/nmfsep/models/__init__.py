@@ -67,14 +67,14 @@ def load(name_or_path: "str | os.PathLike") -> Model:
     return load_file(path)
 
 
-def load_set(arguments: Sequence["str | os.PathLike"]) -> tuple[tuple[Model, ...], list[Model]]:
-    """The models of a split, one per argument (built-in names or paths, see ``load``), in
-    order, and the built-ins among them that were conformed (as they were before): where they
+def load_set(arguments: Sequence["str | os.PathLike | Model"]) -> tuple[tuple[Model, ...], list[Model]]:
+    """The models of a split, one per argument (built-in names or paths, see ``load``, or Model
+    objects, taken as one's own), in order, and the built-ins among them that were conformed (as they were before): where they
     are used beside models of one's own at another sample rate or STFT, the built-ins are
     re-gridded to the first such model's (nmfsep.model.conform). One's own models are never
     changed: two at different rates stay an error of the split (Settings.stft_params)."""
-    builtin = [builtin_path(a) is not None for a in arguments]
-    models = [load(a) for a in arguments]
+    builtin = [not isinstance(a, Model) and builtin_path(a) is not None for a in arguments]
+    models = [a if isinstance(a, Model) else load(a) for a in arguments]
     own = [m for m, b in zip(models, builtin) if not b]
     if not own:
         return tuple(models), []
