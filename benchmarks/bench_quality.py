@@ -317,11 +317,12 @@ def clips_index(path):
 
 def case_materials(case):
     """The clips index's record of each source's material, in the sources' order (KeyError for a
-    material the index lacks), or None where two sources share a material."""
+    material the index lacks), or None where two sources share a material or one has no clip."""
     if len(set(case["materials"])) < len(case["materials"]):
         return None
     index = clips_index(case["clips"])
-    return [index[m] for m in case["materials"]]
+    materials = [index[m] for m in case["materials"]]
+    return None if any(not m["clips"] for m in materials) else materials  # a track with no room for a clip
 
 
 def builtin_names(materials):

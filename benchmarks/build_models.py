@@ -191,10 +191,12 @@ def scores_of(name: str, scores: dict) -> str:
             and "mean" in r]
     if not rows:
         return f"Not used on the {scores.get('split')} split's mixtures."
+    blind = {r["id"]: r["mean"] for r in scores["scores"] if r.get("method") == "default" and "mean" in r}
     by_class = {}
     for r in rows:
-        by_class.setdefault(r["class"], []).append(r["mean"])
-    parts = [f"{c} {np.mean(v):+.2f} dB ({len(v)} mixtures)" for c, v in sorted(by_class.items())]
+        by_class.setdefault(r["class"], []).append((r["mean"], blind.get(r["id"], np.nan)))
+    parts = [f"{c} {np.mean([a for a, _ in v]):+.2f} dB (blind default {np.mean([b for _, b in v]):+.2f}; "
+             f"{len(v)} mixtures)" for c, v in sorted(by_class.items())]
     return (f"Mean SI-SDR improvement on the corpus' {scores.get('split')} split, split with the built-ins that "
             f"name each source (`bench_quality.py --corpus --builtin`): " + "; ".join(parts) + ".")
 
