@@ -164,6 +164,17 @@ def test_models_command_lists_one_line_per_builtin(builtins):
     assert records[1] == _models_module().describe("low")
 
 
+def test_models_command_with_a_name_prints_its_card_and_an_unknown_name_lists_the_builtins(builtins):
+    result = run("models", "low")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "# A low test source\n\nLearned from synthetic audio.\n"
+    result = run("models", "low", "--json")
+    assert json.loads(result.stdout)["card"].startswith("# A low test source")
+    result = CliRunner().invoke(cli, ["models", "loud"])
+    assert result.exit_code == 1
+    assert result.stderr == "nmfsep: error: loud: no built-in model of that name (built-ins: hiss, low, mid)\n"
+
+
 def test_nmfsep_models_is_reachable_from_the_package_without_importing_it(tmp_path):
     result = subprocess.run([sys.executable, "-c", "import nmfsep; print(nmfsep.models.load.__module__)"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -276,14 +276,20 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
 
 
 @cli.command("models")
+@click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per built-in model on stdout.")
-def list_models(as_json):
+def list_models(name, as_json):
     """List the built-in models, one line each: name, bases, sample rate and what it models
-    (the first line of its card, nmfsep/models/NAME.md). Split with them by name:
+    (the first line of its card, nmfsep/models/NAME.md). With NAME: that model's card (what it
+    was learned from, how it scores). Split with them by name:
     `nmfsep split x.wav --model speech --model noise`.
     """
     from . import models
 
+    if name is not None:
+        record = models.describe(name) if as_json else None  # raises for a name that is not a built-in
+        click.echo(json.dumps({**record, "card": models.card(name)}) if as_json else models.card(name), nl=False)
+        return
     records = [models.describe(name) for name in models.names()]
     if not records:
         click.echo("nmfsep: no built-in models are installed", err=True)
