@@ -175,6 +175,31 @@ def test_models_command_with_a_name_prints_its_card_and_an_unknown_name_lists_th
     assert result.stderr == "nmfsep: error: loud: no built-in model of that name (built-ins: hiss, low, mid)\n"
 
 
+def test_a_misspelt_builtin_name_gets_a_suggestion(builtins, wav_file, tmp_path):
+    result = CliRunner().invoke(cli, ["split", str(wav_file()), "--model", "Low", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "Low: no such model file and no built-in model of that name (did you mean low? built-ins: hiss, low, mid)" \
+        in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_more_stem_than_the_models_give_suggests_free(builtins, wav_file, tmp_path):
+    result = CliRunner().invoke(cli, ["split", str(wav_file()), "--model", "low", "--model", "mid", "-k", "3",
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "3 stems asked, but 2 models give 2 (add --free N for a 'residual' stem)" in result.stderr
+
+
+def test_one_model_without_free_says_its_stem_is_the_whole_input(builtins, wav_file, tmp_path):
+    result = CliRunner().invoke(cli, ["split", str(wav_file()), "--model", "low", "-o", str(tmp_path / "out"),
+                                      "--iter", "20"])
+    assert result.exit_code == 0, result.output
+    assert ("nmfsep: note: one --model and no --free give one stem, the whole input: add --free N (what 'low' does "
+            "not cover) or another --model\n") in result.stderr
+    quiet = CliRunner().invoke(cli, ["split", str(wav_file()), "--model", "low", "-o", str(tmp_path / "q"), "-q"])
+    assert "one --model" not in quiet.stderr
+
+
 def test_nmfsep_models_is_reachable_from_the_package_without_importing_it(tmp_path):
     result = subprocess.run([sys.executable, "-c", "import nmfsep; print(nmfsep.models.load.__module__)"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -158,14 +158,19 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
     if model_paths and ctx.get_parameter_source("n_sources").name == "COMMANDLINE":
         stems = len(model_paths) + (1 if n_free else 0)
         if n_sources != stems:
+            hint = (" (add --free N for a 'residual' stem)"
+                    if not n_free and n_sources == stems + 1 else "")
             raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
-                                     f"{' and --free' if n_free else ''} give {stems}", ctx, param_hint="'-k'")
+                                     f"{' and --free' if n_free else ''} give {stems}{hint}", ctx, param_hint="'-k'")
     try:  # the options alone: values that cannot work together, or like --beta nan, are usage errors
         Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
                  n_components=n_components, grouping=grouping).check()
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
     models, conformed = load_set(model_paths)
+    if len(models) == 1 and not n_free and not quiet:
+        click.echo(f"nmfsep: note: one --model and no --free give one stem, the whole input: add --free N "
+                   f"(what {models[0].name!r} does not cover) or another --model", err=True)
     if conformed and not quiet:
         first = conformed[0]
         mine = next(m for m in models if m.name not in {c.name for c in conformed})

@@ -42,8 +42,14 @@ def _is_path(argument: str) -> bool:
     return any(s in argument for s in separators) or argument.lower().endswith(".npz")
 
 
-def _listed(builtins: list[str]) -> str:
-    return f"built-ins: {', '.join(builtins)}" if builtins else "no built-in models are installed"
+def _listed(builtins: list[str], asked: str = "") -> str:
+    """The built-ins for an error message, first the one that asked is likely a misspelling of."""
+    import difflib
+
+    if not builtins:
+        return "no built-in models are installed"
+    close = difflib.get_close_matches(asked.lower(), builtins, n=1, cutoff=0.6)
+    return (f"did you mean {close[0]}? " if close else "") + f"built-ins: {', '.join(builtins)}"
 
 
 def builtin_path(name_or_path: "str | os.PathLike") -> Path | None:
@@ -63,7 +69,7 @@ def load(name_or_path: "str | os.PathLike") -> Model:
         return load_file(str(builtin))
     path = os.fspath(name_or_path)
     if not isinstance(name_or_path, os.PathLike) and not _is_path(path) and not os.path.isfile(path):
-        raise ModelError(f"{path}: no such model file and no built-in model of that name ({_listed(names())})")
+        raise ModelError(f"{path}: no such model file and no built-in model of that name ({_listed(names(), path)})")
     return load_file(path)
 
 
@@ -88,7 +94,7 @@ def card(name: str) -> str:
     built-in, or a card that cannot be read."""
     builtins = names()
     if name not in builtins:
-        raise ModelError(f"{name}: no built-in model of that name ({_listed(builtins)})")
+        raise ModelError(f"{name}: no built-in model of that name ({_listed(builtins, name)})")
     path = folder() / f"{name}.md"
     try:
         return path.read_text(encoding="utf-8")
