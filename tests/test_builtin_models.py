@@ -242,6 +242,20 @@ def test_a_cli_split_with_builtins_only_says_nothing_of_a_training_and_writes_no
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_batch_with_builtins_reads_their_shipped_training_once_not_per_input(builtins, wav_file, tmp_path,
+                                                                              monkeypatch):
+    models = _models_module()
+    no_training(monkeypatch)
+    reads = []
+    real = models.read_training
+    monkeypatch.setattr(models, "read_training", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    inputs = [wav_file(f"mix{i}.wav") for i in range(3)]
+    result = run("split", *inputs, "--model", "mid", "--model", "low", "-o", tmp_path / "out", "--iter", 20)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mix0", "mix1", "mix2"]
+    assert len(reads) <= 2  # training_needed, then train_models hands it to every input
+
+
 def test_a_shipped_training_is_used_in_any_model_order(builtins, mix, monkeypatch):
     models = _models_module()
     low, mid = models.load("low"), models.load("mid")

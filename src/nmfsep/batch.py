@@ -719,9 +719,11 @@ def train_models(jobs: list[Job], settings: Settings, listener: Listener | None 
     """The settings with their model set's discriminative training made (or loaded from the
     cache), once, before any input is split (nmfsep.supervised.train_models): every input and
     every worker gets it with the settings, even where the cache folder cannot be written.
-    Not made when no input can use it (every input failed already, or does not exist)."""
-    if not supervised.training_needed(settings) or not any(
-            not job.error and (job.input == "-" or os.path.exists(job.input)) for job in jobs):
+    Not made when no input can use it (every input failed already, or does not exist); a shipped
+    training of built-ins is handed over as it is, announced to no listener."""
+    if not supervised.training_needed(settings):
+        return supervised.train_models(settings)  # a shipped training, if any: nothing to make or announce
+    if not any(not job.error and (job.input == "-" or os.path.exists(job.input)) for job in jobs):
         return settings
     if listener is None:
         return supervised.train_models(settings)

@@ -695,6 +695,8 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
     if training_needed(settings):
         with steps_bar(console, "training the models (once)", None, "steps", not quiet and console.is_terminal) as progress:
             settings = train_models(settings, progress)
+    else:
+        settings = train_models(settings)  # a shipped training of built-ins, if any
     with steps_bar(console, input_path, settings.max_iter, "iterations", not quiet and console.is_terminal) as progress:
         separation = split_sources(sound.samples, sound.sample_rate, settings, progress, name=input_path)
     spectrogram, rate = separation.spectrogram(sound.samples, sound.sample_rate)

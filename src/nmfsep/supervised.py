@@ -124,8 +124,12 @@ def synthetic_sources(models: tuple[Model, ...], seed: int) -> np.ndarray:
 def training_needed(settings: "Settings") -> bool:
     """Whether splits with these settings need a discriminative training not yet made (none
     is for a set of built-in models whose training is shipped: nmfsep.models.shipped_training)."""
-    return (settings.trained is None and settings.discriminative and discriminative_applies(settings.models)
-            and shipped_training(settings.models) is None)
+    return _untrained(settings) and shipped_training(settings.models) is None
+
+
+def _untrained(settings: "Settings") -> bool:
+    """Splits with these settings use a discriminative training that they do not hold yet."""
+    return settings.trained is None and settings.discriminative and discriminative_applies(settings.models)
 
 
 def train_models(settings: "Settings", progress: Progress | None = None,
@@ -134,9 +138,10 @@ def train_models(settings: "Settings", progress: Progress | None = None,
     settings where there is none to make): loaded from the on-disk cache, else trained, with
     started(folder) called first (folder: where the training will be kept, None where it cannot
     be: the cache is off or not writable) and progress(step, total) as it goes. Splits with the
-    returned settings, in this process or another (they pickle), do not train again.
+    returned settings, in this process or another (they pickle), do not train again. A set of
+    built-ins with a shipped training gets it here (read once, not by every split).
     """
-    if not training_needed(settings):
+    if not _untrained(settings):
         return settings
     return replace(settings, trained=discriminative_training(settings.models, settings, progress, started))
 
