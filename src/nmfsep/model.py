@@ -192,27 +192,28 @@ def conform(model: Model, sample_rate: int, n_fft: int, hop_length: int) -> Mode
     if (sample_rate, n_fft, hop_length) == (model.sample_rate, model.n_fft, model.hop_length):
         return model
     position = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft) * (model.n_fft / model.sample_rate)
-    bases = _regrid(model.bases, position)
+    bases = regrid(model.bases, position)
     norms = np.linalg.norm(bases, axis=0)
     if not norms.any():
         raise ModelError(f"model {model.name!r} has nothing below {sample_rate / 2:g} Hz to use at {sample_rate} Hz")
     bases /= np.maximum(norms, np.finfo(np.float32).tiny)
     frames = None
     if model.frames is not None:
-        frames = _regrid(model.frames.astype(np.float32), position)
+        frames = regrid(model.frames.astype(np.float32), position)
         mean = float(frames.mean())
         frames = np.minimum(frames / (mean or 1.0), np.finfo(np.float16).max).astype(np.float16)
     return Model(bases, sample_rate, n_fft, hop_length, model.beta, model.name, frames, model.pitch_shifts,
                  model.nmfsep_version, model.format_version)
 
 
-def _regrid(values: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """float32 rows of values (n_bins, m) at fractional row positions (linear interpolation), 0
-    beyond the last row."""
+def regrid(values: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """Rows of values (n_bins, m) at fractional row positions (len(position), m), linearly
+    interpolated, 0 beyond the last row; in values' dtype. Re-grids a model (``conform``) and
+    pitch-shifts a spectrogram (nmfsep.supervised.pitch_shift)."""
     n_bins = values.shape[0]
     inside = np.flatnonzero(position <= n_bins - 1)
     low = np.minimum(np.floor(position[inside]).astype(np.intp), n_bins - 2)
-    frac = (position[inside] - low)[:, None].astype(np.float32)
-    out = np.zeros((len(position), values.shape[1]), np.float32)
+    frac = (position[inside] - low)[:, None].astype(values.dtype)
+    out = np.zeros((len(position), values.shape[1]), values.dtype)
     out[inside] = (1 - frac) * values[low] + frac * values[low + 1]
     return out

@@ -19,7 +19,7 @@ from . import cache, discriminative, spectrum
 from .errors import NmfsepError
 from .fitting import Fit, Progress, init_for
 from .inputs import as_2d
-from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model
+from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model, regrid
 from .models import shipped_training
 from .nmf import factorize
 
@@ -226,14 +226,7 @@ def _train(models: tuple[Model, ...], settings: "Settings", recipe: TrainingReci
 def pitch_shift(V: np.ndarray, semitones: float) -> np.ndarray:
     """V (n_bins, n_frames) with every frequency scaled by 2 ** (semitones / 12): bin f takes the
     value of V at f / 2 ** (semitones / 12), linearly interpolated (0 above the top bin)."""
-    n_bins = V.shape[0]
-    source = np.arange(n_bins) / 2 ** (semitones / 12)
-    low = np.floor(source).astype(np.intp)
-    inside = np.flatnonzero(low < n_bins - 1)
-    frac = (source[inside] - low[inside])[:, None].astype(V.dtype)
-    shifted = np.zeros_like(V)
-    shifted[inside] = (1 - frac) * V[low[inside]] + frac * V[low[inside] + 1]
-    return shifted
+    return regrid(V, np.arange(V.shape[0]) / 2 ** (semitones / 12))
 
 
 def augmented(V: np.ndarray, pitch_shifts: int) -> np.ndarray:
