@@ -292,8 +292,8 @@ def list_models(name, as_json):
     from . import models
 
     if name is not None:
-        record = models.describe(name) if as_json else None  # raises for a name that is not a built-in
-        click.echo(json.dumps({**record, "card": models.card(name)}) if as_json else models.card(name), nl=False)
+        text = models.card(name)  # raises for a name that is not a built-in
+        click.echo(json.dumps({**models.describe(name), "card": text}) if as_json else text, nl=as_json)
         return
     records = [models.describe(name) for name in models.names()]
     if not records:
