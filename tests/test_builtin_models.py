@@ -256,6 +256,17 @@ def test_a_batch_with_builtins_reads_their_shipped_training_once_not_per_input(b
     assert len(reads) <= 2  # training_needed, then train_models hands it to every input
 
 
+def test_discriminative_training_makes_a_fresh_training_even_for_a_shipped_set(builtins, monkeypatch):
+    """What benchmarks/build_models.py calls to make the pairs: never the shipped file back."""
+    models = _models_module()
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
+    pair = (models.load("low"), models.load("mid"))
+    assert models.shipped_training(pair) is not None
+    made = count_trainings(monkeypatch)
+    supervised.discriminative_training(pair, Settings(models=pair, unfolded_layers=1))
+    assert len(made) == 1
+
+
 def test_a_shipped_training_is_used_in_any_model_order(builtins, mix, monkeypatch):
     models = _models_module()
     low, mid = models.load("low"), models.load("mid")

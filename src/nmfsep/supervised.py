@@ -76,7 +76,8 @@ def fit(V: np.ndarray, settings: "Settings", options: dict, count: "IterationCou
     loss = float(losses[-1]) if len(losses) else None
     trained = None
     if settings.discriminative and discriminative_applies(settings.models):
-        trained = (settings.trained or discriminative_training(settings.models, settings)).with_free(W[:, n_known:])
+        trained = (settings.trained or shipped_training(settings.models)
+                   or discriminative_training(settings.models, settings)).with_free(W[:, n_known:])
     return Fit(W, result.H, model_groups(settings.models, settings.n_free), result.n_iter, loss, losses,
                trained=trained)
 
@@ -143,7 +144,8 @@ def train_models(settings: "Settings", progress: Progress | None = None,
     """
     if not _untrained(settings):
         return settings
-    return replace(settings, trained=discriminative_training(settings.models, settings, progress, started))
+    return replace(settings, trained=shipped_training(settings.models)
+                   or discriminative_training(settings.models, settings, progress, started))
 
 
 def discriminative_training(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None,
@@ -164,12 +166,10 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
     another recipe is not used). recipe: None is SPLIT_RECIPE (fast: see ``TrainingRecipe``);
     THOROUGH_RECIPE for a training made once ahead. Made here (not loaded): started(folder) is
     called first, and progress(step, fit iterations + recipe.steps) as it goes (the fit of the
-    activations, then the training's steps). A set of built-in models whose training is shipped
-    (nmfsep.models.shipped_training) gets that one: nothing is made or cached.
+    activations, then the training's steps). A shipped training of built-ins
+    (nmfsep.models.shipped_training) is not looked for here: splits (``fit``, ``train_models``)
+    take it before they get here, and benchmarks/build_models.py makes it here.
     """
-    trained = shipped_training(models)
-    if trained is not None:
-        return trained
     recipe = SPLIT_RECIPE if recipe is None else recipe
     key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
     name = _training_name(models, key, recipe)
