@@ -11,7 +11,7 @@ are renamed only once all of them are complete.
 
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import fnmatch
 import multiprocessing
 import os
@@ -19,13 +19,14 @@ import re
 import resource
 import signal
 import string
+import tempfile
 import time
 from typing import Iterator, Protocol
 
 import numpy as np
 import soundfile as sf
 
-from . import audio, spectrum, stream as streaming, supervised
+from . import audio, spectrum, storage, stream as streaming, supervised
 from .errors import NmfsepError
 from .pipeline import Progress, Settings, memory_needed, separation_memory, split_sources
 from .report import report_path
@@ -143,9 +144,9 @@ def track_name(path: str) -> str:
 
 def find_inputs(inputs: list[str], recursive: bool = False, pattern: str | None = None,
                 exclude: str | None = None) -> list[Job]:
-    """Jobs for files, folders and '-', each input once, in the order given.
+    """Jobs for files, folders, their URLs (nmfsep.storage) and '-', each input once, in the order given.
 
-    A folder gives the files in it (in its subfolders too with ``recursive``) that match
+    A folder (or a folder URL: an object-store prefix) gives the files in it (in its subfolders too with ``recursive``) that match
     ``pattern`` (fnmatch on the file name, or on the path below the folder when the pattern has
     a '/'), by default those with an audio extension; hidden files and the folder ``exclude``
     (the output folder) are left out. Their track names keep the path below the folder
@@ -163,6 +164,9 @@ def find_inputs(inputs: list[str], recursive: bool = False, pattern: str | None 
     for given in inputs:
         if given == "-":
             add(Job("-", "stdin"), "-")
+        elif storage.is_url(given):
+            for job in _url_jobs(given, recursive, pattern, exclude):
+                add(job, job.input)
         elif os.path.isdir(given):
             found = list(_walk(given, recursive, pattern, exclude))
             for path, track in found:
@@ -175,6 +179,30 @@ def find_inputs(inputs: list[str], recursive: bool = False, pattern: str | None 
     return jobs
 
 
+def _url_jobs(url: str, recursive: bool, pattern: str | None, exclude: str | None) -> list[Job]:
+    """find_inputs for one URL: a file's job (a missing one fails when it is read), a folder's
+    files, or one job that fails with the reason (nothing to split, the store cannot be asked)."""
+    folder_track = track_name(url.rstrip("/")) or "_"
+    try:
+        if storage.kind(url) != "directory":
+            return [Job(url, track_name(url))]
+        found = [(path, _track(relative)) for path, relative in storage.list_files(url, recursive, exclude)
+                 if _matches(relative.rsplit("/", 1)[-1], relative, pattern)]
+        if found:
+            return [Job(path, track) for path, track in found]
+        hint = " (use -r to look in its subfolders)" if not recursive and storage.list_files(url, True, exclude) else ""
+        what = f"no files matching {pattern!r}" if pattern else "no audio files"
+        return [Job(url, folder_track, error=f"{url}: {what} in this folder{hint}")]
+    except NmfsepError as exc:
+        return [Job(url, folder_track, error=str(exc))]
+
+
+def _track(relative: str) -> str:
+    """The {track} of a file found in a folder: its path below the folder ('/'-separated), without
+    its extension, each part made safe."""
+    return "/".join(safe_name(p) for p in os.path.splitext(relative)[0].split("/"))
+
+
 def _walk(folder: str, recursive: bool, pattern: str | None, exclude: str | None,
           extensions: frozenset = AUDIO_EXTENSIONS) -> Iterator[tuple[str, str]]:
     excluded = os.path.realpath(exclude) if exclude else None
@@ -184,8 +212,7 @@ def _walk(folder: str, recursive: bool, pattern: str | None, exclude: str | None
         for name in sorted(files):
             relative = os.path.relpath(os.path.join(root, name), folder)
             if not name.startswith(".") and _matches(name, relative, pattern, extensions):
-                parts = os.path.splitext(relative)[0].split(os.sep)
-                yield os.path.join(root, name), "/".join(safe_name(p) for p in parts)
+                yield os.path.join(root, name), _track(relative.replace(os.sep, "/"))
 
 
 def _matches(name: str, relative: str, pattern: str | None, extensions: frozenset = AUDIO_EXTENSIONS) -> bool:
@@ -233,12 +260,17 @@ def check_template(template: str) -> None:
 
 
 def stem_paths(output: Output, track: str, stem_names: list[str], ext: str) -> list[str]:
+    """The stems' paths (URLs in a URL output folder), in stem order; NmfsepError for one that would
+    leave the output folder."""
     paths = []
     root = os.path.abspath(output.folder)
     for stem in stem_names:
         relative = output.template.format(track=track, stem=safe_name(stem), ext=ext)
         if not relative.lower().endswith("." + ext.lower()):  # a template without {ext}: a file
             relative += "." + ext                             # name still says its format
+        if storage.is_url(output.folder):  # check_template keeps it relative and free of '..'
+            paths.append(storage.join(output.folder, relative))
+            continue
         path = os.path.normpath(os.path.join(output.folder, relative))
         if os.path.commonpath([root, os.path.abspath(path)]) != root:
             raise NmfsepError(f"--filename: {relative} would be written outside {output.folder}")
@@ -260,7 +292,7 @@ def check_collisions(jobs: list[Job], output: Output, stem_names: list[str]) -> 
         if ext is None:
             continue
         for path in stem_paths(output, job.track, stem_names, ext):
-            owner = owners.setdefault(os.path.abspath(path), job)
+            owner = owners.setdefault(path if storage.is_url(path) else os.path.abspath(path), job)
             if owner is not job:
                 raise NmfsepError(f"{owner.input} and {job.input} would both write {path} "
                                   "(rename one, or split them into different -o folders)")
@@ -271,6 +303,8 @@ def _planned_extension(path: str, output: Output) -> str | None:
         return audio.extension(output.format, output.subtype)
     if path == "-":
         return "wav"
+    if storage.is_url(path):  # not downloaded to read a header: its own extension stands in
+        return os.path.splitext(path)[1][1:].lower() or None
     try:
         if not os.path.isfile(path):
             return None
@@ -281,8 +315,12 @@ def _planned_extension(path: str, output: Output) -> str | None:
 
 
 def check_output_folder(folder: str) -> None:
-    """Refuse an output folder that is a file or cannot be created or written."""
-    _check_writable(folder)
+    """Refuse an output folder (or folder URL: nmfsep.storage.check_folder) that is a file or
+    cannot be created or written."""
+    if storage.is_url(folder):
+        storage.check_folder(folder)
+    else:
+        _check_writable(folder)
 
 
 def _check_writable(folder: str) -> None:
@@ -317,6 +355,8 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
     record's "error" (one line that names the input), and leaves no stem of it on disk."""
     if isinstance(job, str):
         job = Job(job, track_name(job))
+    if not job.error and (storage.is_url(job.input) or (stream is None and storage.is_url(output.folder))):
+        return _process_remote(job, settings, output, progress, stream)
     started = time.perf_counter()
     record = new_record(job, settings)
     name = audio.display_name(job.input)
@@ -361,6 +401,54 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
         record["peak_memory"] = peak_memory()
+    return record
+
+
+def _process_remote(job: Job, settings: Settings, output: Output, progress: Progress | None, stream) -> dict:
+    """``process`` for an input or output folder given as a URL (nmfsep.storage): the input is
+    downloaded to a local scratch folder and split there; the stems of a URL output are written
+    there too, then uploaded together (all or none). Existing stems are looked for before any work
+    (--skip-existing, --force). The record names the URLs."""
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="nmfsep-") as scratch:
+            record = _split_remote(job, settings, output, progress, stream, scratch)
+    except NmfsepError as exc:
+        record = error_record(job, settings, str(exc) if str(exc).startswith(job.input) else f"{job.input}: {exc}")
+    except Exception as exc:  # a bug, reported for this input without stopping the others
+        record = error_record(job, settings, f"{job.input}: internal error: {type(exc).__name__}: {exc}")
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def _split_remote(job: Job, settings: Settings, output: Output, progress: Progress | None, stream,
+                  scratch: str) -> dict:
+    local = storage.download(job.input, scratch) if storage.is_url(job.input) else job.input
+    remote = stream is None and storage.is_url(output.folder)
+    staged = replace(output, folder=os.path.join(scratch, "stems"), force=False, skip_existing=False)
+    ext = _planned_extension(local, output) if remote else None
+    if ext:  # None: an input that cannot be read, which process() reports
+        paths = stem_paths(output, job.track, settings.stem_names, ext)
+        if output.skip_existing and all(storage.exists(p) for p in paths):
+            record = new_record(job, settings)
+            record.update(status="skipped", stems=_stem_list(settings.stem_names, paths))
+            return record
+        existing = [] if output.force else [p for p in paths if storage.exists(p)]
+        if existing:
+            raise NmfsepError(f"{existing[0]} already exists (use --force to overwrite)")
+    record = process(Job(local, job.track), settings, staged if remote else output, progress, stream)
+    record["input"] = job.input
+    if record["error"]:
+        record["error"] = record["error"].replace(local, job.input)
+    elif remote and record["status"] == "ok":
+        def uploaded(path):
+            return storage.join(output.folder, os.path.relpath(path, staged.folder).replace(os.sep, "/"))
+
+        files = [s["path"] for s in record["stems"]] + ([record["report"]] if record.get("report") else [])
+        storage.put_all([(path, uploaded(path)) for path in files])
+        record["stems"] = [{**s, "path": uploaded(s["path"])} for s in record["stems"]]
+        if record.get("report"):
+            record["report"] = uploaded(record["report"])
     return record
 
 

@@ -383,7 +383,7 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
     (template, STFT size, collisions, output folder, --stdout), split, report; the exit code."""
     from rich.console import Console
 
-    from . import audio, batch
+    from . import audio, batch, storage
 
     try:
         output.check()
@@ -391,6 +391,14 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
         raise click.UsageError(str(exc), ctx) from None
     if as_json and sys.stdout is None:
         raise click.UsageError("--json writes to stdout, which is closed", ctx)
+    try:
+        for path in (*inputs, output.folder):
+            storage.check_no_credentials(path)
+    except NmfsepError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    if n_jobs > 1 and any(storage.in_process_only(path) for path in (*inputs, output.folder)):
+        raise click.UsageError("memory:// URLs live in this process only, where -j workers cannot see them: "
+                               "use -j 1", ctx)
     jobs = batch.find_inputs(inputs, recursive, pattern, exclude=output.folder)
     try:
         batch.check_options(settings, jobs)
@@ -512,11 +520,15 @@ def status_line(record) -> str:
     import os
 
     from .audio import display_name
+    from .storage import is_url
 
     stems = record["stems"]
     name = display_name(record["input"])
     if stems and stems[0]["path"] == "-":
         where = f"{stems[0]['name']} written to stdout"
+    elif stems and is_url(stems[0]["path"]):
+        folder = os.path.commonprefix([s["path"].rsplit("/", 1)[0] + "/" for s in stems]).rsplit("/", 1)[0]
+        where = f"{len(stems)} stem{'s' if len(stems) != 1 else ''} in {folder}/"
     else:
         folder = os.path.commonpath([os.path.dirname(s["path"]) or "." for s in stems]) if stems else "."
         where = f"{len(stems)} stem{'s' if len(stems) != 1 else ''} in {click.format_filename(folder)}/"
