@@ -264,3 +264,25 @@ def test_a_subprocess_split_reads_and_writes_s3_with_credentials_from_the_enviro
     assert result.returncode == 0, result.stderr
     assert f"2 stems in s3://{bucket}/out/a/" in result.stderr
     assert fs.exists(f"{bucket}/out/a/source2.wav")
+
+
+def test_no_credentials_is_one_line_that_says_where_they_go(s3_env, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=s3_env["AWS_ENDPOINT_URL"], AWS_EC2_METADATA_DISABLED="true",
+               AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    result = subprocess.run([NMFSEP, "split", "s3://somebucket/in/", "-o", "s3://somebucket/out", *FAST],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["nmfsep: error: s3://somebucket/out: no credentials (set AWS_ACCESS_KEY_ID "
+                                          "and AWS_SECRET_ACCESS_KEY, or use ~/.aws/credentials; AWS_ENDPOINT_URL "
+                                          "for another S3 server)"]
+
+
+def test_a_url_input_can_go_to_stdout(s3, s3_env, tmp_path):
+    fs, bucket = s3
+    fs.pipe(f"{bucket}/a.wav", tone_bytes())
+    result = subprocess.run([NMFSEP, "split", f"s3://{bucket}/a.wav", "-k", "2", *FAST, "--stdout", "source1"],
+                            capture_output=True, env={**os.environ, **s3_env}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stem, rate = sf.read(__import__("io").BytesIO(result.stdout))
+    assert rate == RATE and len(stem) == RATE // 2

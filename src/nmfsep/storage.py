@@ -57,8 +57,9 @@ def filesystem(url: str):
         raise NmfsepError(f"{url}: {protocol(url)}:// URLs need fsspec: {INSTALL_HINT}") from None
     try:
         return fsspec.core.url_to_fs(url)
-    except ImportError as exc:  # fsspec: "Install s3fs to access S3"
-        raise NmfsepError(f"{url}: {_first_line(exc)} ({INSTALL_HINT} brings s3fs)") from None
+    except ImportError as exc:  # fsspec: "Install s3fs to access S3", "Please install gcsfs ..."
+        hint = f" ({INSTALL_HINT})" if protocol(url) in ("s3", "s3a") else ""
+        raise NmfsepError(f"{url}: {_first_line(exc)}{hint}") from None
     except ValueError as exc:
         raise NmfsepError(f"{url}: {_first_line(exc)}") from None
 
@@ -124,8 +125,11 @@ def check_folder(url: str) -> None:
     fs, path = filesystem(url)
     root = path.split("/", 1)[0] if protocol(url) in WHOLE_OBJECT_STORES - {"memory"} else None
     try:
-        if root and not fs.exists(root):
-            raise NmfsepError(f"{url}: the bucket {root} does not exist (create it first)")
+        if root:
+            try:
+                fs.info(root)  # not fs.exists: it says False for a bucket it may not look into
+            except FileNotFoundError:
+                raise NmfsepError(f"{url}: the bucket {root} does not exist (create it first)") from None
         fs.invalidate_cache(path)
         if fs.isfile(path):
             raise NmfsepError(f"{url}: is a file, not a folder: cannot write stems there")
