@@ -185,7 +185,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", "out_dir", default="separated", show_default=True,
-              help="Output folder; stems go to DIR/{track}/{stem}.{ext}.")
+              help="Output folder or URL (s3://bucket/out/); stems go to DIR/{track}/{stem}.{ext}.")
 @separation_options
 @click.option("--filename", "template", default="{track}/{stem}.{ext}", show_default=True,
               metavar="TEMPLATE", help="Stem path inside the output folder, from {track}, {stem} and {ext} "
@@ -214,7 +214,8 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 @click.pass_context
 def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, subtype, stdout_stem,
           recursive, pattern, n_jobs, skip_existing, report, **options):
-    """Split each INPUT (an audio file, a folder of them, or - for a WAV stream on stdin) into stems.
+    """Split each INPUT (an audio file, a folder of them, a URL of either such as s3://bucket/in/
+    with the dask extra, or - for a WAV stream on stdin) into stems.
 
     Blind by default (-k stems, source1 = lowest spectral centroid). With --model, the models'
     bases are held fixed and each model gives a stem named after it (supervised); --free N adds
