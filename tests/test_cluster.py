@@ -289,3 +289,22 @@ def test_options_that_need_this_machine_are_usage_errors_with_a_scheduler(tmp_pa
     result = split(tone(tmp_path / "a.wav"), *args, "--scheduler", "tcp://127.0.0.1:8786")
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_an_input_started_again_keeps_one_progress_bar_from_zero():
+    import io
+
+    from rich.console import Console
+
+    from nmfsep.cli import BatchProgress
+
+    console = Console(file=io.StringIO(), force_terminal=True)
+    job = batch.Job("a.wav", "a")
+    with BatchProgress(console, 2, True) as bars:
+        bars.started(job)
+        bars.progress(job, 5, 10)
+        bars.started(job)  # a retry, after its worker died
+        shown = [task for task in bars.bars.tasks if task.description == "a.wav"]
+        assert len(shown) == 1 and shown[0].completed == 0 and shown[0].total is None
+        bars.finished("a.wav")
+        assert [task.description for task in bars.bars.tasks] == ["all inputs"]

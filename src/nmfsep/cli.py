@@ -619,10 +619,10 @@ class BatchProgress:
 
     def started(self, job):
         """A bar with no count until the separation says its total (reading and the STFT come first);
-        an input started again (a retry on a cluster) gets its bar back at zero."""
-        if self.enabled and job.input in self.tasks:
-            self.bars.reset(self.tasks[job.input], total=None, count="")
-        elif self.enabled:
+        an input started again (a retry on a cluster) gets a new bar in place of its old one."""
+        if self.enabled:
+            if job.input in self.tasks:
+                self.bars.remove_task(self.tasks.pop(job.input))
             self.tasks[job.input] = self.bars.add_task(job.input, total=None, count="")
 
     def progress(self, job, done, total):
