@@ -33,6 +33,25 @@ def dask_cluster():
             yield local, client
 
 
+@pytest.fixture(scope="module")
+def strict_cluster():
+    """(cluster, client) whose scheduler fails a task at the first death of its worker
+    (distributed.scheduler.allowed-failures 0): retrying is left to the client."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+            with Client(local) as client:
+                yield local, client
+
+
+@pytest.fixture(params=["dask_cluster", "strict_cluster"])
+def any_cluster(request):
+    """Each kind: the default allowed-failures (3), and 0."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture
 def address(dask_cluster):
     return dask_cluster[0].scheduler_address
@@ -200,15 +219,15 @@ def run_killing(dask_cluster, tmp_path, times):
     return inputs, results, killer
 
 
-def test_a_worker_killed_mid_input_gets_the_input_retried(dask_cluster, tmp_path):
-    inputs, results, killer = run_killing(dask_cluster, tmp_path, times=1)
+def test_a_worker_killed_mid_input_gets_the_input_retried(any_cluster, tmp_path):
+    inputs, results, killer = run_killing(any_cluster, tmp_path, times=1)
     assert killer.starts == 2
     assert [results[p]["status"] for p in inputs] == ["ok", "ok"], results[inputs[0]]["error"]
     assert all(os.path.exists(s["path"]) for r in results.values() for s in r["stems"])
 
 
-def test_an_input_whose_worker_is_killed_twice_is_an_error_and_the_others_are_done(dask_cluster, tmp_path):
-    inputs, results, killer = run_killing(dask_cluster, tmp_path, times=2)
+def test_an_input_whose_worker_is_killed_twice_is_an_error_and_the_others_are_done(any_cluster, tmp_path):
+    inputs, results, killer = run_killing(any_cluster, tmp_path, times=2)
     assert killer.starts == 2
     assert results[inputs[0]]["status"] == "error"
     assert results[inputs[0]]["error"] == (f"{inputs[0]}: the worker process died twice while separating it "

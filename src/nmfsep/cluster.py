@@ -4,7 +4,7 @@
     per input, on a worker: batch.process(job, settings, output, progress)
 
 The shape of ``batch._run_pool``: the model set's training is made here, once, and the trained
-settings go to every worker once (scattered); each input is one task; its start and its
+settings go to every worker once (a worker plugin); each input is one task; its start and its
 progress come back as events on a topic unique to the run; a worker that dies mid-input gets
 that input retried once, then it is an error record; Ctrl-C sets a run-unique Event that the
 running tasks watch, so that they stop and remove their temporary files. Local paths go to the
@@ -17,6 +17,8 @@ import queue
 import time
 import uuid
 from typing import Iterator
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from . import batch
 from .batch import Job, Listener, Output
@@ -102,10 +104,11 @@ def _run_tasks(client, jobs: list[Job], settings: Settings, output: Output,
     events: queue.Queue = queue.Queue()
     client.subscribe_topic(run_id, lambda event: events.put(event[1]))
     stop = Event(run_id, client=client)
-    # The settings (with their training) go to the scheduler once, as a task that gives them
-    # back: the workers fetch its result, and should every worker holding it die, it is made
-    # again (scattered data would be lost, failing every input still to do).
-    shared = client.submit(_given, settings, key=f"{run_id}-settings", pure=False)
+    # The settings (with their training) go to every worker once, as a worker plugin: a worker
+    # that starts later (a dead one restarted) gets them too, and the tasks have no dependency
+    # to hold them to the workers that have it (scattered data would: the scheduler puts tasks
+    # where their data is, and loses it with its last worker).
+    client.register_plugin(_Settings(settings), name=run_id)
     remote_output = output if "://" in output.folder else dataclasses.replace(
         output, folder=os.path.abspath(output.folder))
     starts = [0] * len(jobs)
@@ -115,7 +118,7 @@ def _run_tasks(client, jobs: list[Job], settings: Settings, output: Output,
     def submit(index: int, attempt: int) -> None:
         job = jobs[index]
         remote = job if "://" in job.input else dataclasses.replace(job, input=os.path.abspath(job.input))
-        future = client.submit(_task, index, remote, os.path.exists(job.input), shared, remote_output,
+        future = client.submit(_task, index, remote, os.path.exists(job.input), remote_output,
                                run_id, listener is not None, key=f"{run_id}-{index}-{attempt}", pure=False)
         futures[future] = index
         finished.add(future)
@@ -132,14 +135,15 @@ def _run_tasks(client, jobs: list[Job], settings: Settings, output: Output,
                 job = jobs[index]
                 # A task's record comes as an event too (sent before its result, on the same
                 # streams): it survives the worker that holds the result dying before it is read.
-                record = records.pop(index, None)
+                record, error = records.pop(index, None), None
                 if record is None and future.status == "finished":
                     record = future.result()
+                elif record is None:
+                    error = future.exception() if future.status == "error" else CancelledError()
                 future.release()  # done: the scheduler must not compute it again if a worker dies
                 if record is not None:
                     yield _local(record, job, output, remote_output)
                     continue
-                error = future.exception() if future.status == "error" else CancelledError()
                 if isinstance(error, KilledWorker):  # the scheduler's allowed-failures ran out
                     _drain(events, jobs, listener, starts, records)
                     if starts[index] < MAX_ATTEMPTS and index not in retried:
@@ -155,6 +159,10 @@ def _run_tasks(client, jobs: list[Job], settings: Settings, output: Output,
         raise
     finally:
         client.unsubscribe_topic(run_id)
+        try:
+            client.unregister_worker_plugin(run_id)
+        except Exception:  # the scheduler gone: nothing left to remove
+            pass
 
 
 def _drain(events: queue.Queue, jobs: list[Job], listener: Listener | None, starts: list[int],
@@ -197,17 +205,20 @@ def _stop(client, stop, futures: dict, starts: list[int], events: queue.Queue, j
 
 # --- on a worker ------------------------------------------------------------------------------
 
-def _given(settings: Settings) -> Settings:
-    return settings
+class _Settings(WorkerPlugin):
+    """The run's settings, kept by each worker (worker.plugins[run id]) for the run's tasks."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
 
 
-def _task(index: int, job: Job, seen_by_client: bool, settings: Settings, output: Output,
-          run_id: str, report: bool) -> dict | None:
+def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: str, report: bool) -> dict | None:
     """One input on a worker: its record, or None where the run was stopped."""
     from distributed import Event, get_client, get_worker
     from threadpoolctl import threadpool_limits
 
     worker = get_worker()
+    settings = worker.plugins[run_id].settings
     key, starts = worker.get_current_task(), f"{run_id}-starts-{index}"
 
     def deaths(dask_scheduler):  # sent by value: the scheduler needs no nmfsep installed
