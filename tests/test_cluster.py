@@ -327,3 +327,13 @@ def test_an_input_started_again_keeps_one_progress_bar_from_zero():
         assert len(shown) == 1 and shown[0].completed == 0 and shown[0].total is None
         bars.finished("a.wav")
         assert [task.description for task in bars.bars.tasks] == ["all inputs"]
+
+
+def test_the_scheduler_can_be_given_as_a_scheduler_file(dask_cluster, tmp_path):
+    client = dask_cluster[1]
+    client.write_scheduler_file(str(tmp_path / "scheduler.json"))  # as dask-jobqueue and dask-mpi do
+    result = split(tone(tmp_path / "a.wav"), "-o", tmp_path / "out", *FAST, "--json",
+                   "--scheduler", tmp_path / "scheduler.json")
+    assert result.exit_code == 0, result.output
+    assert f"splitting on the Dask scheduler {dask_cluster[0].scheduler_address} (2 workers" in result.stderr
+    assert records(result)[0]["status"] == "ok"
