@@ -35,3 +35,23 @@ def test_importing_the_package_and_the_cli_loads_no_heavy_module(tmp_path):
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_help_and_a_plain_split_import_no_dask_distributed_or_fsspec(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", np.sin(np.arange(4410) * 0.1).astype(np.float32) * 0.3, 22050)
+    code = ("import sys\n"
+            "from click.testing import CliRunner\n"
+            "from nmfsep.cli import cli\n"
+            "heavy = ('dask', 'distributed', 'fsspec')\n"
+            "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+            "assert CliRunner().invoke(cli, ['split', '--help']).exit_code == 0\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "result = CliRunner().invoke(cli, ['split', 'a.wav', '-o', 'out', '--iter', '5', '--grouping', 'none', '-q'])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+    result = run_python(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[]", "[]"]

@@ -205,6 +205,11 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
               help="Files of INPUT folders to split, e.g. '*.flac' [default: every audio format].")
 @click.option("-j", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Files split in parallel (processes; at most one per CPU).")
+@click.option("--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", default=None,
+              help="Split the inputs as tasks on the Dask cluster of this scheduler: tcp://HOST:PORT, or "
+                   "the path of a scheduler file (dask-jobqueue, dask-mpi) [default: $DASK_SCHEDULER_ADDRESS, "
+                   "Dask's own variable; unset: this machine]. Inputs and -o on a disk every worker shares. "
+                   "Needs the dask extra: pip install 'nmfsep[dask]'.")
 @click.option("--force", is_flag=True, help="Overwrite existing stems.")
 @click.option("--report", is_flag=True,
               help="Also write report.html beside the stems: players, spectrograms, W and H, settings.")
@@ -213,7 +218,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.pass_context
 def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, subtype, stdout_stem,
-          recursive, pattern, n_jobs, skip_existing, report, **options):
+          recursive, pattern, n_jobs, skip_existing, report, scheduler, **options):
     """Split each INPUT (an audio file, a folder of them, a URL of either such as s3://bucket/in/
     with the dask extra, or - for a WAV stream on stdin) into stems.
 
@@ -234,7 +239,32 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
                                "--subtype is for wav and flac)", ctx)
     output = Output(out_dir, template, force, skip_existing, fmt, codec or (subtype and subtype.upper()),
                     stdout_stem, report)
-    sys.exit(run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet))
+    if scheduler is not None:
+        check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem)
+    sys.exit(run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet, scheduler))
+
+
+def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> None:
+    """The usage errors of --scheduler: options that need this machine, and a missing extra."""
+    from .storage import in_process_only
+
+    if not scheduler.strip():
+        raise click.BadParameter("an empty address (give tcp://HOST:PORT or a scheduler file)", ctx,
+                                 param_hint="'--scheduler'")
+    if n_jobs > 1:
+        raise click.UsageError("-j and --scheduler: the cluster's workers split in parallel; leave out -j", ctx)
+    if stdout_stem:
+        raise click.UsageError("--stdout and --scheduler: the stem would be written on a worker; leave out --stdout", ctx)
+    if "-" in inputs:
+        raise click.UsageError("- (stdin) and --scheduler: the workers cannot read this stdin; give files", ctx)
+    for path in (*inputs, out_dir):
+        if in_process_only(path):
+            raise click.UsageError(f"{path}: memory:// lives in this process, which the workers cannot "
+                                   "see (use s3:// or a shared disk with --scheduler)", ctx)
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise click.UsageError("--scheduler needs the dask extra: pip install 'nmfsep[dask]'", ctx) from None
 
 
 @cli.command()
@@ -379,9 +409,10 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
     console.print(table)
 
 
-def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet) -> int:
+def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet, scheduler=None) -> int:
     """The batch behind `split`: find the inputs, check what can be checked before any work
-    (template, STFT size, collisions, output folder, --stdout), split, report; the exit code."""
+    (template, STFT size, collisions, output folder, --stdout), split (on this machine, or as
+    tasks on the Dask cluster of ``scheduler``), report; the exit code."""
     from rich.console import Console
 
     from . import audio, batch, storage
@@ -422,10 +453,19 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
                    "only approximately (wav or flac stems add up exactly)", err=True)
     counts = {"ok": 0, "skipped": 0, "error": 0}
     failures = []
-    restore = interrupt_on_sigterm()
+    restore, client = interrupt_on_sigterm(), None
     try:
+        if scheduler is not None:
+            from . import cluster
+
+            client = cluster.connect(scheduler)
+            if not quiet:
+                click.echo(f"nmfsep: splitting on the Dask scheduler {client.scheduler.address} "
+                           f"({cluster.describe(client)})", err=True)
         with BatchProgress(console, len(jobs), not quiet and console.is_terminal, quiet) as bars:
-            for record in batch.run(jobs, settings, output, n_jobs, bars, stream):
+            records = (batch.run(jobs, settings, output, n_jobs, bars, stream) if client is None else
+                       cluster.run(jobs, settings, output, client, bars))
+            for record in records:
                 bars.finished(record["input"])
                 counts[record["status"]] += 1
                 if record["status"] == "error":
@@ -441,6 +481,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
                 if as_json:
                     click.echo(json.dumps(record))
     finally:
+        if client is not None:
+            client.close()
         restore()
     if not quiet and len(jobs) > 1:
         print_summary(console, counts, failures)
@@ -591,8 +633,11 @@ class BatchProgress:
                             if n_inputs > 1 else None)
 
     def started(self, job):
-        """A bar with no count until the separation says its total (reading and the STFT come first)."""
+        """A bar with no count until the separation says its total (reading and the STFT come first);
+        an input started again (a retry on a cluster) gets a new bar in place of its old one."""
         if self.enabled:
+            if job.input in self.tasks:
+                self.bars.remove_task(self.tasks.pop(job.input))
             self.tasks[job.input] = self.bars.add_task(job.input, total=None, count="")
 
     def progress(self, job, done, total):
