@@ -337,3 +337,20 @@ def test_the_scheduler_can_be_given_as_a_scheduler_file(dask_cluster, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"splitting on the Dask scheduler {dask_cluster[0].scheduler_address} (2 workers" in result.stderr
     assert records(result)[0]["status"] == "ok"
+
+
+def test_a_hosts_cores_are_shared_out_among_the_tasks_that_run_there_at_once(monkeypatch):
+    from types import SimpleNamespace
+
+    from nmfsep import batch, cluster
+
+    monkeypatch.setattr(batch, "available_cpus", lambda: 8)
+    plugin = cluster._Settings(None, {"10.0.0.5": 2, "10.0.0.6": 1})
+
+    def worker(host, nthreads):
+        return SimpleNamespace(address=f"tcp://{host}:4000", state=SimpleNamespace(nthreads=nthreads))
+
+    assert plugin.threads(worker("10.0.0.5", 1)) == 4   # two one-thread workers on 8 cores
+    assert plugin.threads(worker("10.0.0.5", 2)) == 2
+    assert plugin.threads(worker("10.0.0.6", 1)) == 8   # alone on its host
+    assert plugin.threads(worker("10.0.0.9", 16)) == 1  # a host that joined later, more threads than cores

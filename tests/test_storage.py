@@ -286,3 +286,30 @@ def test_a_url_input_can_go_to_stdout(s3, s3_env, tmp_path):
     assert result.returncode == 0, result.stderr
     stem, rate = sf.read(__import__("io").BytesIO(result.stdout))
     assert rate == RATE and len(stem) == RATE // 2
+
+
+@pytest.fixture(scope="module")
+def s3_cluster(s3_env):
+    """A Dask LocalCluster of one worker process started with the S3 environment (as workers
+    elsewhere get their credentials from theirs), sharing no scratch with the client."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as local:
+        yield local.scheduler_address
+
+
+def test_workers_read_and_write_the_bucket_with_the_same_stems_as_a_local_split(s3, s3_cluster, tmp_path):
+    fs, bucket = s3
+    fs.pipe(f"{bucket}/in/a.wav", tone_bytes(0))
+    fs.pipe(f"{bucket}/in/b.wav", tone_bytes(1))
+    here = split(f"s3://{bucket}/in/", "-o", f"s3://{bucket}/here", "-k", "2", *FAST, "--json", "-q")
+    there = split(f"s3://{bucket}/in/", "-o", f"s3://{bucket}/there", "-k", "2", *FAST, "--json", "-q",
+                  "--scheduler", s3_cluster)
+    assert there.exit_code == 0, there.output
+    assert sorted(r["input"] for r in records(there)) == [f"s3://{bucket}/in/a.wav", f"s3://{bucket}/in/b.wav"]
+    for record in records(there):
+        for stem in record["stems"]:
+            assert stem["path"].startswith(f"s3://{bucket}/there/")
+            mine = read_s3(fs, stem["path"].replace("/there/", "/here/"))
+            np.testing.assert_allclose(read_s3(fs, stem["path"]), mine, atol=1e-4)
+    assert len(records(here)) == 2

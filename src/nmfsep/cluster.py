@@ -103,7 +103,7 @@ def _run_tasks(client, jobs: list[Job], settings: Settings, output: Output,
     # that starts later (a dead one restarted) gets them too, and the tasks have no dependency
     # to hold them to the workers that have it (scattered data would: the scheduler puts tasks
     # where their data is, and loses it with its last worker).
-    client.register_plugin(_Settings(settings), name=run_id)
+    client.register_plugin(_Settings(settings, _workers_per_host(client)), name=run_id)
     remote_output = output if storage.is_url(output.folder) else dataclasses.replace(
         output, folder=os.path.abspath(output.folder))
     starts = [0] * len(jobs)
@@ -200,11 +200,33 @@ def _stop(client, stop, futures: dict, starts: list[int], events: queue.Queue, j
 
 # --- on a worker ------------------------------------------------------------------------------
 
-class _Settings(WorkerPlugin):
-    """The run's settings, kept by each worker (worker.plugins[run id]) for the run's tasks."""
+def _workers_per_host(client) -> dict[str, int]:
+    """How many workers each host runs (by the host of their addresses), when the run starts."""
+    from urllib.parse import urlsplit
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    hosts: dict[str, int] = {}
+    for address in client.scheduler_info(n_workers=-1)["workers"]:
+        host = urlsplit(address).hostname or address
+        hosts[host] = hosts.get(host, 0) + 1
+    return hosts
+
+
+class _Settings(WorkerPlugin):
+    """The run's settings, kept by each worker (worker.plugins[run id]) for the run's tasks, and
+    how many workers each host runs (to share its cores out among their tasks)."""
+
+    def __init__(self, settings: Settings, workers_per_host: dict[str, int]):
+        self.settings, self.workers_per_host = settings, workers_per_host
+
+    def threads(self, worker) -> int:
+        """BLAS and solver threads for one task of ``worker``: its host's cores shared out among
+        the tasks that may run there at once (the host's workers times their threads), at least 1
+        (as batch._run_pool shares them out among -j processes)."""
+        from urllib.parse import urlsplit
+
+        host = urlsplit(worker.address).hostname or worker.address
+        tasks = self.workers_per_host.get(host, 1) * max(1, worker.state.nthreads)
+        return max(1, batch.available_cpus() // tasks)
 
 
 def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: str, report: bool) -> dict | None:
@@ -250,7 +272,7 @@ def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: st
             last["progress"] = now
             worker.log_event(run_id, ("progress", index, done, total))
 
-    threads = max(1, batch.available_cpus() // max(1, worker.state.nthreads))
+    threads = worker.plugins[run_id].threads(worker)
     try:
         with threadpool_limits(threads):
             record = batch.process(job, settings, output, progress)
@@ -262,7 +284,7 @@ def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: st
 def _local(record: dict, job: Job, output: Output, remote: Output) -> dict:
     """A worker's record with the paths as a local run gives them (relative where given so)."""
     def local(path: str) -> str:
-        if path.startswith(remote.folder + os.sep):
+        if not storage.is_url(path) and path.startswith(remote.folder + os.sep):
             return os.path.normpath(os.path.join(output.folder, os.path.relpath(path, remote.folder)))
         return path
 
