@@ -81,7 +81,7 @@ function paint(canvas, image, map = "magma") {
 }
 
 function format(value) {
-  if (!isFinite(value)) return String(value);
+  if (!isFinite(value) || (Number.isInteger(value) && Math.abs(value) < 1e5)) return String(value);
   const a = Math.abs(value);
   return a !== 0 && (a >= 1e5 || a < 1e-3) ? value.toExponential(3) : value.toPrecision(4);
 }
@@ -180,6 +180,9 @@ async function refreshK() {
         paint($("k-V"), d.V); paint($("k-WH"), d.WH); paint($("k-W"), d.W, "viridis"); paint($("k-H"), d.H, "viridis");
         plot($("k-curve"), d.ks, d.losses, { xlabel: "k", mark: d.suggested === null ? null : d.suggested - 1 });
         $("k-loss").textContent = format(d.loss);
+        $("axes-note").textContent = `In every picture frequency rises upward on a log scale from ${Math.round(d.axes.f_low)} Hz ` +
+          `to ${(d.axes.f_high / 1000).toFixed(1)} kHz and time runs left to right over the ${d.axes.duration} s excerpt; ` +
+          "spectra are in dB, each basis and activation is scaled to its own peak.";
         $("view-k").dataset.k = d.k; $("view-k").dataset.loss = d.loss;
       });
     }
@@ -317,6 +320,9 @@ function playgroundSliders(sources) {
   box.dataset.n = String(sources.length);
   box.replaceChildren();
   sources.forEach((s, i) => {
+    const row = document.createElement("div");
+    row.className = "tone";
+    box.append(row);
     for (const [key, min, max, step, unit] of [["f0", 40, 2000, 1, "Hz"], ["period", 0.1, 2, 0.05, "s"]]) {
       const label = document.createElement("label");
       const input = document.createElement("input");
@@ -326,7 +332,7 @@ function playgroundSliders(sources) {
       input.addEventListener("input", () => { shown.textContent = `${input.value} ${unit}`; });
       input.addEventListener("change", playgroundChanged);
       label.append(`tone ${i + 1} ${key === "f0" ? "pitch" : "rhythm"} `, input, " ", shown);
-      box.append(label);
+      row.append(label);
     }
   });
 }
