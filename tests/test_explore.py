@@ -387,8 +387,17 @@ def started(process, timeout=60):
     pytest.fail(f"no URL printed: {line!r} {process.stderr.read() if process.poll() is not None else ''}")
 
 
-def test_explore_prints_its_url_serves_the_page_and_stops_cleanly_on_ctrl_c(recording):
-    process = subprocess.Popen(nmfsep("explore", recording, "--port", 0, "--no-browser"), text=True,
+def fake_browser(folder):
+    """(env whose BROWSER, run by the webbrowser module, writes the URL it is given to a file; that file)."""
+    opened, browser = folder / "opened.txt", folder / "browser"
+    browser.write_text(f"#!/bin/sh\necho \"$1\" > '{opened}'\n")
+    browser.chmod(0o755)
+    return {**os.environ, "BROWSER": str(browser)}, opened
+
+
+def test_explore_prints_its_url_serves_the_page_and_stops_cleanly_on_ctrl_c(recording, tmp_path):
+    env, opened = fake_browser(tmp_path)
+    process = subprocess.Popen(nmfsep("explore", recording, "--port", 0, "--no-browser"), text=True, env=env,
                                stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         url, first = started(process)
@@ -403,6 +412,23 @@ def test_explore_prints_its_url_serves_the_page_and_stops_cleanly_on_ctrl_c(reco
         process.kill()
     assert process.returncode in (0, 130)
     assert (out, err) == ("", "nmfsep explore: stopped\n")          # no request log, no traceback
+    assert not opened.exists()                                       # --no-browser
+
+
+def test_explore_opens_the_browser_on_its_url(recording, tmp_path):
+    env, opened = fake_browser(tmp_path)
+    process = subprocess.Popen(nmfsep("explore", recording, "--port", 0), text=True, env=env,
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        url, _ = started(process)
+        deadline = time.monotonic() + 30
+        while not (opened.exists() and opened.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert opened.read_text() == url + "\n"
 
 
 def test_explore_on_a_port_in_use_is_one_line_and_exit_1():
