@@ -395,7 +395,8 @@ def fake_browser(folder):
     return {**os.environ, "BROWSER": str(browser)}, opened
 
 
-def test_explore_prints_its_url_serves_the_page_and_stops_cleanly_on_ctrl_c(recording, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_explore_prints_its_url_serves_the_page_and_stops_cleanly(recording, tmp_path, stop):
     env, opened = fake_browser(tmp_path)
     process = subprocess.Popen(nmfsep("explore", recording, "--port", 0, "--no-browser"), text=True, env=env,
                                stderr=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -406,7 +407,7 @@ def test_explore_prints_its_url_serves_the_page_and_stops_cleanly_on_ctrl_c(reco
             assert b"nmfsep explore" in response.read()
         with urllib.request.urlopen(url + "api/state", timeout=30) as response:
             assert json.loads(response.read())["excerpt"]["name"] == str(recording)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
@@ -469,7 +470,9 @@ def test_explore_on_another_interface_warns(recording):
         process.communicate(timeout=30)
     finally:
         process.kill()
-    assert printed.startswith("nmfsep: warning: listening on 0.0.0.0, not on this machine's loopback")
+    port = re.search(r"http://0\.0\.0\.0:(\d+)/", printed).group(1)
+    assert printed.startswith(f"nmfsep: warning: listening on 0.0.0.0, not on this machine's loopback: anyone "
+                              f"who can reach it on port {port} can use the page")
 
 
 def test_explore_without_the_extra_exits_2_with_the_install_hint():

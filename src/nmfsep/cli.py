@@ -895,10 +895,10 @@ def explore(input_path, port, host, no_browser):
         click.echo(f"nmfsep: error: {EXTRA_HINT}", err=True)
         sys.exit(EXIT_USAGE)
     app = create_app(input_path)
+    server = make_server(app, host, port)
     if not is_loopback(host):
         click.echo(f"nmfsep: warning: listening on {host}, not on this machine's loopback: anyone who can "
-                   f"reach it on port {port} can use the page and upload files to it", err=True)
-    server = make_server(app, host, port)
+                   f"reach it on port {server.port} can use the page and upload files to it", err=True)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{server.port}/"
     click.echo(f"nmfsep explore: {url} (Ctrl-C stops)", err=True)
@@ -906,11 +906,13 @@ def explore(input_path, port, host, no_browser):
         import webbrowser
 
         webbrowser.open(url)
+    undo = interrupt_on_sigterm()
     try:
-        server.serve_forever()          # returns on Ctrl-C (werkzeug's server catches it)
+        server.serve_forever()          # returns on Ctrl-C or SIGTERM (werkzeug's server catches it)
     except KeyboardInterrupt:
         pass
     finally:
+        undo()
         server.server_close()
     click.echo("nmfsep explore: stopped", err=True)
 
