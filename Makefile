@@ -21,12 +21,13 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev chromium
 
-# The report's browser test runs in headless Chromium (Debian's chromium package). CI (root on
-# Debian) installs it here; elsewhere, without root or apt-get, the test is skipped with a note.
+# The browser tests (the report, the explore page) run in headless Chromium (Debian's chromium
+# package). CI (root on Debian) installs it here; elsewhere, without root or apt-get, they are
+# skipped with a note.
 chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
-		echo "note: chromium is not installed; the report's browser test will be skipped (apt-get install chromium)"
+		echo "note: chromium is not installed; the browser tests will be skipped (apt-get install chromium)"
 
 demo: install
 	$(BIN)/nmfsep split sample_audio/tones_mix.wav -k 2 -o separated --force

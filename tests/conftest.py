@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -32,3 +35,20 @@ def wav_file(tmp_path, tones):
 def _cache_in_a_temporary_folder(monkeypatch, tmp_path_factory):
     """No test reads or writes the user's cache (nmfsep.cache): each gets its own empty one."""
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+# Headless Chromium for the browser tests (test_report.py, test_explore.py): no network, no sound.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-extensions", "--mute-audio", "--hide-scrollbars"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The Chromium binary; skip without it, except in CI (CI=true), where its absence fails."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI: chromium is required for the browser tests (apt-get install chromium)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; `make dev` does it)")
+    return found

@@ -30,6 +30,21 @@ def test_losses_never_rise_with_k(beta):
     assert all(b <= a for a, b in zip(losses, losses[1:])), losses
 
 
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_on_fit_gets_the_rank_k_factors_whose_loss_is_reported(beta):
+    from nmfsep.nmf import beta_divergence
+
+    V = np.random.default_rng(1).random((40, 30)).astype(np.float32)    # noise: some k keep k - 1's fit
+    factors = {}
+    rows = loss_by_rank(V, 8, beta=beta, max_iter=15, on_fit=lambda k, W, H: factors.setdefault(k, (W, H)))
+    assert sorted(factors) == list(range(1, 9))
+    for row in rows:
+        W, H = factors[row.k]
+        assert (W.shape, H.shape) == ((40, row.k), (row.k, 30))
+        # the losses are the solver's (float32 products), the reference recomputes them in float64
+        assert beta_divergence(V, W, H, beta) == pytest.approx(row.loss, rel=1e-4)
+
+
 def test_losses_never_rise_on_noise():
     V = np.random.default_rng(0).random((40, 30)).astype(np.float32)
     losses = [r.loss for r in loss_by_rank(V, 8, max_iter=15)]

@@ -1,7 +1,6 @@
 import json
 import os
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -9,13 +8,9 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from conftest import CHROMIUM_FLAGS
 from nmfsep import report
 from nmfsep.cli import cli
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-extensions", "--mute-audio", "--hide-scrollbars"]
-
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
@@ -33,17 +28,6 @@ def reported(tmp_path_factory):
     result = run("split", path, "-o", folder / "out", "--iter", 30, "--components", 6, "--report", "--json", "-q")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), folder
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """The Chromium binary; skip without it, except in CI (CI=true), where its absence fails."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI: chromium is required for the report's browser test (apt-get install chromium)")
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium; `make dev` does it)")
-    return found
 
 
 def test_report_is_written_beside_the_stems_and_named_in_the_json(reported):

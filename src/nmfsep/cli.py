@@ -913,6 +913,55 @@ def demo(ctx, out_dir, n_sources, f0s, periods, duration, grouping, max_iter, se
         click.echo(json.dumps(record))
 
 
+@cli.command()
+@click.argument("input_path", metavar="[INPUT]", required=False)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to listen on (0: any free port; the URL printed says which).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on. Anything but loopback lets other machines use the page "
+                   "(and upload to it): a warning says so.")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+def explore(input_path, port, host, no_browser):
+    """Explore NMF on INPUT in a local web page: the k slider, one update at a time, PCA and
+    k-means beside NMF, deep NMF, and separate-and-listen with each stem's mask.
+
+    Without INPUT: the synthetic playground, whose tones you move until NMF can no longer
+    tell them apart. Long inputs are explored on an excerpt (at most 30 s) that the page moves;
+    recordings can also be uploaded from the page. Needs the explore extra
+    (pip install 'nmfsep[explore]'). Ctrl-C stops the server.
+    """
+    try:
+        from .explore.app import create_app, is_loopback, make_server
+    except ImportError as exc:
+        if exc.name not in ("flask", "werkzeug"):
+            raise
+        from .explore import EXTRA_HINT
+
+        click.echo(f"nmfsep: error: {EXTRA_HINT}", err=True)
+        sys.exit(EXIT_USAGE)
+    app = create_app(input_path)
+    server = make_server(app, host, port)
+    if not is_loopback(host):
+        click.echo(f"nmfsep: warning: listening on {host}, not on this machine's loopback: anyone who can "
+                   f"reach it on port {server.port} can use the page and upload files to it", err=True)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{server.port}/"
+    click.echo(f"nmfsep explore: {url} (Ctrl-C stops)", err=True)
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    undo = interrupt_on_sigterm()
+    try:
+        server.serve_forever()          # returns on Ctrl-C or SIGTERM (werkzeug's server catches it)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        undo()
+        server.server_close()
+    click.echo("nmfsep explore: stopped", err=True)
+
+
 main = cli
 
 if __name__ == "__main__":

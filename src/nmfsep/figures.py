@@ -369,6 +369,19 @@ def pca(spectrogram: np.ndarray, n_components: int):
     return U * signs, (S[:, None] * Vt) * signs[:, None], explained
 
 
+def energy_order(bases: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    """Component indices by the energy each explains, sum(W_j) * sum(H_j), largest first (as
+    PCA's components come by variance); ties keep their order."""
+    energy = bases.sum(axis=0) * activations.sum(axis=1)
+    return np.argsort(-energy, kind="stable")
+
+
+def by_peak(x: np.ndarray, axis: int) -> np.ndarray:
+    """x divided by its largest absolute value along axis (columns: 0, rows: 1); zeros stay zero."""
+    peak = np.abs(x).max(axis=axis, keepdims=True)
+    return x / np.where(peak > 0, peak, 1)
+
+
 def pca_figure(spectrogram: np.ndarray, sample_rate: int, params, bases: np.ndarray,
                activations: np.ndarray, *, title: str = "") -> Figure:
     """PCA's signed components beside NMF's non-negative parts, on the same spectrogram.
@@ -381,16 +394,11 @@ def pca_figure(spectrogram: np.ndarray, sample_rate: int, params, bases: np.ndar
     n = bases.shape[1]
     components, scores, explained = pca(spectrogram, n)
     n_pca = components.shape[1]
-    energy = bases.sum(axis=0) * activations.sum(axis=1)
-    order = np.argsort(-energy, kind="stable")
+    order = energy_order(bases, activations)
     W, H = bases[:, order], activations[order]
     geometry = Axes(sample_rate, params.n_fft, params.hop_length, spectrogram.shape[1])
     y0, y1 = geometry.log_extent()
     negative = float((components < 0).mean() * 100)
-
-    def by_peak(x, axis):
-        peak = np.abs(x).max(axis=axis, keepdims=True)
-        return x / np.where(peak > 0, peak, 1)
 
     with matplotlib.rc_context(STYLE):
         fig = new_figure(9.5)

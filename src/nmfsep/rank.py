@@ -43,9 +43,13 @@ class RankLoss:
 
 def loss_by_rank(V: np.ndarray, max_k: int, *, beta: float = 1.0, max_iter: int = 200,
                  tol: float = 1e-4, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> list[RankLoss]:
+                 progress: Callable[[int, int], None] | None = None,
+                 on_fit: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> list[RankLoss]:
     """Loss of the best factorization found for each k = 1..max_k of V (n_bins, n_frames),
-    non-increasing in k (see the module docstring). progress(k, max_k) after each k."""
+    non-increasing in k (see the module docstring). progress(k, max_k) after each k;
+    on_fit(k, W (n_bins, k), H (k, n_frames)) with the rank-k factors whose loss is reported for
+    k (the best rank-(k-1) factors and a zero component where the new fit did worse).
+    NmfsepError for max_k below 1 or above min(V.shape)."""
     if max_k < 1:
         raise NmfsepError(f"max-k must be at least 1, got {max_k}")
     if max_k > min(V.shape):
@@ -66,6 +70,9 @@ def loss_by_rank(V: np.ndarray, max_k: int, *, beta: float = 1.0, max_iter: int 
         if loss <= best:
             best, W, H = loss, result.W, result.H
         rows.append(RankLoss(k, best, result.n_iter))
+        if on_fit is not None:
+            missing = k - W.shape[1]
+            on_fit(k, np.pad(W, ((0, 0), (0, missing))), np.pad(H, ((0, missing), (0, 0))))
         if progress is not None:
             progress(k, max_k)
     return rows

@@ -1,0 +1,397 @@
+"""The explore page's Flask application and the WSGI server that runs it.
+
+Sessions: a browser gets a random session id in a cookie; the server keeps at most
+``max_sessions`` of them (the least recently used is dropped, with its upload), and each holds
+one excerpt of audio (at most views.MAX_EXCERPT seconds) and what was computed from it (its
+spectrogram, the k view's sweep, the Step view's W and H). Uploads above ``max_upload_mb`` are
+refused before they are read. Every error reaches the page as JSON ``{"error": message}`` (400
+for what the user can fix, 404/405/410/413 as HTTP says, 500 for a bug), never a traceback.
+
+API (POST bodies are JSON; every answer is JSON):
+
+    GET  /                 the page (static/index.html)
+    GET  /api/state        the session's excerpt and the limits
+    POST /api/upload       multipart 'file': a new excerpt of that file, from 0 s
+    POST /api/excerpt      {start, duration}: another excerpt of the same file (seconds)
+    POST /api/playground   {n_sources, f0s, periods, duration, seed[, separate, grouping]}
+    POST /api/k            {k}: view 1;  POST /api/step/start {k, beta, init}, /api/step {updates}: 2
+    POST /api/pca {k}: 3;  /api/kmeans {k}: 4;  /api/deep {k1, k2, beta}: 5
+    POST /api/separate     {n_sources, grouping}: view 6
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+import ipaddress
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.utils import secure_filename
+
+from ..errors import NmfsepError
+from . import views
+
+MAX_UPLOAD_MB = 50
+MAX_SESSIONS = 8
+COOKIE = "nmfsep_explore"
+
+
+class Expired(NmfsepError):
+    """A session id the server no longer (or never) held."""
+
+
+@dataclass
+class Session:
+    """One browser's state: the file its excerpt comes from (None: the playground), the excerpt,
+    and what was computed from it (dropped whenever the excerpt changes)."""
+
+    id: str
+    folder: str
+    path: str | None = None
+    name: str = ""
+    excerpt: views.Excerpt | None = None
+    analysis: views.Analysis | None = None
+    sweep: views.RankSweep | None = None
+    step: views.StepState | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def use(self, excerpt: views.Excerpt, path: str | None = None, name: str = "") -> None:
+        self.excerpt, self.path, self.name = excerpt, path, name or excerpt.name
+        self.analysis = self.sweep = self.step = None
+
+    def analysed(self) -> views.Analysis:
+        if self.analysis is None:
+            self.analysis = views.analyse(self.excerpt)
+        return self.analysis
+
+    def k_max(self) -> int:
+        return min(views.K_MAX, min(self.analysed().V.shape))
+
+
+class Sessions:
+    """At most ``limit`` sessions, least recently used first out; uploads live in ``folder``."""
+
+    def __init__(self, limit: int, folder: str, first_excerpt):
+        self.limit, self.folder, self.first_excerpt = limit, folder, first_excerpt
+        self.held: OrderedDict[str, Session] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def new(self) -> Session:
+        sid = secrets.token_urlsafe(18)
+        session = Session(sid, os.path.join(self.folder, sid))
+        session.use(*self.first_excerpt())
+        with self.lock:
+            self.held[sid] = session
+            while len(self.held) > self.limit:
+                _, old = self.held.popitem(last=False)
+                shutil.rmtree(old.folder, ignore_errors=True)
+        return session
+
+    def get(self, sid: str | None) -> Session | None:
+        with self.lock:
+            session = self.held.get(sid) if sid else None
+            if session is not None:
+                self.held.move_to_end(sid)
+            return session
+
+
+def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSIONS,
+               max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
+    """The explore app for INPUT (its first views.DEFAULT_EXCERPT seconds to start with), or
+    for the synthetic playground (input_path None). Reads the input's first excerpt at once:
+    AudioError (an NmfsepError) for an unreadable input, before anything is served."""
+    if input_path == "-":
+        raise NmfsepError("<stdin>: explore reads its input again for every page and excerpt; save the "
+                          "stream to a file and give that")
+    if input_path is not None:
+        views.read_excerpt(input_path)
+
+    def first_excerpt():
+        if input_path is None:
+            return (views.playground(),)
+        return views.read_excerpt(input_path), input_path
+
+    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
+    uploads = tempfile.TemporaryDirectory(prefix="nmfsep-explore-")
+    sessions = Sessions(max_sessions, uploads.name, first_excerpt)
+    app.extensions["nmfsep_explore"] = {"sessions": sessions, "uploads": uploads}
+    limits = {"max_upload_mb": max_upload_mb, "max_excerpt": views.MAX_EXCERPT,
+              "default_excerpt": views.DEFAULT_EXCERPT, "k_max": views.K_MAX, "step_max": views.STEP_MAX,
+              "max_sessions": max_sessions}
+
+    def current(create: bool = False) -> Session:
+        sid = request.cookies.get(COOKIE)
+        session = sessions.get(sid)
+        if session is None and sid and not create:
+            raise Expired(f"this page's session has ended (the server keeps the {max_sessions} most "
+                          f"recent ones, and forgets them when it stops): reload the page")
+        if session is None:
+            session = sessions.new()
+        request.environ["nmfsep.session"] = session
+        return session
+
+    @app.after_request
+    def remember(response):
+        session = request.environ.get("nmfsep.session")
+        if session is not None and request.cookies.get(COOKIE) != session.id:
+            response.set_cookie(COOKIE, session.id, httponly=True, samesite="Strict")
+        return response
+
+    def state(session: Session) -> dict:
+        return {"excerpt": session.excerpt.describe(), "limits": limits}
+
+    def with_axes(session: Session, payload: dict) -> dict:
+        payload["axes"] = session.analysed().axes(session.excerpt.duration)
+        payload["excerpt"] = session.excerpt.describe()
+        return payload
+
+    @app.get("/")
+    def page():
+        current(create=True)
+        return app.send_static_file("index.html")
+
+    @app.get("/api/state")
+    def get_state():
+        session = current(create=True)
+        return jsonify(state(session))
+
+    @app.post("/api/upload")
+    def upload():
+        session = current()
+        sent = request.files.get("file")
+        if sent is None or not sent.filename:
+            raise NmfsepError("no file was sent: choose an audio file to upload")
+        name = os.path.basename(sent.filename.replace("\\", "/"))[:200] or "upload"
+        stored = secure_filename(name) or "upload"
+        with session.lock:
+            os.makedirs(session.folder, exist_ok=True)
+            incoming = os.path.join(session.folder, "incoming-" + stored)   # keeps the extension
+            sent.save(incoming)
+            try:
+                excerpt = views.read_excerpt(incoming, 0.0, views.DEFAULT_EXCERPT, name=name)
+            except BaseException:
+                os.unlink(incoming)
+                raise
+            if session.path and session.path.startswith(session.folder + os.sep):
+                os.unlink(session.path)                 # the session's previous upload
+            path = os.path.join(session.folder, stored)
+            os.replace(incoming, path)
+            session.use(excerpt, path, name)
+            return jsonify(state(session))
+
+    @app.post("/api/excerpt")
+    def excerpt():
+        session = current()
+        body = payload()
+        start = number(body, "start", 0.0, 1e7, 0.0)
+        duration = number(body, "duration", 0.0, 1e7, views.DEFAULT_EXCERPT)
+        with session.lock:
+            if session.path is None:
+                raise NmfsepError("the playground's mixture is synthetic: move its sources instead, "
+                                  "or upload a recording")
+            session.use(views.read_excerpt(session.path, start, duration, name=session.name),
+                        session.path, session.name)
+            return jsonify(state(session))
+
+    @app.post("/api/playground")
+    def playground():
+        session = current()
+        body = payload()
+        n_sources = whole(body, "n_sources", 2, 3, 2)
+        f0s = numbers(body, "f0s", n_sources)
+        periods = numbers(body, "periods", n_sources)
+        duration = number(body, "duration", 0.0, 1e7, views.DEFAULT_EXCERPT)
+        seed = whole(body, "seed", 0, 2**31 - 1, 0)
+        excerpt = views.playground(n_sources, f0s, periods, duration, seed)
+        with session.lock:
+            session.use(excerpt)
+            answer = state(session)
+            if body.get("separate"):
+                grouping = choice(body, "grouping", views.GROUPINGS, "none")
+                answer["separation"] = with_axes(session, views.separate_view(
+                    session.excerpt, session.analysed(), n_sources, grouping))
+            return jsonify(answer)
+
+    @app.post("/api/k")
+    def k_view():
+        session = current()
+        body = payload()
+        with session.lock:
+            k = whole(body, "k", 1, session.k_max())
+            if session.sweep is None:
+                session.sweep = views.rank_sweep(session.analysed())
+            return jsonify(with_axes(session, views.k_view(session.analysed(), session.sweep, k)))
+
+    @app.post("/api/step/start")
+    def step_start():
+        session = current()
+        body = payload()
+        beta = views.BETAS[choice(body, "beta", tuple(views.BETAS), "kl")]
+        init = choice(body, "init", views.INITS, "nndsvda")
+        with session.lock:
+            k = whole(body, "k", 1, session.k_max(), 3)
+            session.step = views.step_start(session.analysed(), k, beta, init)
+            return jsonify(with_axes(session, views.step_view(session.analysed(), session.step)))
+
+    @app.post("/api/step")
+    def step():
+        session = current()
+        updates = whole(payload(), "updates", 1, views.STEP_MAX, 1)
+        with session.lock:
+            if session.step is None:
+                raise NmfsepError("nothing to step yet: press Start (a new excerpt starts over)")
+            session.step = views.step_run(session.analysed(), session.step, updates)
+            return jsonify(with_axes(session, views.step_view(session.analysed(), session.step)))
+
+    @app.post("/api/pca")
+    def pca():
+        session = current()
+        body = payload()
+        with session.lock:
+            k = whole(body, "k", 1, session.k_max())
+            if session.sweep is None:
+                session.sweep = views.rank_sweep(session.analysed())
+            W, H = session.sweep.factors[k]
+            return jsonify(with_axes(session, views.pca_view(session.analysed(), W, H)))
+
+    @app.post("/api/kmeans")
+    def kmeans():
+        session = current()
+        body = payload()
+        with session.lock:
+            k = whole(body, "k", 1, session.k_max())
+            return jsonify(with_axes(session, views.kmeans_view(session.analysed(), k)))
+
+    @app.post("/api/deep")
+    def deep():
+        session = current()
+        body = payload()
+        beta = views.BETAS[choice(body, "beta", tuple(views.BETAS), "kl")]
+        with session.lock:
+            k1 = whole(body, "k1", 2, session.k_max())
+            k2 = whole(body, "k2", 1, k1 - 1)
+            return jsonify(with_axes(session, views.deep_view(session.analysed(), k1, k2, beta)))
+
+    @app.post("/api/separate")
+    def separate():
+        session = current()
+        body = payload()
+        n_sources = whole(body, "n_sources", 2, 4, 2)
+        with session.lock:
+            default = "none" if session.excerpt.sources else "auto"
+            grouping = choice(body, "grouping", views.GROUPINGS, default)
+            return jsonify(with_axes(session, views.separate_view(session.excerpt, session.analysed(),
+                                                                  n_sources, grouping)))
+
+    @app.errorhandler(NmfsepError)
+    def user_error(exc):
+        return jsonify(error=str(exc)), 410 if isinstance(exc, Expired) else 400
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc):
+        return jsonify(error=f"the upload is larger than {max_upload_mb:g} MB, the most this page takes: "
+                             f"cut an excerpt first (ffmpeg -ss START -t {views.MAX_EXCERPT:g} -i IN "
+                             f"excerpt.wav) or run nmfsep explore FILE"), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return jsonify(error=f"{exc.code} {exc.name}: {exc.description}"), exc.code
+
+    @app.errorhandler(Exception)
+    def bug(exc):
+        app.logger.exception("explore: %s %s failed", request.method, request.path)
+        return jsonify(error=f"internal error ({type(exc).__name__}): {exc}; please report it"), 500
+
+    return app
+
+
+# --- request bodies -----------------------------------------------------------------------------
+
+def payload() -> dict:
+    """The request's JSON object ({} for an empty body); NmfsepError for anything else."""
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise NmfsepError("the request body must be a JSON object")
+    return body
+
+
+def whole(body: dict, name: str, low: int, high: int, default: int | None = None) -> int:
+    """body[name] as a whole number in [low, high]; NmfsepError naming the range otherwise."""
+    value = body.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        raise NmfsepError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    if not low <= value <= high:
+        raise NmfsepError(f"{name} = {value} is out of range: choose {low} to {high}")
+    return value
+
+
+def number(body: dict, name: str, low: float, high: float, default: float) -> float:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise NmfsepError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def numbers(body: dict, name: str, count: int) -> list[float] | None:
+    values = body.get(name)
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != count:
+        raise NmfsepError(f"{name} must list {count} numbers, got {values!r}")
+    return [number({name: v}, name, -1e9, 1e9, 0.0) for v in values]
+
+
+def choice(body: dict, name: str, options: tuple, default: str) -> str:
+    value = body.get(name, default)
+    if value not in options:
+        raise NmfsepError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    """True for 'localhost' and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
+    """A threaded werkzeug WSGI server for app on host:port (0: any free port), listening, not
+    yet serving (call ``serve_forever``; ``server.port`` is the real port). It logs no request
+    lines. NmfsepError, one line, where host:port cannot be listened on (a port in use)."""
+    from werkzeug.serving import WSGIRequestHandler, make_server as werkzeug_server, select_address_family
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs):
+            pass
+
+    family = select_address_family(host, port)
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4])
+        listener.listen(64)
+    except OSError as exc:
+        listener.close()
+        raise NmfsepError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); choose another "
+                          f"port with --port (0: any free port)") from None
+    try:
+        return werkzeug_server(host, port, app, threaded=True, request_handler=QuietHandler,
+                               fd=listener.fileno())
+    finally:
+        listener.close()          # the server holds its own duplicate of the socket
