@@ -344,7 +344,9 @@ def test_a_hosts_cores_are_shared_out_among_the_tasks_that_run_there_at_once(mon
 
     from nmfsep import batch, cluster
 
-    monkeypatch.setattr(batch, "available_cpus", lambda: 8)
+    import dask.system
+
+    monkeypatch.setattr(dask.system, "cpu_count", lambda: 8)
     plugin = cluster._Settings(None, {"10.0.0.5": 2, "10.0.0.6": 1})
 
     def worker(host, nthreads):

@@ -219,14 +219,17 @@ class _Settings(WorkerPlugin):
         self.settings, self.workers_per_host = settings, workers_per_host
 
     def threads(self, worker) -> int:
-        """BLAS and solver threads for one task of ``worker``: its host's cores shared out among
-        the tasks that may run there at once (the host's workers times their threads), at least 1
-        (as batch._run_pool shares them out among -j processes)."""
+        """BLAS and solver threads for one task of ``worker``: the cores it may use (dask's
+        cpu_count: affinity, and a container's CPU quota) shared out among the tasks that may run
+        on its host at once (the host's workers times their threads), at least 1 (as
+        batch._run_pool shares them out among -j processes)."""
         from urllib.parse import urlsplit
+
+        from dask.system import cpu_count
 
         host = urlsplit(worker.address).hostname or worker.address
         tasks = self.workers_per_host.get(host, 1) * max(1, worker.state.nthreads)
-        return max(1, batch.available_cpus() // tasks)
+        return max(1, cpu_count() // tasks)  # its affinity and cgroup quota (a container's CPU limit)
 
 
 def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: str, report: bool) -> dict | None:
