@@ -69,6 +69,12 @@ class Session:
             self.analysis = views.analyse(self.excerpt)
         return self.analysis
 
+    def rank_sweep(self) -> views.RankSweep:
+        """The factorizations of every k (views.rank_sweep), made on first use per excerpt."""
+        if self.sweep is None:
+            self.sweep = views.rank_sweep(self.analysed())
+        return self.sweep
+
     def k_max(self) -> int:
         return min(views.K_MAX, min(self.analysed().V.shape))
 
@@ -224,9 +230,7 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         body = payload()
         with session.lock:
             k = whole(body, "k", 1, session.k_max())
-            if session.sweep is None:
-                session.sweep = views.rank_sweep(session.analysed())
-            return jsonify(with_axes(session, views.k_view(session.analysed(), session.sweep, k)))
+            return jsonify(with_axes(session, views.k_view(session.analysed(), session.rank_sweep(), k)))
 
     @app.post("/api/step/start")
     def step_start():
@@ -255,9 +259,7 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         body = payload()
         with session.lock:
             k = whole(body, "k", 1, session.k_max())
-            if session.sweep is None:
-                session.sweep = views.rank_sweep(session.analysed())
-            W, H = session.sweep.factors[k]
+            W, H = session.rank_sweep().factors[k]
             return jsonify(with_axes(session, views.pca_view(session.analysed(), W, H)))
 
     @app.post("/api/kmeans")
