@@ -208,7 +208,8 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 @click.option("--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", default=None,
               help="Split the inputs as tasks on the Dask cluster of this scheduler: tcp://HOST:PORT, or "
                    "the path of a scheduler file (dask-jobqueue, dask-mpi) [default: $DASK_SCHEDULER_ADDRESS, "
-                   "Dask's own variable; unset: this machine]. Inputs and -o on a disk every worker shares. "
+                   "Dask's own variable; unset: this machine]. Inputs and -o on a disk every worker shares, or "
+                   "URLs (s3://...). "
                    "Needs the dask extra: pip install 'nmfsep[dask]'.")
 @click.option("--force", is_flag=True, help="Overwrite existing stems.")
 @click.option("--report", is_flag=True,
