@@ -374,13 +374,15 @@ def nmfsep(*args):
 
 
 def started(process, timeout=60):
-    """The URL the server printed on stderr (the first line), or fail with what it printed."""
+    """The URL the server printed on stderr, and all it printed until then, or fail with what it
+    printed. Reads the pipe's file descriptor itself: a buffered readline() can take two lines at
+    once (a warning and the URL) and leave select() waiting for a second one that already came."""
     deadline = time.monotonic() + timeout
     line = ""
     while time.monotonic() < deadline and process.poll() is None:
         ready, _, _ = select.select([process.stderr], [], [], 0.5)
         if ready:
-            line += process.stderr.readline()
+            line += os.read(process.stderr.fileno(), 65536).decode()
             match = re.search(r"(http://\S+/) \(Ctrl-C stops\)", line)
             if match:
                 return match.group(1), line
