@@ -356,3 +356,54 @@ def test_a_hosts_cores_are_shared_out_among_the_tasks_that_run_there_at_once(mon
     assert plugin.threads(worker("10.0.0.5", 2)) == 2
     assert plugin.threads(worker("10.0.0.6", 1)) == 8   # alone on its host
     assert plugin.threads(worker("10.0.0.9", 16)) == 1  # a host that joined later, more threads than cores
+
+
+def test_an_empty_scheduler_splits_here_even_with_dask_scheduler_address_set(tmp_path):
+    env = {**os.environ, "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "nmfsep.cli", "split", tone(tmp_path / "a.wav"), "-o",
+                             str(tmp_path / "out"), *FAST, "--scheduler", ""], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Dask" not in result.stderr and (tmp_path / "out" / "a" / "source1.wav").exists()
+
+
+def test_dask_scheduler_address_without_the_extra_is_a_note_and_splits_here(tmp_path):
+    code = ("import sys; sys.modules['distributed'] = None; from nmfsep.cli import main; "
+            "sys.argv = ['nmfsep', *sys.argv[1:]]; main()")
+    env = {**os.environ, "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-c", code, "split", tone(tmp_path / "a.wav"), "-o",
+                             str(tmp_path / "out"), *FAST], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("nmfsep: note: DASK_SCHEDULER_ADDRESS is set, but the dask extra is not "
+                                    "installed (pip install 'nmfsep[dask]'): splitting on this machine")
+    assert (tmp_path / "out" / "a" / "source1.wav").exists()
+
+
+@pytest.mark.parametrize("address, reason", [
+    ("garbage", "no port number in 'garbage'"),
+    ("tcp://127.0.0.1:", "no port number in 'tcp://127.0.0.1:'"),
+    ("http://127.0.0.1:8786", "http:// is not a Dask protocol"),
+    ("nosuch.json", "no such scheduler file"),
+])
+def test_an_address_that_cannot_be_a_schedulers_is_one_line_at_once(tmp_path, address, reason):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "nmfsep.cli", "split", tone(tmp_path / "a.wav"), "-o",
+                             str(tmp_path / "out"), *FAST, "--scheduler", address], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"nmfsep: error: cannot reach the Dask scheduler at {address} ({reason}")
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # no "Exception ignored in Client.__del__"
+    assert time.monotonic() - started < 8
+
+
+def test_a_port_where_no_scheduler_answers_is_one_line_within_the_timeout(tmp_path, monkeypatch):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # accepts, never answers: a dashboard's or another service's port
+    try:
+        started = time.monotonic()
+        with pytest.raises(cluster.NmfsepError, match="no Dask scheduler answered within 2 s"):
+            cluster.connect(f"tcp://127.0.0.1:{listener.getsockname()[1]}", timeout=2)
+        assert time.monotonic() - started < 6
+    finally:
+        listener.close()

@@ -208,8 +208,8 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 @click.option("--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS", default=None,
               help="Split the inputs as tasks on the Dask cluster of this scheduler: tcp://HOST:PORT, or "
                    "the path of a scheduler file (dask-jobqueue, dask-mpi) [default: $DASK_SCHEDULER_ADDRESS, "
-                   "Dask's own variable; unset: this machine]. Inputs and -o on a disk every worker shares, or "
-                   "URLs (s3://...). "
+                   "Dask's own variable; unset or '': this machine]. Inputs and -o on a disk every worker shares, "
+                   "or URLs (s3://...). "
                    "Needs the dask extra: pip install 'nmfsep[dask]'.")
 @click.option("--force", is_flag=True, help="Overwrite existing stems.")
 @click.option("--report", is_flag=True,
@@ -240,18 +240,35 @@ def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, sub
                                "--subtype is for wav and flac)", ctx)
     output = Output(out_dir, template, force, skip_existing, fmt, codec or (subtype and subtype.upper()),
                     stdout_stem, report)
+    scheduler = chosen_scheduler(ctx, scheduler, quiet)
     if scheduler is not None:
         check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem)
     sys.exit(run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json, quiet, scheduler))
+
+
+def chosen_scheduler(ctx, scheduler, quiet):
+    """The scheduler to split on, or None for this machine: --scheduler '' is this machine, even
+    where DASK_SCHEDULER_ADDRESS is set; the variable alone, without the dask extra installed, is
+    noted and left aside (it may be set for other tools)."""
+    from click.core import ParameterSource
+
+    if scheduler is None or not scheduler.strip():
+        return None
+    if ctx.get_parameter_source("scheduler") is ParameterSource.ENVIRONMENT:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            if not quiet:
+                click.echo("nmfsep: note: DASK_SCHEDULER_ADDRESS is set, but the dask extra is not installed "
+                           "(pip install 'nmfsep[dask]'): splitting on this machine", err=True)
+            return None
+    return scheduler
 
 
 def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> None:
     """The usage errors of --scheduler: options that need this machine, and a missing extra."""
     from .storage import in_process_only
 
-    if not scheduler.strip():
-        raise click.BadParameter("an empty address (give tcp://HOST:PORT or a scheduler file)", ctx,
-                                 param_hint="'--scheduler'")
     if n_jobs > 1:
         raise click.UsageError("-j and --scheduler: the cluster's workers split in parallel; leave out -j", ctx)
     if stdout_stem:
@@ -416,6 +433,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
     tasks on the Dask cluster of ``scheduler``), report; the exit code."""
     from rich.console import Console
 
+    import logging
+
     from . import audio, batch, storage
 
     try:
@@ -460,6 +479,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
             from . import cluster
 
             client = cluster.connect(scheduler)
+            for name in ("distributed", "distributed.client"):  # their lines repeat ours
+                logging.getLogger(name).setLevel(logging.CRITICAL)
             if not quiet:
                 click.echo(f"nmfsep: splitting on the Dask scheduler {client.scheduler.address} "
                            f"({cluster.describe(client)})", err=True)

@@ -40,18 +40,54 @@ class _Stopped(BaseException):
 
 def connect(address: str, timeout: float = CONNECT_SECONDS):
     """A distributed.Client of the scheduler at ``address``: an address that distributed takes
-    (tcp://host:port, ...) or the path of a scheduler file (dask-jobqueue and dask-mpi write
-    them). Never starts a cluster. Raises NmfsepError when the scheduler cannot be reached
-    within ``timeout`` seconds."""
-    from distributed import Client
+    (tcp://host:port, tls://, ws://, ...) or the path of a scheduler file (dask-jobqueue and
+    dask-mpi write them). Never starts a cluster. Raises NmfsepError when the address cannot be
+    one, or no scheduler answers there within ``timeout`` seconds (a port where something else
+    listens, such as the dashboard's, included)."""
+    import json
+    import threading
 
+    from distributed import Client
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address
+
+    def refuse(reason: str) -> NmfsepError:
+        return NmfsepError(f"cannot reach the Dask scheduler at {address} ({reason})")
+
+    target = address
+    if address.endswith(".json") or os.path.isfile(address):
+        try:
+            with open(address, encoding="utf-8") as file:
+                target = json.load(file)["address"]
+        except FileNotFoundError:
+            raise refuse("no such scheduler file") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise refuse(f"not a Dask scheduler file: {exc}") from None
     try:
-        if os.path.isfile(address):
-            return Client(scheduler_file=address, timeout=timeout, set_as_default=False)
-        return Client(address, timeout=timeout, set_as_default=False)
-    except Exception as exc:  # OSError, TimeoutError, ValueError for an address it cannot parse
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise NmfsepError(f"cannot reach the Dask scheduler at {address} ({reason})") from None
+        scheme, location = parse_address(target)
+        if scheme not in registry.backends:
+            raise ValueError(f"{scheme}:// is not a Dask protocol (tcp://HOST:PORT, tls://, ws://)")
+        if scheme in ("tcp", "tls", "ws", "wss") and not location.rsplit(":", 1)[-1].isdigit():
+            raise ValueError(f"no port number in {target!r}")
+    except (ValueError, TypeError) as exc:
+        raise refuse(f"{exc}; give tcp://HOST:PORT or a scheduler file") from None
+    # The Client waits in a daemon thread: on a port where something other than a scheduler
+    # listens, its handshake never ends, and a Client left half made stalls the exit for 20 s.
+    made: dict = {}
+
+    def make():
+        try:
+            made["client"] = Client(target, timeout=timeout, set_as_default=False)
+        except Exception as exc:  # OSError, TimeoutError
+            made["error"] = " ".join(str(exc).split()) or type(exc).__name__
+
+    thread = threading.Thread(target=make, daemon=True)
+    thread.start()
+    thread.join(timeout + 1)
+    if "client" in made:
+        return made["client"]
+    raise refuse(made.get("error") or f"no Dask scheduler answered within {timeout:g} s; "
+                 "is it the scheduler's port (8786 by default), not the dashboard's?")
 
 
 def describe(client) -> str:
@@ -133,6 +169,10 @@ def _run_tasks(client, jobs: list[Job], settings: Settings, output: Output,
                 record, error = records.pop(index, None), None
                 if record is None and future.status == "finished":
                     record = future.result()
+                elif record is None and client.status != "running":  # its tasks went with it
+                    raise NmfsepError(f"lost the Dask scheduler at {client.scheduler.address} with "
+                                      f"{len(futures) + 1} input{'s' * bool(futures)} not reported done (rerun "
+                                      "with --skip-existing: the inputs whose stems were all written are skipped)")
                 elif record is None:
                     error = future.exception() if future.status == "error" else CancelledError()
                 future.release()  # done: the scheduler must not compute it again if a worker dies
@@ -150,11 +190,12 @@ def _run_tasks(client, jobs: list[Job], settings: Settings, output: Output,
                     message = f"{job.input}: internal error: {type(error).__name__}: {error}"
                 yield batch.error_record(job, settings, message)
     except BaseException:  # Ctrl-C, or the caller stopped early: stop the running tasks, cleanly
-        _stop(client, stop, futures, starts, events, jobs)
+        if client.status == "running":
+            _stop(client, stop, futures, starts, events, jobs)
         raise
     finally:
-        client.unsubscribe_topic(run_id)
         try:
+            client.unsubscribe_topic(run_id)
             client.unregister_worker_plugin(run_id)
         except Exception:  # the scheduler gone: nothing left to remove
             pass
