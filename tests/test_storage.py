@@ -313,3 +313,14 @@ def test_workers_read_and_write_the_bucket_with_the_same_stems_as_a_local_split(
             mine = read_s3(fs, stem["path"].replace("/there/", "/here/"))
             np.testing.assert_allclose(read_s3(fs, stem["path"]), mine, atol=1e-4)
     assert len(records(here)) == 2
+
+
+def test_an_object_whose_name_is_longer_than_a_local_file_name_can_be_is_split(s3):
+    fs, bucket = s3
+    name = "y" * 300 + ".wav"
+    fs.pipe(f"{bucket}/in/{name}", tone_bytes())
+    result = split(f"s3://{bucket}/in/{name}", "-o", f"s3://{bucket}/out", "--filename", "{stem}.{ext}", "-k", "2",
+                   *FAST, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert records(result)[0]["input"] == f"s3://{bucket}/in/{name}"
+    assert fs.exists(f"{bucket}/out/source1.wav")

@@ -322,6 +322,8 @@ def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: st
             record = batch.process(job, settings, output, progress)
     except _Stopped:  # the input's temporary files are removed by now
         return None
+    if record["error"] and "no credentials" in record["error"]:  # the client had them, or it would not be here
+        record["error"] += f" on the Dask worker {worker.address}: give every worker these variables too"
     return done(record)
 
 

@@ -152,7 +152,8 @@ def download(url: str, folder: str) -> str:
         if size > free:
             raise NmfsepError(f"{url}: too large to download here ({size / 2**30:.1f} GiB, {free / 2**30:.1f} GiB "
                               f"free in {folder}; set TMPDIR to a larger disk)")
-        local = os.path.join(folder, posixpath.basename(path.rstrip("/")) or "input")
+        # Not the object's own name: a key's last part may be longer than a local file name can be.
+        local = os.path.join(folder, "input" + posixpath.splitext(path.rstrip("/"))[1][:16])
         fs.get_file(path, local)
     except NmfsepError:
         raise
