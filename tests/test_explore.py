@@ -490,6 +490,47 @@ def test_loopback_hosts_are_told_from_others():
     assert not any(map(explore_app.is_loopback, ["0.0.0.0", "192.168.1.2", "::", "example.org"]))
 
 
+def test_ctrl_c_during_a_computation_stops_without_a_traceback(recording, tmp_path):
+    # the view keeps handing work to one of nmfsep's worker pools, as factorize does; Ctrl-C
+    # comes while it runs, and Python's exit shuts that pool down under it while exit's own
+    # cleanup (the uploads folder, ...) takes its time (here 0.5 s)
+    busy = tmp_path / "busy"
+    code = ("import atexit, pathlib, sys, time; from nmfsep.explore import views\n"
+            "from nmfsep.nmf._parallel import Workers\n"
+            "atexit.register(time.sleep, 0.5)\n"
+            "def busy(*args, **kwargs):\n"
+            f"    pathlib.Path({str(busy)!r}).touch()\n"
+            "    with Workers(2) as workers:\n"
+            "        while True:\n"
+            "            workers.map(time.sleep, [0.01, 0.01])\n"
+            "views.deep_view = busy\n"
+            f"sys.argv = ['nmfsep', 'explore', {str(recording)!r}, '--port', '0', '--no-browser']\n"
+            "from nmfsep.cli import main; main()")
+    process = subprocess.Popen([sys.executable, "-c", code], text=True, stderr=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    try:
+        url, _ = started(process)
+        threading.Thread(target=post_quietly, args=(url + "api/deep", {"k1": 3, "k2": 2}), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not busy.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert busy.exists(), "the computation never started"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert (out, err) == ("", "nmfsep explore: stopped\n")
+
+
+def post_quietly(url, body):
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=30).read()
+    except (OSError, ValueError):
+        pass                                    # cut short by the stop: that may fail
+
+
 # --- the page in a real browser ----------------------------------------------------------------
 
 class DevTools:

@@ -126,7 +126,8 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
     uploads = tempfile.TemporaryDirectory(prefix="nmfsep-explore-")
     sessions = Sessions(max_sessions, uploads.name, first_excerpt)
-    app.extensions["nmfsep_explore"] = {"sessions": sessions, "uploads": uploads}
+    stopping = threading.Event()
+    app.extensions["nmfsep_explore"] = {"sessions": sessions, "uploads": uploads, "stopping": stopping}
     limits = {"max_upload_mb": max_upload_mb, "max_excerpt": views.MAX_EXCERPT,
               "default_excerpt": views.DEFAULT_EXCERPT, "k_max": views.K_MAX, "step_max": views.STEP_MAX,
               "max_sessions": max_sessions}
@@ -307,10 +308,19 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
 
     @app.errorhandler(Exception)
     def bug(exc):
+        if stopping.is_set():           # cut short by the stop (its worker pools shut down): quietly
+            return jsonify(error="the nmfsep explore server is stopping"), 503
         app.logger.exception("explore: %s %s failed", request.method, request.path)
         return jsonify(error=f"internal error ({type(exc).__name__}): {exc}; please report it"), 500
 
     return app
+
+
+def stop(app: Flask) -> None:
+    """Mark app as stopping (the CLI calls it on Ctrl-C or SIGTERM, before Python exits): a
+    request that fails from then on (Python's exit shuts the solvers' worker pools down under
+    it) answers 503 without logging a traceback."""
+    app.extensions["nmfsep_explore"]["stopping"].set()
 
 
 # --- request bodies -----------------------------------------------------------------------------
