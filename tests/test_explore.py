@@ -80,7 +80,6 @@ def test_the_page_is_served_with_its_script_and_loads_nothing_from_the_network(c
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert '<script src="/static/explore.js">' in html and 'href="/static/explore.css"' in html
-    assert explore_app.COOKIE in page.headers["Set-Cookie"]
     for asset in ("/static/explore.js", "/static/explore.css"):
         response = client.get(asset)
         assert response.status_code == 200
@@ -483,6 +482,28 @@ def test_explore_without_the_extra_exits_2_with_the_install_hint():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr == f"nmfsep: error: {EXTRA_HINT}\n"
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no.such.host.invalid"])
+def test_a_bad_host_is_named_and_not_blamed_on_the_port(host):
+    with pytest.raises(views.NmfsepError) as caught:
+        explore_app.make_server(explore_app.create_app(), host, 0)
+    assert str(caught.value).startswith(f"{host}: ")
+    assert "choose another host with --host" in str(caught.value) and "--port" not in str(caught.value)
+
+
+def test_the_page_names_an_inline_icon_so_the_browser_asks_for_no_favicon(client):
+    html = client.get("/").get_data(as_text=True)
+    assert re.search(r'<link rel="icon" href="data:[^"]*">', html)
+
+
+def test_page_loads_without_a_cookie_do_not_evict_real_sessions(recording):
+    app = explore_app.create_app(str(recording), max_sessions=2)
+    user = app.test_client()
+    ok(user.get("/api/state"))
+    for _ in range(9):
+        assert "Set-Cookie" not in app.test_client().get("/").headers
+    ok(user.post("/api/k", json={"k": 2}))
 
 
 def test_loopback_hosts_are_told_from_others():

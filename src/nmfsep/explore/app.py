@@ -21,6 +21,7 @@ API (POST bodies are JSON; every answer is JSON):
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+import errno
 import ipaddress
 import os
 import secrets
@@ -385,7 +386,8 @@ def is_loopback(host: str) -> bool:
 def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
     """A threaded werkzeug WSGI server for app on host:port (0: any free port), listening, not
     yet serving (call ``serve_forever``; ``server.port`` is the real port). It logs no request
-    lines. NmfsepError, one line, where host:port cannot be listened on (a port in use)."""
+    lines. NmfsepError, one line, where host:port cannot be listened on: naming the host where it
+    is no address of this machine, the port otherwise (a port in use)."""
     from werkzeug.serving import WSGIRequestHandler, make_server as werkzeug_server, select_address_family
 
     class QuietHandler(WSGIRequestHandler):
@@ -393,13 +395,21 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
             pass
 
     family = select_address_family(host, port)
+    try:
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
+    except (OSError, UnicodeError) as exc:
+        raise NmfsepError(f"{host}: not an address of this machine ({getattr(exc, 'strerror', None) or exc}); "
+                          f"choose another host with --host (127.0.0.1: this machine only)") from None
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4])
+        listener.bind(address)
         listener.listen(64)
     except OSError as exc:
         listener.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise NmfsepError(f"{host}: not an address of this machine ({exc.strerror}); choose another "
+                              f"host with --host (127.0.0.1: this machine only)") from None
         raise NmfsepError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); choose another "
                           f"port with --port (0: any free port)") from None
     try:
