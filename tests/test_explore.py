@@ -330,6 +330,22 @@ def test_the_server_keeps_a_bounded_number_of_sessions_dropping_the_oldest(recor
     ok(clients[1].post("/api/k", json={"k": 2}))
 
 
+def test_an_upload_whose_session_is_dropped_meanwhile_leaves_no_file(recording, monkeypatch):
+    app = explore_app.create_app(str(recording), max_sessions=1)
+    user, other = app.test_client(), app.test_client()
+    ok(user.get("/api/state"))
+    (session,) = app.extensions["nmfsep_explore"]["sessions"].held.values()
+    named = explore_app.secure_filename
+
+    def evicting(name):                 # another browser arrives while the upload is under way
+        ok(other.get("/api/state"))
+        return named(name)
+
+    monkeypatch.setattr(explore_app, "secure_filename", evicting)
+    refused(upload(user, wav_bytes(2.0), "late.wav"), 410, "reload the page")
+    assert not os.path.exists(session.folder)
+
+
 def test_a_body_that_is_not_a_json_object_is_a_message(client):
     client.get("/")
     refused(client.post("/api/k", data="[1, 2]", content_type="application/json"), 400, "JSON object")

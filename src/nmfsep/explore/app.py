@@ -1,6 +1,7 @@
 """The explore page's Flask application and the WSGI server that runs it.
 
-Sessions: a browser gets a random session id in a cookie; the server keeps at most
+Sessions: a browser gets a random session id in a cookie on its first API call (/api/state,
+which the page makes as it loads, or any other; loading the page alone makes none); the server keeps at most
 ``max_sessions`` of them (the least recently used is dropped, with its upload), and each holds
 one excerpt of audio (at most views.MAX_EXCERPT seconds) and what was computed from it (its
 spectrogram, the k view's sweep, the Step view's W and H). Uploads above ``max_upload_mb`` are
@@ -59,6 +60,7 @@ class Session:
     analysis: views.Analysis | None = None
     sweep: views.RankSweep | None = None
     step: views.StepState | None = None
+    dropped: bool = False               # set (before its folder is removed) when evicted
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def use(self, excerpt: views.Excerpt, path: str | None = None, name: str = "") -> None:
@@ -96,6 +98,7 @@ class Sessions:
             self.held[sid] = session
             while len(self.held) > self.limit:
                 _, old = self.held.popitem(last=False)
+                old.dropped = True                  # an upload under way removes what it wrote
                 shutil.rmtree(old.folder, ignore_errors=True)
         return session
 
@@ -133,12 +136,14 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
               "default_excerpt": views.DEFAULT_EXCERPT, "k_max": views.K_MAX, "step_max": views.STEP_MAX,
               "max_sessions": max_sessions}
 
+    expired = (f"this page's session has ended (the server keeps the {max_sessions} most recent "
+               f"ones, and forgets them when it stops): reload the page")
+
     def current(create: bool = False) -> Session:
         sid = request.cookies.get(COOKIE)
         session = sessions.get(sid)
         if session is None and sid and not create:
-            raise Expired(f"this page's session has ended (the server keeps the {max_sessions} most "
-                          f"recent ones, and forgets them when it stops): reload the page")
+            raise Expired(expired)
         if session is None:
             session = sessions.new()
         request.environ["nmfsep.session"] = session
@@ -160,8 +165,7 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         return payload
 
     @app.get("/")
-    def page():
-        current(create=True)
+    def page():                         # no session yet: the page's first API call makes one
         return app.send_static_file("index.html")
 
     @app.get("/api/state")
@@ -180,16 +184,23 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         with session.lock:
             os.makedirs(session.folder, exist_ok=True)
             incoming = os.path.join(session.folder, "incoming-" + stored)   # keeps the extension
-            sent.save(incoming)
             try:
+                sent.save(incoming)
                 excerpt = views.read_excerpt(incoming, 0.0, views.DEFAULT_EXCERPT, name=name)
             except BaseException:
-                os.unlink(incoming)
+                if os.path.exists(incoming):
+                    os.unlink(incoming)
+                if session.dropped:             # its folder went away under the upload
+                    shutil.rmtree(session.folder, ignore_errors=True)
+                    raise Expired(expired) from None
                 raise
             if session.path and session.path.startswith(session.folder + os.sep):
                 os.unlink(session.path)                 # the session's previous upload
             path = os.path.join(session.folder, stored)
             os.replace(incoming, path)
+            if session.dropped:                 # evicted meanwhile: makedirs made its folder again
+                shutil.rmtree(session.folder, ignore_errors=True)
+                raise Expired(expired)
             session.use(excerpt, path, name)
             return jsonify(state(session))
 
