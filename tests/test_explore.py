@@ -232,10 +232,33 @@ def test_playground_scores_the_separation_and_near_identical_tones_score_worse(p
     assert truth.shape == (4 * 22050, 1)
 
 
-def test_playground_refuses_pitches_out_of_range(playground_client):
+def test_playground_refuses_pitches_out_of_range_in_the_pages_words(playground_client):
     playground_client.get("/")
-    refused(playground_client.post("/api/playground", json={"n_sources": 2, "f0s": [220, 5000]}), 400,
-            "5000 is outside 40-2000")
+    text = refused(playground_client.post("/api/playground", json={"n_sources": 2, "f0s": [220, 5000]}), 400,
+                   r"^tone 2 pitch: 5000 Hz is outside 40-2000 Hz")
+    assert "--" not in text
+    text = refused(playground_client.post("/api/playground", json={"n_sources": 2, "periods": [0, 1]}), 400,
+                   r"^tone 1 rhythm: 0 s is outside 0\.1-10 s")
+    assert "--" not in text
+
+
+def test_playground_refuses_a_pitch_that_is_not_a_number_naming_the_pitch_range(playground_client):
+    playground_client.get("/")
+    refused(playground_client.post("/api/playground", data='{"n_sources": 2, "f0s": [NaN, 220]}',
+                                   content_type="application/json"), 400, r"^tone 1 pitch must be 40-2000 Hz")
+
+
+def test_an_empty_upload_is_called_empty(client):
+    ok(client.get("/api/state"))
+    refused(upload(client, b"", "empty.wav"), 400, r"^empty\.wav: the file is empty \(0 bytes\)$")
+
+
+def test_a_file_silent_throughout_is_not_told_to_move_its_start(tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(2 * RATE, np.float32), RATE)
+    client = explore_app.create_app(str(path)).test_client()
+    text = refused(client.post("/api/k", json={"k": 1}), 400, r"silence\.wav: the whole file is silent")
+    assert "move its start" not in text
 
 
 # --- the excerpt, uploads, sessions ------------------------------------------------------------

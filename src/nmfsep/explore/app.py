@@ -223,8 +223,10 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         session = current()
         body = payload()
         n_sources = whole(body, "n_sources", 2, 3, 2)
-        f0s = numbers(body, "f0s", n_sources)
-        periods = numbers(body, "periods", n_sources)
+        from ..demo import MAX_F0, MIN_F0
+
+        f0s = tones(body, "f0s", n_sources, "pitch", MIN_F0, MAX_F0, "Hz")
+        periods = tones(body, "periods", n_sources, "rhythm", 0.1, 10.0, "s")
         duration = number(body, "duration", 0.0, 1e7, views.DEFAULT_EXCERPT)
         seed = whole(body, "seed", 0, 2**31 - 1, 0)
         excerpt = views.playground(n_sources, f0s, periods, duration, seed)
@@ -366,13 +368,21 @@ def number(body: dict, name: str, low: float, high: float, default: float) -> fl
     return float(value)
 
 
-def numbers(body: dict, name: str, count: int) -> list[float] | None:
+def tones(body: dict, name: str, count: int, word: str, low: float, high: float,
+          unit: str) -> list[float] | None:
+    """body[name], one number in [low, high] per playground tone (None if absent); NmfsepError
+    in the page's words ("tone 2 pitch: 5000 Hz is outside 40-2000 Hz") otherwise."""
     values = body.get(name)
     if values is None:
         return None
     if not isinstance(values, list) or len(values) != count:
-        raise NmfsepError(f"{name} must list {count} numbers, got {values!r}")
-    return [number({name: v}, name, -1e9, 1e9, 0.0) for v in values]
+        raise NmfsepError(f"{name} must list {count} numbers, one per tone, got {values!r}")
+    for i, value in enumerate(values, 1):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise NmfsepError(f"tone {i} {word} must be {low:g}-{high:g} {unit}, got {value!r}")
+        if not low <= value <= high:
+            raise NmfsepError(f"tone {i} {word}: {value:g} {unit} is outside {low:g}-{high:g} {unit}")
+    return [float(v) for v in values]
 
 
 def choice(body: dict, name: str, options: tuple, default: str) -> str:

@@ -19,6 +19,7 @@ are D_beta of that scaled V.
 
 from dataclasses import dataclass, field, replace
 import base64
+import os
 
 import numpy as np
 
@@ -82,8 +83,10 @@ def read_excerpt(path: str, start: float = 0.0, duration: float = DEFAULT_EXCERP
     """Read ``duration`` seconds of an audio file from ``start`` (s), checking its header first
     (``audio.open_input``) and decoding only the excerpt. name: how messages call the file
     (default: its path). AudioError (an NmfsepError) for an unreadable file, NmfsepError for an
-    excerpt too long or starting past the end."""
+    excerpt too long or starting past the end, or an empty (0-byte) file."""
     check_excerpt(start, duration)
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise NmfsepError(f"{name or path}: the file is empty (0 bytes)")
     try:
         with audio.open_input(path) as source:
             rate, frames = source.header.sample_rate, source.header.n_frames
@@ -144,6 +147,8 @@ def analyse(excerpt: Excerpt) -> Analysis:
     params = spectrum.default_params(excerpt.sample_rate)
     magnitude = spectrum.analyse(excerpt.samples, params)[1]
     scale = float(magnitude.mean())
+    if scale == 0.0 and excerpt.start == 0 and excerpt.duration >= excerpt.total:
+        raise NmfsepError(f"{excerpt.name}: the whole file is silent; there is nothing to factorize")
     if scale == 0.0:
         raise NmfsepError(f"{excerpt.name}: the excerpt at {excerpt.start:g} s is silent; there is "
                           f"nothing to factorize (move its start)")
