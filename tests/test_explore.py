@@ -319,13 +319,38 @@ def test_an_upload_without_a_file_is_a_message(client):
 
 @pytest.mark.parametrize("body, pattern", [
     ({"start": 0, "duration": 31}, r"an excerpt of 31 s is too long: at most 30 s"),
-    ({"start": 0, "duration": 0}, r"length must be above 0 s"),
+    ({"start": 0, "duration": 0}, r"length must be at least 1 s, got 0"),
     ({"start": 60, "duration": 5}, r"starts at 60 s, after the end of the input \(4\.00 s\)"),
     ({"start": "soon"}, r"start must be a number"),
 ])
 def test_a_bad_excerpt_is_a_message(client, body, pattern):
     client.get("/")
     refused(client.post("/api/excerpt", json=body), 400, pattern)
+
+
+def test_the_state_gives_the_excerpts_own_k_range(client):
+    ok(client.get("/api/state"))
+    state = ok(upload(client, wav_bytes(1.0, rate=2000), "short.wav"))
+    sessions = client.application.extensions["nmfsep_explore"]["sessions"]
+    (session,) = sessions.held.values()
+    k_max = min(views.K_MAX, *views.analyse(session.excerpt).V.shape)
+    assert state["excerpt"]["k_max"] == k_max
+    ok(client.post("/api/k", json={"k": k_max}))
+    refused(client.post("/api/k", json={"k": k_max + 1}), 400, f"choose 1 to {k_max}")
+
+
+def test_an_excerpt_under_a_second_is_refused_with_the_minimum(client):
+    ok(client.get("/api/state"))
+    refused(upload(client, wav_bytes(0.25), "blip.wav"), 400,
+            r"^blip\.wav: the excerpt holds 0\.25 s of audio, too short to explore: at least 1 s$")
+
+
+def test_a_start_near_the_end_is_moved_back_so_the_excerpt_keeps_its_length(client):
+    ok(client.get("/api/state"))
+    ok(upload(client, wav_bytes(12.0), "long take.wav"))
+    moved = ok(client.post("/api/excerpt", json={"start": 11.0, "duration": 4.0}))["excerpt"]
+    assert (moved["start"], moved["duration"]) == (8.0, 4.0)
+    assert moved["note"] == "the start moved back from 11 s to 8 s so the excerpt keeps its 4 s"
 
 
 def test_the_playground_excerpt_cannot_be_moved(playground_client):
@@ -686,5 +711,21 @@ def test_the_page_in_chromium_moves_k_and_steps_with_a_falling_loss(chromium, se
         assert shown[0] > shown[1] > shown[2], shown
         assert browser.evaluate("$('message').hidden") is True
         assert browser.evaluate("[...document.querySelectorAll('audio')].every(a => a.paused)") is True
+    finally:
+        browser.close()
+
+
+def test_the_page_in_chromium_clears_the_previous_excerpts_views_and_redraws_k(chromium, served, tmp_path):
+    browser = DevTools(chromium, tmp_path / "profile")
+    try:
+        browser.open(served)
+        browser.wait_for("typeof $ === 'function' && $('view-k').dataset.k === '3'")
+        browser.evaluate("$('pca-button').click()")
+        browser.wait_for("$('pca-summary').textContent.startsWith('PCA:')")
+        before = browser.evaluate("$('view-k').dataset.loss")
+        browser.evaluate("$('excerpt-start').value = 1; $('excerpt-duration').value = 2; $('excerpt-button').click()")
+        browser.wait_for("$('source').textContent.includes('1.0–3.0 s') && $('view-k').dataset.k === '3'")
+        assert browser.evaluate("$('pca-summary').textContent") == ""      # the old excerpt's numbers are gone
+        assert browser.evaluate("$('view-k').dataset.loss") != before     # view 1 shows the new excerpt
     finally:
         browser.close()

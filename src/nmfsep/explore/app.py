@@ -79,7 +79,7 @@ class Session:
         return self.sweep
 
     def k_max(self) -> int:
-        return min(views.K_MAX, min(self.analysed().V.shape))
+        return self.excerpt.k_max
 
 
 class Sessions:
