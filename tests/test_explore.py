@@ -80,7 +80,6 @@ def test_the_page_is_served_with_its_script_and_loads_nothing_from_the_network(c
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert '<script src="/static/explore.js">' in html and 'href="/static/explore.css"' in html
-    assert explore_app.COOKIE in page.headers["Set-Cookie"]
     for asset in ("/static/explore.js", "/static/explore.css"):
         response = client.get(asset)
         assert response.status_code == 200
@@ -233,10 +232,33 @@ def test_playground_scores_the_separation_and_near_identical_tones_score_worse(p
     assert truth.shape == (4 * 22050, 1)
 
 
-def test_playground_refuses_pitches_out_of_range(playground_client):
+def test_playground_refuses_pitches_out_of_range_in_the_pages_words(playground_client):
     playground_client.get("/")
-    refused(playground_client.post("/api/playground", json={"n_sources": 2, "f0s": [220, 5000]}), 400,
-            "5000 is outside 40-2000")
+    text = refused(playground_client.post("/api/playground", json={"n_sources": 2, "f0s": [220, 5000]}), 400,
+                   r"^tone 2 pitch: 5000 Hz is outside 40-2000 Hz")
+    assert "--" not in text
+    text = refused(playground_client.post("/api/playground", json={"n_sources": 2, "periods": [0, 1]}), 400,
+                   r"^tone 1 rhythm: 0 s is outside 0\.1-10 s")
+    assert "--" not in text
+
+
+def test_playground_refuses_a_pitch_that_is_not_a_number_naming_the_pitch_range(playground_client):
+    playground_client.get("/")
+    refused(playground_client.post("/api/playground", data='{"n_sources": 2, "f0s": [NaN, 220]}',
+                                   content_type="application/json"), 400, r"^tone 1 pitch must be 40-2000 Hz")
+
+
+def test_an_empty_upload_is_called_empty(client):
+    ok(client.get("/api/state"))
+    refused(upload(client, b"", "empty.wav"), 400, r"^empty\.wav: the file is empty \(0 bytes\)$")
+
+
+def test_a_file_silent_throughout_is_not_told_to_move_its_start(tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(2 * RATE, np.float32), RATE)
+    client = explore_app.create_app(str(path)).test_client()
+    text = refused(client.post("/api/k", json={"k": 1}), 400, r"silence\.wav: the whole file is silent")
+    assert "move its start" not in text
 
 
 # --- the excerpt, uploads, sessions ------------------------------------------------------------
@@ -297,13 +319,38 @@ def test_an_upload_without_a_file_is_a_message(client):
 
 @pytest.mark.parametrize("body, pattern", [
     ({"start": 0, "duration": 31}, r"an excerpt of 31 s is too long: at most 30 s"),
-    ({"start": 0, "duration": 0}, r"length must be above 0 s"),
+    ({"start": 0, "duration": 0}, r"length must be at least 1 s, got 0"),
     ({"start": 60, "duration": 5}, r"starts at 60 s, after the end of the input \(4\.00 s\)"),
     ({"start": "soon"}, r"start must be a number"),
 ])
 def test_a_bad_excerpt_is_a_message(client, body, pattern):
     client.get("/")
     refused(client.post("/api/excerpt", json=body), 400, pattern)
+
+
+def test_the_state_gives_the_excerpts_own_k_range(client):
+    ok(client.get("/api/state"))
+    state = ok(upload(client, wav_bytes(1.0, rate=2000), "short.wav"))
+    sessions = client.application.extensions["nmfsep_explore"]["sessions"]
+    (session,) = sessions.held.values()
+    k_max = min(views.K_MAX, *views.analyse(session.excerpt).V.shape)
+    assert state["excerpt"]["k_max"] == k_max
+    ok(client.post("/api/k", json={"k": k_max}))
+    refused(client.post("/api/k", json={"k": k_max + 1}), 400, f"choose 1 to {k_max}")
+
+
+def test_an_excerpt_under_a_second_is_refused_with_the_minimum(client):
+    ok(client.get("/api/state"))
+    refused(upload(client, wav_bytes(0.25), "blip.wav"), 400,
+            r"^blip\.wav: the excerpt holds 0\.25 s of audio, too short to explore: at least 1 s$")
+
+
+def test_a_start_near_the_end_is_moved_back_so_the_excerpt_keeps_its_length(client):
+    ok(client.get("/api/state"))
+    ok(upload(client, wav_bytes(12.0), "long take.wav"))
+    moved = ok(client.post("/api/excerpt", json={"start": 11.0, "duration": 4.0}))["excerpt"]
+    assert (moved["start"], moved["duration"]) == (8.0, 4.0)
+    assert moved["note"] == "the start moved back from 11 s to 8 s so the excerpt keeps its 4 s"
 
 
 def test_the_playground_excerpt_cannot_be_moved(playground_client):
@@ -329,6 +376,22 @@ def test_the_server_keeps_a_bounded_number_of_sessions_dropping_the_oldest(recor
     assert not os.path.exists(folder)                                # its upload went with it
     refused(clients[0].post("/api/k", json={"k": 2}), 410, "keeps the 2 most recent")
     ok(clients[1].post("/api/k", json={"k": 2}))
+
+
+def test_an_upload_whose_session_is_dropped_meanwhile_leaves_no_file(recording, monkeypatch):
+    app = explore_app.create_app(str(recording), max_sessions=1)
+    user, other = app.test_client(), app.test_client()
+    ok(user.get("/api/state"))
+    (session,) = app.extensions["nmfsep_explore"]["sessions"].held.values()
+    named = explore_app.secure_filename
+
+    def evicting(name):                 # another browser arrives while the upload is under way
+        ok(other.get("/api/state"))
+        return named(name)
+
+    monkeypatch.setattr(explore_app, "secure_filename", evicting)
+    refused(upload(user, wav_bytes(2.0), "late.wav"), 410, "reload the page")
+    assert not os.path.exists(session.folder)
 
 
 def test_a_body_that_is_not_a_json_object_is_a_message(client):
@@ -485,9 +548,72 @@ def test_explore_without_the_extra_exits_2_with_the_install_hint():
     assert result.stderr == f"nmfsep: error: {EXTRA_HINT}\n"
 
 
+@pytest.mark.parametrize("host", ["999.1.1.1", "no.such.host.invalid"])
+def test_a_bad_host_is_named_and_not_blamed_on_the_port(host):
+    with pytest.raises(views.NmfsepError) as caught:
+        explore_app.make_server(explore_app.create_app(), host, 0)
+    assert str(caught.value).startswith(f"{host}: ")
+    assert "choose another host with --host" in str(caught.value) and "--port" not in str(caught.value)
+
+
+def test_the_page_names_an_inline_icon_so_the_browser_asks_for_no_favicon(client):
+    html = client.get("/").get_data(as_text=True)
+    assert re.search(r'<link rel="icon" href="data:[^"]*">', html)
+
+
+def test_page_loads_without_a_cookie_do_not_evict_real_sessions(recording):
+    app = explore_app.create_app(str(recording), max_sessions=2)
+    user = app.test_client()
+    ok(user.get("/api/state"))
+    for _ in range(9):
+        assert "Set-Cookie" not in app.test_client().get("/").headers
+    ok(user.post("/api/k", json={"k": 2}))
+
+
 def test_loopback_hosts_are_told_from_others():
     assert all(map(explore_app.is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]))
     assert not any(map(explore_app.is_loopback, ["0.0.0.0", "192.168.1.2", "::", "example.org"]))
+
+
+def test_ctrl_c_during_a_computation_stops_without_a_traceback(recording, tmp_path):
+    # the view keeps handing work to one of nmfsep's worker pools, as factorize does; Ctrl-C
+    # comes while it runs, and Python's exit shuts that pool down under it while exit's own
+    # cleanup (the uploads folder, ...) takes its time (here 0.5 s)
+    busy = tmp_path / "busy"
+    code = ("import atexit, pathlib, sys, time; from nmfsep.explore import views\n"
+            "from nmfsep.nmf._parallel import Workers\n"
+            "atexit.register(time.sleep, 0.5)\n"
+            "def busy(*args, **kwargs):\n"
+            f"    pathlib.Path({str(busy)!r}).touch()\n"
+            "    with Workers(2) as workers:\n"
+            "        while True:\n"
+            "            workers.map(time.sleep, [0.01, 0.01])\n"
+            "views.deep_view = busy\n"
+            f"sys.argv = ['nmfsep', 'explore', {str(recording)!r}, '--port', '0', '--no-browser']\n"
+            "from nmfsep.cli import main; main()")
+    process = subprocess.Popen([sys.executable, "-c", code], text=True, stderr=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    try:
+        url, _ = started(process)
+        threading.Thread(target=post_quietly, args=(url + "api/deep", {"k1": 3, "k2": 2}), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not busy.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert busy.exists(), "the computation never started"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert (out, err) == ("", "nmfsep explore: stopped\n")
+
+
+def post_quietly(url, body):
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=30).read()
+    except (OSError, ValueError):
+        pass                                    # cut short by the stop: that may fail
 
 
 # --- the page in a real browser ----------------------------------------------------------------
@@ -585,5 +711,21 @@ def test_the_page_in_chromium_moves_k_and_steps_with_a_falling_loss(chromium, se
         assert shown[0] > shown[1] > shown[2], shown
         assert browser.evaluate("$('message').hidden") is True
         assert browser.evaluate("[...document.querySelectorAll('audio')].every(a => a.paused)") is True
+    finally:
+        browser.close()
+
+
+def test_the_page_in_chromium_clears_the_previous_excerpts_views_and_redraws_k(chromium, served, tmp_path):
+    browser = DevTools(chromium, tmp_path / "profile")
+    try:
+        browser.open(served)
+        browser.wait_for("typeof $ === 'function' && $('view-k').dataset.k === '3'")
+        browser.evaluate("$('pca-button').click()")
+        browser.wait_for("$('pca-summary').textContent.startsWith('PCA:')")
+        before = browser.evaluate("$('view-k').dataset.loss")
+        browser.evaluate("$('excerpt-start').value = 1; $('excerpt-duration').value = 2; $('excerpt-button').click()")
+        browser.wait_for("$('source').textContent.includes('1.0–3.0 s') && $('view-k').dataset.k === '3'")
+        assert browser.evaluate("$('pca-summary').textContent") == ""      # the old excerpt's numbers are gone
+        assert browser.evaluate("$('view-k').dataset.loss") != before     # view 1 shows the new excerpt
     finally:
         browser.close()

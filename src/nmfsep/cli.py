@@ -953,7 +953,7 @@ def explore(input_path, port, host, no_browser):
     (pip install 'nmfsep[explore]'). Ctrl-C stops the server.
     """
     try:
-        from .explore.app import create_app, is_loopback, make_server
+        from .explore.app import create_app, is_loopback, make_server, stop
     except ImportError as exc:
         if exc.name not in ("flask", "werkzeug"):
             raise
@@ -979,6 +979,7 @@ def explore(input_path, port, host, no_browser):
     except KeyboardInterrupt:
         pass
     finally:
+        stop(app)
         undo()
         server.server_close()
     click.echo("nmfsep explore: stopped", err=True)

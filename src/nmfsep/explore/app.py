@@ -1,6 +1,7 @@
 """The explore page's Flask application and the WSGI server that runs it.
 
-Sessions: a browser gets a random session id in a cookie; the server keeps at most
+Sessions: a browser gets a random session id in a cookie on its first API call (/api/state,
+which the page makes as it loads, or any other; loading the page alone makes none); the server keeps at most
 ``max_sessions`` of them (the least recently used is dropped, with its upload), and each holds
 one excerpt of audio (at most views.MAX_EXCERPT seconds) and what was computed from it (its
 spectrogram, the k view's sweep, the Step view's W and H). Uploads above ``max_upload_mb`` are
@@ -21,6 +22,7 @@ API (POST bodies are JSON; every answer is JSON):
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+import errno
 import ipaddress
 import os
 import secrets
@@ -58,6 +60,7 @@ class Session:
     analysis: views.Analysis | None = None
     sweep: views.RankSweep | None = None
     step: views.StepState | None = None
+    dropped: bool = False               # set (before its folder is removed) when evicted
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def use(self, excerpt: views.Excerpt, path: str | None = None, name: str = "") -> None:
@@ -76,7 +79,7 @@ class Session:
         return self.sweep
 
     def k_max(self) -> int:
-        return min(views.K_MAX, min(self.analysed().V.shape))
+        return self.excerpt.k_max
 
 
 class Sessions:
@@ -95,6 +98,7 @@ class Sessions:
             self.held[sid] = session
             while len(self.held) > self.limit:
                 _, old = self.held.popitem(last=False)
+                old.dropped = True                  # an upload under way removes what it wrote
                 shutil.rmtree(old.folder, ignore_errors=True)
         return session
 
@@ -126,17 +130,20 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
     uploads = tempfile.TemporaryDirectory(prefix="nmfsep-explore-")
     sessions = Sessions(max_sessions, uploads.name, first_excerpt)
-    app.extensions["nmfsep_explore"] = {"sessions": sessions, "uploads": uploads}
+    stopping = threading.Event()
+    app.extensions["nmfsep_explore"] = {"sessions": sessions, "uploads": uploads, "stopping": stopping}
     limits = {"max_upload_mb": max_upload_mb, "max_excerpt": views.MAX_EXCERPT,
               "default_excerpt": views.DEFAULT_EXCERPT, "k_max": views.K_MAX, "step_max": views.STEP_MAX,
               "max_sessions": max_sessions}
+
+    expired = (f"this page's session has ended (the server keeps the {max_sessions} most recent "
+               f"ones, and forgets them when it stops): reload the page")
 
     def current(create: bool = False) -> Session:
         sid = request.cookies.get(COOKIE)
         session = sessions.get(sid)
         if session is None and sid and not create:
-            raise Expired(f"this page's session has ended (the server keeps the {max_sessions} most "
-                          f"recent ones, and forgets them when it stops): reload the page")
+            raise Expired(expired)
         if session is None:
             session = sessions.new()
         request.environ["nmfsep.session"] = session
@@ -158,8 +165,7 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         return payload
 
     @app.get("/")
-    def page():
-        current(create=True)
+    def page():                         # no session yet: the page's first API call makes one
         return app.send_static_file("index.html")
 
     @app.get("/api/state")
@@ -178,16 +184,23 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         with session.lock:
             os.makedirs(session.folder, exist_ok=True)
             incoming = os.path.join(session.folder, "incoming-" + stored)   # keeps the extension
-            sent.save(incoming)
             try:
+                sent.save(incoming)
                 excerpt = views.read_excerpt(incoming, 0.0, views.DEFAULT_EXCERPT, name=name)
             except BaseException:
-                os.unlink(incoming)
+                if os.path.exists(incoming):
+                    os.unlink(incoming)
+                if session.dropped:             # its folder went away under the upload
+                    shutil.rmtree(session.folder, ignore_errors=True)
+                    raise Expired(expired) from None
                 raise
             if session.path and session.path.startswith(session.folder + os.sep):
                 os.unlink(session.path)                 # the session's previous upload
             path = os.path.join(session.folder, stored)
             os.replace(incoming, path)
+            if session.dropped:                 # evicted meanwhile: makedirs made its folder again
+                shutil.rmtree(session.folder, ignore_errors=True)
+                raise Expired(expired)
             session.use(excerpt, path, name)
             return jsonify(state(session))
 
@@ -210,8 +223,10 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
         session = current()
         body = payload()
         n_sources = whole(body, "n_sources", 2, 3, 2)
-        f0s = numbers(body, "f0s", n_sources)
-        periods = numbers(body, "periods", n_sources)
+        from ..demo import MAX_F0, MIN_F0
+
+        f0s = tones(body, "f0s", n_sources, "pitch", MIN_F0, MAX_F0, "Hz")
+        periods = tones(body, "periods", n_sources, "rhythm", 0.1, 10.0, "s")
         duration = number(body, "duration", 0.0, 1e7, views.DEFAULT_EXCERPT)
         seed = whole(body, "seed", 0, 2**31 - 1, 0)
         excerpt = views.playground(n_sources, f0s, periods, duration, seed)
@@ -307,10 +322,19 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
 
     @app.errorhandler(Exception)
     def bug(exc):
+        if stopping.is_set():           # cut short by the stop (its worker pools shut down): quietly
+            return jsonify(error="the nmfsep explore server is stopping"), 503
         app.logger.exception("explore: %s %s failed", request.method, request.path)
         return jsonify(error=f"internal error ({type(exc).__name__}): {exc}; please report it"), 500
 
     return app
+
+
+def stop(app: Flask) -> None:
+    """Mark app as stopping (the CLI calls it on Ctrl-C or SIGTERM, before Python exits): a
+    request that fails from then on (Python's exit shuts the solvers' worker pools down under
+    it) answers 503 without logging a traceback."""
+    app.extensions["nmfsep_explore"]["stopping"].set()
 
 
 # --- request bodies -----------------------------------------------------------------------------
@@ -344,13 +368,21 @@ def number(body: dict, name: str, low: float, high: float, default: float) -> fl
     return float(value)
 
 
-def numbers(body: dict, name: str, count: int) -> list[float] | None:
+def tones(body: dict, name: str, count: int, word: str, low: float, high: float,
+          unit: str) -> list[float] | None:
+    """body[name], one number in [low, high] per playground tone (None if absent); NmfsepError
+    in the page's words ("tone 2 pitch: 5000 Hz is outside 40-2000 Hz") otherwise."""
     values = body.get(name)
     if values is None:
         return None
     if not isinstance(values, list) or len(values) != count:
-        raise NmfsepError(f"{name} must list {count} numbers, got {values!r}")
-    return [number({name: v}, name, -1e9, 1e9, 0.0) for v in values]
+        raise NmfsepError(f"{name} must list {count} numbers, one per tone, got {values!r}")
+    for i, value in enumerate(values, 1):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise NmfsepError(f"tone {i} {word} must be {low:g}-{high:g} {unit}, got {value!r}")
+        if not low <= value <= high:
+            raise NmfsepError(f"tone {i} {word}: {value:g} {unit} is outside {low:g}-{high:g} {unit}")
+    return [float(v) for v in values]
 
 
 def choice(body: dict, name: str, options: tuple, default: str) -> str:
@@ -375,7 +407,8 @@ def is_loopback(host: str) -> bool:
 def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
     """A threaded werkzeug WSGI server for app on host:port (0: any free port), listening, not
     yet serving (call ``serve_forever``; ``server.port`` is the real port). It logs no request
-    lines. NmfsepError, one line, where host:port cannot be listened on (a port in use)."""
+    lines. NmfsepError, one line, where host:port cannot be listened on: naming the host where it
+    is no address of this machine, the port otherwise (a port in use)."""
     from werkzeug.serving import WSGIRequestHandler, make_server as werkzeug_server, select_address_family
 
     class QuietHandler(WSGIRequestHandler):
@@ -383,13 +416,21 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
             pass
 
     family = select_address_family(host, port)
+    try:
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
+    except (OSError, UnicodeError) as exc:
+        raise NmfsepError(f"{host}: not an address of this machine ({getattr(exc, 'strerror', None) or exc}); "
+                          f"choose another host with --host (127.0.0.1: this machine only)") from None
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4])
+        listener.bind(address)
         listener.listen(64)
     except OSError as exc:
         listener.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise NmfsepError(f"{host}: not an address of this machine ({exc.strerror}); choose another "
+                              f"host with --host (127.0.0.1: this machine only)") from None
         raise NmfsepError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); choose another "
                           f"port with --port (0: any free port)") from None
     try:

@@ -19,6 +19,7 @@ are D_beta of that scaled V.
 
 from dataclasses import dataclass, field, replace
 import base64
+import os
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from ..errors import NmfsepError
 
 MAX_EXCERPT = 30.0          # seconds of audio a session holds, at most
 DEFAULT_EXCERPT = 10.0      # seconds
+MIN_EXCERPT = 1.0           # seconds: a shorter excerpt is refused
 MAX_EXCERPT_VALUES = 30 * 48000 * 8  # samples x channels an excerpt may hold (46 MB of float32)
 K_MAX = 10                  # the k slider's range is 1..K_MAX (and the rank sweep's)
 STEP_MAX = 50               # updates one Step request may run
@@ -54,25 +56,33 @@ class Excerpt:
     sources: list | None = None
     truth: np.ndarray | None = field(default=None, repr=False)
     seed: int = 0
+    note: str = ""              # what was changed from the request (a start moved back)
 
     @property
     def duration(self) -> float:
         return self.samples.shape[0] / self.sample_rate
 
+    @property
+    def k_max(self) -> int:
+        """The largest k this excerpt allows: K_MAX, or fewer where its spectrogram (split's
+        default STFT) has fewer frequency bins or frames."""
+        params = spectrum.default_params(self.sample_rate)
+        return min(K_MAX, params.n_fft // 2 + 1, spectrum.n_frames(self.samples.shape[0], params))
+
     def describe(self) -> dict:
         return {"name": self.name, "kind": "playground" if self.sources else "recording",
                 "start": round(self.start, 3), "duration": round(self.duration, 3),
                 "total": round(self.total, 3), "sample_rate": self.sample_rate,
-                "channels": int(self.samples.shape[1]),
-                "sources": self.sources}
+                "channels": int(self.samples.shape[1]), "k_max": self.k_max,
+                "sources": self.sources, "note": self.note}
 
 
 def check_excerpt(start: float, duration: float) -> None:
-    """NmfsepError unless 0 < duration <= MAX_EXCERPT seconds and start >= 0."""
-    if not 0 < duration <= MAX_EXCERPT:
+    """NmfsepError unless MIN_EXCERPT <= duration <= MAX_EXCERPT seconds and start >= 0."""
+    if not MIN_EXCERPT <= duration <= MAX_EXCERPT:
         raise NmfsepError(f"an excerpt of {duration:g} s is too long: at most {MAX_EXCERPT:g} s "
-                          f"of audio is explored at a time" if duration > 0 else
-                          f"the excerpt's length must be above 0 s, got {duration:g}")
+                          f"of audio is explored at a time" if duration > MAX_EXCERPT else
+                          f"the excerpt's length must be at least {MIN_EXCERPT:g} s, got {duration:g}")
     if not start >= 0:
         raise NmfsepError(f"the excerpt's start must be 0 s or later, got {start:g}")
 
@@ -81,9 +91,12 @@ def read_excerpt(path: str, start: float = 0.0, duration: float = DEFAULT_EXCERP
                  name: str | None = None) -> Excerpt:
     """Read ``duration`` seconds of an audio file from ``start`` (s), checking its header first
     (``audio.open_input``) and decoding only the excerpt. name: how messages call the file
-    (default: its path). AudioError (an NmfsepError) for an unreadable file, NmfsepError for an
-    excerpt too long or starting past the end."""
+    (default: its path). A start so near the end that the excerpt would be short moves back
+    (Excerpt.note says so). AudioError (an NmfsepError) for an unreadable file, NmfsepError for an
+    excerpt too long, under MIN_EXCERPT seconds or starting past the end, or an empty (0-byte) file."""
     check_excerpt(start, duration)
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise NmfsepError(f"{name or path}: the file is empty (0 bytes)")
     try:
         with audio.open_input(path) as source:
             rate, frames = source.header.sample_rate, source.header.n_frames
@@ -96,13 +109,19 @@ def read_excerpt(path: str, start: float = 0.0, duration: float = DEFAULT_EXCERP
                 raise NmfsepError(f"an excerpt of {min(duration, total):g} s at {rate} Hz x {n_channels} "
                                   f"channels holds too many samples: shorten it to "
                                   f"{MAX_EXCERPT_VALUES / rate / n_channels:.1f} s")
+            note = ""
+            if start > 0 and start + duration > total:      # near the end: keep the length
+                moved = max(0.0, total - duration)
+                note = f"the start moved back from {start:g} s to {moved:g} s so the excerpt keeps its {duration:g} s"
+                start = moved
             first = int(round(start * rate))
             samples = source.read_range(first, min(int(round(duration * rate)), frames - first))
     except NmfsepError as exc:
         raise type(exc)(str(exc).replace(path, name)) if name else exc from None
-    if samples.shape[0] < 16:
-        raise NmfsepError(f"{name or path}: the excerpt holds {samples.shape[0]} samples, too few to analyse")
-    return Excerpt(np.ascontiguousarray(samples), rate, name or path, start, total)
+    if samples.shape[0] < MIN_EXCERPT * rate:
+        raise NmfsepError(f"{name or path}: the excerpt holds {samples.shape[0] / rate:g} s of audio, too short "
+                          f"to explore: at least {MIN_EXCERPT:g} s")
+    return Excerpt(np.ascontiguousarray(samples), rate, name or path, start, total, note=note)
 
 
 def playground(n_sources: int = 2, f0s=None, periods=None, duration: float = DEFAULT_EXCERPT,
@@ -144,6 +163,8 @@ def analyse(excerpt: Excerpt) -> Analysis:
     params = spectrum.default_params(excerpt.sample_rate)
     magnitude = spectrum.analyse(excerpt.samples, params)[1]
     scale = float(magnitude.mean())
+    if scale == 0.0 and excerpt.start == 0 and excerpt.duration >= excerpt.total:
+        raise NmfsepError(f"{excerpt.name}: the whole file is silent; there is nothing to factorize")
     if scale == 0.0:
         raise NmfsepError(f"{excerpt.name}: the excerpt at {excerpt.start:g} s is silent; there is "
                           f"nothing to factorize (move its start)")

@@ -31,6 +31,10 @@ async function run(view, took, work) {
   const section = $(view);
   section.classList.add("busy");
   const started = performance.now();
+  // anything over a second shows an elapsed counter in the view, every time
+  const ticker = setInterval(() => {
+    $(took).textContent = `computing… ${Math.floor((performance.now() - started) / 1000)} s`;
+  }, 1000);
   try {
     await work();
     $(took).textContent = `(${((performance.now() - started) / 1000).toFixed(2)} s)`;
@@ -40,6 +44,7 @@ async function run(view, took, work) {
     message(error.message);
     return false;
   } finally {
+    clearInterval(ticker);
     section.classList.remove("busy");
   }
 }
@@ -124,12 +129,29 @@ function showState(state) {
   $("excerpt-duration").max = limits.max_excerpt;
   $("excerpt-start").value = e.start; if (e.kind !== "playground") $("excerpt-duration").value = e.duration;
   $("excerpt-note").firstChild.textContent = `Long recordings are explored on an excerpt (at most ${limits.max_excerpt} s; uploads up to ${limits.max_upload_mb} MB): move its start to explore another part. `;
-  for (const id of ["k-slider", "step-k", "pca-k", "kmeans-k", "deep-k1"]) $(id).max = limits.k_max;
+  const kMax = e.k_max ?? limits.k_max;     // the excerpt's own range (a short one has fewer frames)
+  for (const id of ["k-slider", "step-k", "pca-k", "kmeans-k", "deep-k1"]) {
+    $(id).max = kMax;
+    if (Number($(id).value) > kMax) $(id).value = kMax;
+  }
+  $("deep-k2").max = Math.max(kMax - 1, 1);
+  if (Number($("deep-k2").value) >= Number($("deep-k1").value)) $("deep-k2").value = Math.max(Number($("deep-k1").value) - 1, 1);
+  clearViews();
   $("playground").hidden = e.kind !== "playground";
   $("sep-grouping").value = e.kind === "playground" ? "none" : "auto";
   if (e.kind === "playground") playgroundSliders(e.sources);
   page.stepState = null;
   $("step-iteration").textContent = "–"; $("step-loss").textContent = "–";
+}
+
+// A new excerpt: every view's pictures, numbers and players belonged to the previous one.
+function clearViews() {
+  for (const canvas of document.querySelectorAll("main canvas")) canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  for (const id of ["k-loss", "step-iteration", "step-loss"]) $(id).textContent = "–";
+  for (const id of ["pca-summary", "kmeans-summary", "k-took", "step-took", "pca-took", "kmeans-took", "deep-took", "sep-took"]) $(id).textContent = "";
+  for (const row of $("deep-table").tBodies[0].rows) for (const cell of [...row.cells].slice(1)) cell.textContent = "–";
+  $("sep-mixture").replaceChildren(); $("sep-stems").replaceChildren();
+  for (const view of document.querySelectorAll("main section")) for (const key of Object.keys(view.dataset)) delete view.dataset[key];
 }
 
 async function loadState() {
@@ -139,8 +161,9 @@ async function loadState() {
 async function newExcerpt(request) {
   message("computing the new excerpt…", "info");
   try {
-    showState(await request());
-    message("");
+    const state = await request();
+    showState(state);
+    message(state.excerpt.note || "", "info");
     refreshK();
   } catch (error) {
     message(error.message);
@@ -174,7 +197,6 @@ async function refreshK() {
     while (page.kWanted !== null) {
       const k = page.kWanted;
       page.kWanted = null;
-      if (!$("view-k").dataset.took) $("k-took").textContent = "(the first k computes k = 1..10 once per excerpt…)";
       await run("view-k", "k-took", async () => {
         const d = await api("/api/k", { k });
         paint($("k-V"), d.V); paint($("k-WH"), d.WH); paint($("k-W"), d.W, "viridis"); paint($("k-H"), d.H, "viridis");
@@ -350,7 +372,8 @@ async function playgroundChanged() {
     showState(d);
     showSeparation(d.separation);
   });
+  refreshK();
 }
-$("play-n").addEventListener("change", () => { $("play-sliders").dataset.n = ""; playgroundChanged().then(refreshK); });
+$("play-n").addEventListener("change", () => { $("play-sliders").dataset.n = ""; playgroundChanged(); });
 
 loadState().then(refreshK).catch((error) => message(error.message));
