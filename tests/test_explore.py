@@ -729,3 +729,20 @@ def test_the_page_in_chromium_clears_the_previous_excerpts_views_and_redraws_k(c
         assert browser.evaluate("$('view-k').dataset.loss") != before     # view 1 shows the new excerpt
     finally:
         browser.close()
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "10.0.0.5:8765"])
+def test_a_request_addressed_to_another_name_is_refused_dns_rebinding(client, host):
+    answer = client.get("/", headers={"Host": host})
+    assert answer.status_code == 403
+    assert answer.get_json()["error"].startswith("this page answers only to localhost and 127.0.0.1")
+
+
+@pytest.mark.parametrize("host", ["localhost:8765", "127.0.0.1:8765", "[::1]:8765", "127.0.0.1"])
+def test_requests_to_loopback_names_are_answered(client, host):
+    assert client.get("/", headers={"Host": host}).status_code == 200
+
+
+def test_a_server_on_another_interface_answers_any_name(recording):
+    app = explore_app.create_app(str(recording), loopback_only=False)
+    assert app.test_client().get("/", headers={"Host": "10.0.0.5:8765"}).status_code == 200

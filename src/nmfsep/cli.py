@@ -961,7 +961,7 @@ def explore(input_path, port, host, no_browser):
 
         click.echo(f"nmfsep: error: {EXTRA_HINT}", err=True)
         sys.exit(EXIT_USAGE)
-    app = create_app(input_path)
+    app = create_app(input_path, loopback_only=is_loopback(host))
     server = make_server(app, host, port)
     if not is_loopback(host):
         click.echo(f"nmfsep: warning: listening on {host}, not on this machine's loopback: anyone who can "

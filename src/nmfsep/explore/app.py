@@ -111,10 +111,14 @@ class Sessions:
 
 
 def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSIONS,
-               max_upload_mb: float = MAX_UPLOAD_MB) -> Flask:
+               max_upload_mb: float = MAX_UPLOAD_MB, loopback_only: bool = True) -> Flask:
     """The explore app for INPUT (its first views.DEFAULT_EXCERPT seconds to start with), or
     for the synthetic playground (input_path None). Reads the input's first excerpt at once:
-    AudioError (an NmfsepError) for an unreadable input, before anything is served."""
+    AudioError (an NmfsepError) for an unreadable input, before anything is served.
+
+    loopback_only: answer only requests addressed to a loopback name (localhost, 127.0.0.1, [::1]),
+    so that a page of another site whose name was made to point at 127.0.0.1 (DNS rebinding)
+    cannot use the server; False where it listens on another interface (--host)."""
     if input_path == "-":
         raise NmfsepError("<stdin>: explore reads its input again for every page and excerpt; save the "
                           "stream to a file and give that")
@@ -305,6 +309,14 @@ def create_app(input_path: str | None = None, *, max_sessions: int = MAX_SESSION
             grouping = choice(body, "grouping", views.GROUPINGS, default)
             return jsonify(with_axes(session, views.separate_view(session.excerpt, session.analysed(),
                                                                   n_sources, grouping)))
+
+    @app.before_request
+    def addressed_to_this_machine():
+        host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+        if loopback_only and not is_loopback(host):
+            return jsonify(error=f"this page answers only to localhost and 127.0.0.1, not to {request.host} "
+                                 "(a page of another site cannot use it)"), 403
+        return None
 
     @app.errorhandler(NmfsepError)
     def user_error(exc):
