@@ -208,6 +208,12 @@ def test_an_empty_folder_url_and_a_missing_file_fail_with_their_reason(s3):
         f"s3://{bucket}/nothing.wav: no such file"]
 
 
+def test_an_input_in_a_missing_bucket_names_the_bucket(s3):
+    result = split("s3://no-such-bucket-in/a.wav", "-o", "out", *FAST, "--json", "-q")
+    assert result.exit_code == 1
+    assert records(result)[0]["error"] == "s3://no-such-bucket-in/a.wav: the bucket no-such-bucket-in does not exist"
+
+
 def test_a_missing_bucket_is_refused_before_any_work(s3):
     fs, bucket = s3
     fs.pipe(f"{bucket}/a.wav", tone_bytes())

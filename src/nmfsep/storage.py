@@ -158,10 +158,23 @@ def download(url: str, folder: str) -> str:
     except NmfsepError:
         raise
     except FileNotFoundError:
-        raise NmfsepError(f"{url}: no such file") from None
+        raise NmfsepError(f"{url}: {_missing(fs, path, url)}") from None
     except Exception as exc:
         raise error(url, exc) from None
     return local
+
+
+def _missing(fs, path: str, url: str) -> str:
+    """Why nothing is at ``path``: its bucket does not exist, or no file there."""
+    bucket = path.split("/", 1)[0] if protocol(url) in WHOLE_OBJECT_STORES - {"memory"} else None
+    try:
+        if bucket and bucket != path:
+            fs.info(bucket)
+    except FileNotFoundError:
+        return f"the bucket {bucket} does not exist"
+    except Exception:  # asking about the bucket is not allowed: say what is known
+        pass
+    return "no such file"
 
 
 def put_all(pairs: list[tuple[str, str]]) -> None:
