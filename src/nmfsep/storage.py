@@ -123,7 +123,7 @@ def check_folder(url: str) -> None:
     """Refuse, before any work, an output folder URL that cannot be written: an unknown protocol, a
     missing package, no credentials, a bucket (or root) that does not exist, a file in its place."""
     fs, path = filesystem(url)
-    root = path.split("/", 1)[0] if protocol(url) in WHOLE_OBJECT_STORES - {"memory"} else None
+    root = _bucket(url, path)
     try:
         if root:
             try:
@@ -140,7 +140,8 @@ def check_folder(url: str) -> None:
 
 
 def download(url: str, folder: str) -> str:
-    """Copy the file at ``url`` into the local ``folder``, under its own name; return the local path.
+    """Copy the file at ``url`` into the local ``folder`` as input.EXT (its own extension); return
+    the local path.
     NmfsepError when it is missing, a folder, or larger than the free space in ``folder``."""
     fs, path = filesystem(url)
     try:
@@ -166,7 +167,7 @@ def download(url: str, folder: str) -> str:
 
 def _missing(fs, path: str, url: str) -> str:
     """Why nothing is at ``path``: its bucket does not exist, or no file there."""
-    bucket = path.split("/", 1)[0] if protocol(url) in WHOLE_OBJECT_STORES - {"memory"} else None
+    bucket = _bucket(url, path)
     try:
         if bucket and bucket != path:
             fs.info(bucket)
@@ -175,6 +176,11 @@ def _missing(fs, path: str, url: str) -> str:
     except Exception:  # asking about the bucket is not allowed: say what is known
         pass
     return "no such file"
+
+
+def _bucket(url: str, path: str) -> str | None:
+    """The bucket (container) of ``path`` in an object store, None elsewhere (memory:// has none)."""
+    return path.split("/", 1)[0] if protocol(url) in WHOLE_OBJECT_STORES - {"memory"} else None
 
 
 def put_all(pairs: list[tuple[str, str]]) -> None:
