@@ -330,3 +330,15 @@ def test_an_object_whose_name_is_longer_than_a_local_file_name_can_be_is_split(s
     assert result.exit_code == 0, result.output
     assert records(result)[0]["input"] == f"s3://{bucket}/in/{name}"
     assert fs.exists(f"{bucket}/out/source1.wav")
+
+
+def test_a_batch_of_url_inputs_has_its_models_trained_once_before_any_input(monkeypatch):
+    from nmfsep import batch, supervised
+    from nmfsep.pipeline import Settings
+
+    trained = []
+    monkeypatch.setattr(supervised, "training_needed", lambda settings: True)
+    monkeypatch.setattr(supervised, "train_models", lambda settings, *a: trained.append(settings) or settings)
+    settings = Settings()
+    batch.train_models([batch.Job("s3://bucket/in/a.wav", "a")], settings)
+    assert trained == [settings]  # URL inputs exist where os.path.exists cannot see them

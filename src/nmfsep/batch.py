@@ -190,9 +190,8 @@ def _url_jobs(url: str, recursive: bool, pattern: str | None, exclude: str | Non
                  if _matches(relative.rsplit("/", 1)[-1], relative, pattern)]
         if found:
             return [Job(path, track) for path, track in found]
-        hint = " (use -r to look in its subfolders)" if not recursive and storage.list_files(url, True, exclude) else ""
-        what = f"no files matching {pattern!r}" if pattern else "no audio files"
-        return [Job(url, folder_track, error=f"{url}: {what} in this folder{hint}")]
+        below = not recursive and bool(storage.list_files(url, True, exclude))
+        return [Job(url, folder_track, error=_nothing_in(url, pattern, below))]
     except NmfsepError as exc:
         return [Job(url, folder_track, error=str(exc))]
 
@@ -222,11 +221,17 @@ def _matches(name: str, relative: str, pattern: str | None, extensions: frozense
 
 
 def _nothing_found(folder: str, recursive: bool, pattern: str | None) -> str:
-    what = f"no files matching {pattern!r}" if pattern else "no audio files"
     has_subfolders = any(entry.is_dir() and not entry.name.startswith(".") for entry in os.scandir(folder))
-    hint = " (use -r to look in its subfolders)" if has_subfolders and not recursive else ""
     skipped = unreadable_files(folder, recursive) if pattern is None else []
-    return f"{folder}: {what} in this folder{hint}" + (f"; {unreadable_note(skipped)}" if skipped else "")
+    return (_nothing_in(folder, pattern, has_subfolders and not recursive)
+            + (f"; {unreadable_note(skipped)}" if skipped else ""))
+
+
+def _nothing_in(folder: str, pattern: str | None, unsearched_below: bool) -> str:
+    """The error of a folder (or folder URL) with nothing to split, with the -r hint where its
+    subfolders were not searched."""
+    what = f"no files matching {pattern!r}" if pattern else "no audio files"
+    return f"{folder}: {what} in this folder" + (" (use -r to look in its subfolders)" if unsearched_below else "")
 
 
 def unreadable_files(folder: str, recursive: bool, exclude: str | None = None) -> list[str]:
@@ -433,9 +438,7 @@ def _split_remote(job: Job, settings: Settings, output: Output, progress: Progre
             record = new_record(job, settings)
             record.update(status="skipped", stems=_stem_list(settings.stem_names, paths))
             return record
-        existing = [] if output.force else [p for p in paths if storage.exists(p)]
-        if existing:
-            raise NmfsepError(f"{existing[0]} already exists (use --force to overwrite)")
+        refuse_existing(paths, output.force, storage.exists)
     record = process(Job(local, job.track), settings, staged if remote else output, progress, stream)
     record["input"] = job.input
     if record["error"]:
@@ -651,10 +654,11 @@ def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
     return "stream"
 
 
-def refuse_existing(paths: list[str], force: bool) -> None:
+def refuse_existing(paths: list[str], force: bool, exists=os.path.exists) -> None:
+    """NmfsepError for the first of ``paths`` that ``exists`` (storage.exists for URLs), unless ``force``."""
     if force:
         return
-    existing = [p for p in paths if os.path.exists(p)]
+    existing = [p for p in paths if exists(p)]
     if existing:
         raise NmfsepError(f"{existing[0]} already exists (use --force to overwrite)")
 
@@ -811,7 +815,8 @@ def train_models(jobs: list[Job], settings: Settings, listener: Listener | None 
     training of built-ins is handed over as it is, announced to no listener."""
     if not supervised.training_needed(settings):
         return supervised.train_models(settings)  # a shipped training, if any: nothing to make or announce
-    if not any(not job.error and (job.input == "-" or os.path.exists(job.input)) for job in jobs):
+    if not any(not job.error and (job.input == "-" or storage.is_url(job.input) or os.path.exists(job.input))
+               for job in jobs):
         return settings
     if listener is None:
         return supervised.train_models(settings)
