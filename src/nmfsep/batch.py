@@ -449,10 +449,16 @@ def _split_remote(job: Job, settings: Settings, output: Output, progress: Progre
 
         files = [s["path"] for s in record["stems"]] + ([record["report"]] if record.get("report") else [])
         storage.put_all([(path, uploaded(path)) for path in files])
-        record["stems"] = [{**s, "path": uploaded(s["path"])} for s in record["stems"]]
-        if record.get("report"):
-            record["report"] = uploaded(record["report"])
+        move_paths(record, uploaded)
     return record
+
+
+def move_paths(record: dict, where) -> None:
+    """Give the record's stem paths and report path as ``where(path)`` says (an upload's URL, a
+    cluster worker's path as the user typed it)."""
+    record["stems"] = [{**stem, "path": where(stem["path"])} for stem in record["stems"]]
+    if record.get("report"):
+        record["report"] = where(record["report"])
 
 
 def peak_memory() -> int:

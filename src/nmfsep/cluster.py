@@ -290,19 +290,21 @@ def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: st
         suspicious = task.suspicious if task is not None else 0
         return min(suspicious, len(dask_scheduler.get_events(starts))) if suspicious else 0
 
-    stop = Event(run_id, client=get_client())
+    client = get_client()
+    stop = Event(run_id, client=client)
     if stop.is_set():
         return None
-    def done(record: dict) -> dict:
+
+    def finish(record: dict) -> dict:
         worker.log_event(run_id, ("done", index, record))
         return record
 
-    if get_client().run_on_scheduler(deaths) >= MAX_ATTEMPTS:
-        return done(batch.error_record(job, settings, f"{job.input}: {DIED}"))
+    if client.run_on_scheduler(deaths) >= MAX_ATTEMPTS:
+        return finish(batch.error_record(job, settings, f"{job.input}: {DIED}"))
     worker.log_event(starts, None)
     worker.log_event(run_id, ("start", index))
     if seen_by_client and not storage.is_url(job.input) and not os.path.exists(job.input):
-        return done(batch.error_record(job, settings, f"{job.input}: not found on the Dask worker {worker.address} "
+        return finish(batch.error_record(job, settings, f"{job.input}: not found on the Dask worker {worker.address} "
                                        "(put the inputs on a disk that every worker shares, or give s3:// URLs)"))
     last = {"progress": 0.0, "stop": time.monotonic()}
 
@@ -324,7 +326,7 @@ def _task(index: int, job: Job, seen_by_client: bool, output: Output, run_id: st
         return None
     if record["error"] and "no credentials" in record["error"]:  # the client had them, or it would not be here
         record["error"] += f" on the Dask worker {worker.address}: give every worker these variables too"
-    return done(record)
+    return finish(record)
 
 
 def _local(record: dict, job: Job, output: Output, remote: Output) -> dict:
@@ -336,9 +338,7 @@ def _local(record: dict, job: Job, output: Output, remote: Output) -> dict:
 
     given = os.path.abspath(job.input) if not storage.is_url(job.input) else job.input
     record["input"] = job.input
-    record["stems"] = [{**stem, "path": local(stem["path"])} for stem in record["stems"]]
-    if record.get("report"):
-        record["report"] = local(record["report"])
+    batch.move_paths(record, local)
     if record["error"]:
         words = [local(word) for word in record["error"].replace(given, job.input).split(" ")]
         record["error"] = " ".join(words)
