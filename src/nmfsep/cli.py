@@ -254,15 +254,21 @@ def chosen_scheduler(ctx, scheduler, quiet):
 
     if scheduler is None or not scheduler.strip():
         return None
-    if ctx.get_parameter_source("scheduler") is ParameterSource.ENVIRONMENT:
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            if not quiet:
-                click.echo("nmfsep: note: DASK_SCHEDULER_ADDRESS is set, but the dask extra is not installed "
-                           "(pip install 'nmfsep[dask]'): splitting on this machine", err=True)
-            return None
+    if ctx.get_parameter_source("scheduler") is ParameterSource.ENVIRONMENT and not dask_installed():
+        if not quiet:
+            click.echo("nmfsep: note: DASK_SCHEDULER_ADDRESS is set, but the dask extra is not installed "
+                       "(pip install 'nmfsep[dask]'): splitting on this machine", err=True)
+        return None
     return scheduler
+
+
+def dask_installed() -> bool:
+    """Whether dask.distributed can be imported (the dask extra)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> None:
@@ -279,10 +285,8 @@ def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> Non
         if in_process_only(path):
             raise click.UsageError(f"{path}: memory:// lives in this process, which the workers cannot "
                                    "see (use s3:// or a shared disk with --scheduler)", ctx)
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise click.UsageError("--scheduler needs the dask extra: pip install 'nmfsep[dask]'", ctx) from None
+    if not dask_installed():
+        raise click.UsageError("--scheduler needs the dask extra: pip install 'nmfsep[dask]'", ctx)
 
 
 @cli.command()
