@@ -52,3 +52,15 @@ def chromium():
             pytest.fail("CI: chromium is required for the browser tests (apt-get install chromium)")
         pytest.skip("chromium is not installed (Debian: apt-get install chromium; `make dev` does it)")
     return found
+
+
+@pytest.fixture
+def trainings(monkeypatch):
+    """The positional arguments of every nmfsep.discriminative.train call from now on, each call
+    still made for real (a spy on the model-set training)."""
+    from nmfsep import discriminative
+
+    made = []
+    real = discriminative.train
+    monkeypatch.setattr(discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    return made

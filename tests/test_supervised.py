@@ -224,7 +224,7 @@ def test_models_without_frames_split_as_before(data):
                                                                              discriminative=False)).stems)
 
 
-def test_settings_from_train_models_carry_the_training_so_splits_do_not_train_again(data, monkeypatch):
+def test_settings_from_train_models_carry_the_training_so_splits_do_not_train_again(trainings, data, monkeypatch):
     import pickle
 
     from nmfsep import supervised
@@ -233,9 +233,7 @@ def test_settings_from_train_models_carry_the_training_so_splits_do_not_train_ag
     monkeypatch.setenv("NMFSEP_CACHE_DIR", "")  # the on-disk cache off: the settings carry it
     short_training(monkeypatch)  # a short training: this is not about its result
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
-    made = []
-    real = supervised.discriminative.train
-    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    made = trainings
     settings = train_models(Settings(models=models, unfolded_layers=1))
     assert len(made) == 1 and len(settings.trained.layers) == 1
     first = split_sources(mix[:, None], RATE, settings)
@@ -335,16 +333,14 @@ def test_a_batch_with_two_workers_trains_the_models_once(data, tmp_path):
                                "(not kept: the cache is off") == 1
 
 
-def test_a_later_run_loads_the_training_from_the_disk_cache(data, monkeypatch, tmp_path):
+def test_a_later_run_loads_the_training_from_the_disk_cache(trainings, data, monkeypatch, tmp_path):
     from nmfsep import supervised
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     settings = Settings(models=models, unfolded_layers=2)
-    made = []
-    real = supervised.discriminative.train
-    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    made = trainings
     first = split_sources(mix[:, None], RATE, settings)
     saved = list((tmp_path / "cache").iterdir())
     assert len(made) == 1 and len(saved) == 1 and saved[0].name.startswith("discriminative-")
@@ -409,7 +405,7 @@ def test_two_models_learned_from_the_same_fading_audio_split_into_stems_that_sum
         assert all(np.all(np.isfinite(kept[key])) for key in kept.files)
 
 
-def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, monkeypatch, tmp_path):
+def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(trainings, data, monkeypatch, tmp_path):
     from nmfsep import supervised
 
     _, _, training = data
@@ -422,9 +418,8 @@ def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, m
     with np.load(saved) as kept:
         arrays = {key: np.full_like(kept[key], np.nan) for key in kept.files}
     np.savez(saved, **arrays)                                  # as the defect left it
-    made = []
-    real = supervised.discriminative.train
-    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    made = trainings
+    made.clear()                                               # count from here: the first training is done
     trained = discriminative_training(models, settings)
     assert len(made) == 1
     assert all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases))
@@ -432,15 +427,13 @@ def test_a_cached_training_that_is_not_finite_is_made_again_and_replaced(data, m
         assert all(np.all(np.isfinite(kept[key])) for key in kept.files)
 
 
-def test_a_split_trains_its_models_with_the_fast_recipe(data, monkeypatch):
+def test_a_split_trains_its_models_with_the_fast_recipe(trainings, data, monkeypatch):
     from nmfsep import supervised
 
     mix, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
-    made = []
-    real = supervised.discriminative.train
-    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a) or real(*a, **k))
+    made = trainings
     split_sources(mix[:, None], RATE, Settings(models=models))
     fast, thorough = supervised.SPLIT_RECIPE, supervised.THOROUGH_RECIPE
     ((S, _, _, _, n_layers, steps, rate, batch, _),) = made
@@ -449,23 +442,21 @@ def test_a_split_trains_its_models_with_the_fast_recipe(data, monkeypatch):
     assert fast.steps * fast.batch * 4 <= thorough.steps * thorough.batch   # a quarter of the Adam work at most
 
 
-def test_a_cached_training_of_another_recipe_is_not_reused(data, monkeypatch, tmp_path):
+def test_a_cached_training_of_another_recipe_is_not_reused(trainings, data, monkeypatch, tmp_path):
     from nmfsep import supervised
 
     _, _, training = data
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
     models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
     settings = Settings(models=models, unfolded_layers=1)
-    made = []
-    real = supervised.discriminative.train
-    monkeypatch.setattr(supervised.discriminative, "train", lambda *a, **k: made.append(a[5]) or real(*a, **k))
+    made = trainings
     short = replace(supervised.SPLIT_RECIPE, steps=20)
     longer = replace(short, steps=30)
     first = discriminative_training(models, settings, recipe=short)
     discriminative_training(models, settings, recipe=longer)
-    assert made == [20, 30] and len(list((tmp_path / "cache").iterdir())) == 2
+    assert [a[5] for a in made] == [20, 30] and len(list((tmp_path / "cache").iterdir())) == 2
     again = discriminative_training(models, settings, recipe=short)   # each recipe's own, from the cache
     monkeypatch.setattr(supervised, "SPLIT_RECIPE", longer)
     discriminative_training(models, settings)
-    assert made == [20, 30]
+    assert [a[5] for a in made] == [20, 30]
     np.testing.assert_array_equal(again.mask_bases, first.mask_bases)
