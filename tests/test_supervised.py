@@ -460,3 +460,21 @@ def test_a_cached_training_of_another_recipe_is_not_reused(trainings, data, monk
     discriminative_training(models, settings)
     assert [a[5] for a in made] == [20, 30]
     np.testing.assert_array_equal(again.mask_bases, first.mask_bases)
+
+
+@pytest.mark.parametrize("other", [dict(sample_rate=16000), dict(n_fft=2048)])
+def test_models_that_cannot_be_split_together_are_refused_before_any_training(data, wav_file, tmp_path, monkeypatch,
+                                                                              trainings, other):
+    _, _, training = data
+    model.save(learn(training[0], RATE, 4, name="a", max_iter=20), str(tmp_path / "a.npz"))
+    rate = other.get("sample_rate", RATE)
+    model.save(learn(training[1][: len(training[1]) * rate // RATE], rate, 4, name="b", max_iter=20,
+                     n_fft=other.get("n_fft")), str(tmp_path / "b.npz"))
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path / "cache"))
+    result = run("split", wav_file(), "--model", tmp_path / "a.npz", "--model", tmp_path / "b.npz",
+                 "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    cause = ("were learned at different sample rates (22050 and 16000 Hz)" if "sample_rate" in other
+             else "use different STFT sizes (1024/256 and 2048/512)")
+    assert result.stderr == f"nmfsep: error: models 'a' and 'b' {cause}{': learn them at one rate' if 'sample_rate' in other else ''}\n"
+    assert trainings == [] and not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()

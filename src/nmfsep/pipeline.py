@@ -103,6 +103,8 @@ class Settings:
         if duplicate is not None:
             raise BadValueError(f"two stems would be named {duplicate!r}: give each model once (models of your own: "
                                 "learn them with distinct --name)")
+        if self.models:
+            self.models_stft()
         return self
 
     def component_counts(self, n_frames: int) -> list[int]:
@@ -143,10 +145,16 @@ class Settings:
         return [m.name for m in self.models] + ([RESIDUAL] if self.n_free else [])
 
     def stft_params(self, sample_rate: int, name: str = "input") -> spectrum.StftParams:
-        """The STFT of the models where there are models (they must agree), else the default at
-        sample_rate (see ``separation_rate``: with models, the separation runs at theirs)."""
+        """The STFT of the models where there are models (they must agree: ``models_stft``), else
+        the default at sample_rate (see ``separation_rate``: with models, the separation runs at theirs)."""
         if not self.models:
             return spectrum.default_params(sample_rate, self.n_fft, self.hop_length)
+        return self.models_stft()
+
+    def models_stft(self) -> spectrum.StftParams:
+        """The models' one STFT; NmfsepError where two models differ in rate or STFT, or where
+        --n-fft/--hop ask for another. ``check`` asks it, so a set that cannot be split together
+        is refused before its discriminative training is made, not after."""
         first = self.models[0]
         for m in self.models:
             if m.sample_rate != first.sample_rate:
