@@ -478,3 +478,18 @@ def test_models_that_cannot_be_split_together_are_refused_before_any_training(da
              else "use different STFT sizes (1024/256 and 2048/512)")
     assert result.stderr == f"nmfsep: error: models 'a' and 'b' {cause}{': learn them at one rate' if 'sample_rate' in other else ''}\n"
     assert trainings == [] and not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named_in_the_training_line(data, wav_file, tmp_path, monkeypatch):
+    short_training(monkeypatch)
+    _, _, training = data
+    for name, t in zip(("low", "mid"), training):
+        model.save(learn(t, RATE, 4, name=name, max_iter=20), str(tmp_path / f"{name}.npz"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(blocker / "cache"))
+    result = run("split", wav_file(), "--model", tmp_path / "low.npz", "--model", tmp_path / "mid.npz",
+                 "-o", tmp_path / "out", "--iter", 20)
+    assert result.exit_code == 0, result.output
+    assert (f"(not kept: the cache folder {blocker / 'cache'} cannot be written)\n") in result.stderr
+    assert blocker.read_bytes() == b""

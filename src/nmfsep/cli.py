@@ -675,8 +675,12 @@ class BatchProgress:
     def training_started(self, folder):
         """The line (unless -q) and the bar of the models' one-time training (batch.Listener)."""
         if not self.quiet:
+            from . import cache
+
+            wanted = cache.folder()
             kept = (f"kept in {click.format_filename(str(folder))} for later splits with them" if folder else
-                    "not kept: the cache is off (NMFSEP_CACHE_DIR is empty) or its folder is not writable")
+                    "not kept: the cache is off (NMFSEP_CACHE_DIR is empty)" if wanted is None else
+                    f"not kept: the cache folder {click.format_filename(str(wanted))} cannot be written")
             self.print(f"nmfsep: training the models to tell their sources apart, once for all inputs ({kept})")
         if self.enabled:
             self.tasks[None] = self.bars.add_task("training the models (once)", total=None, count="")
