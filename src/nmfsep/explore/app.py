@@ -427,12 +427,15 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
         def log_request(self, *args, **kwargs):
             pass
 
+    def not_here(exc: Exception) -> NmfsepError:
+        return NmfsepError(f"{host}: not an address of this machine ({getattr(exc, 'strerror', None) or exc}); "
+                           f"choose another host with --host (127.0.0.1: this machine only)")
+
     family = select_address_family(host, port)
     try:
         address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
     except (OSError, UnicodeError) as exc:
-        raise NmfsepError(f"{host}: not an address of this machine ({getattr(exc, 'strerror', None) or exc}); "
-                          f"choose another host with --host (127.0.0.1: this machine only)") from None
+        raise not_here(exc) from None
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -441,8 +444,7 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
     except OSError as exc:
         listener.close()
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise NmfsepError(f"{host}: not an address of this machine ({exc.strerror}); choose another "
-                              f"host with --host (127.0.0.1: this machine only)") from None
+            raise not_here(exc) from None
         raise NmfsepError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); choose another "
                           f"port with --port (0: any free port)") from None
     try:
