@@ -538,6 +538,7 @@ class WavStream:
 # soxr's "VHQ" (very high quality): passband to 95% of the lower Nyquist frequency, 175 dB
 # stopband; the stems are made to add back up to the input anyway (nmfsep.pipeline.back_to_rate).
 RESAMPLE_QUALITY = "VHQ"
+RESAMPLE_PASSBAND = 0.95  # of the lower Nyquist frequency, at RESAMPLE_QUALITY
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int, length: int | None = None) -> np.ndarray:

@@ -32,6 +32,7 @@ class Fit:
     n_averaged: int = 1  # factorizations averaged (blind ensemble)
     trained: discriminative.Trained | None = None
     iterations_run: int = 0  # solver iterations of all its factorizations (n_iter: the first's)
+    band: int | None = None  # the activations fit the first band bins only (nmfsep.supervised.fit)
 
     def masks(self, activations: np.ndarray, power: float, magnitude: np.ndarray) -> np.ndarray:
         """The stems' soft masks for these activations of magnitude / scale (n_bins, n_frames):
@@ -39,7 +40,8 @@ class Fit:
         (see ``nmfsep.supervised.discriminative_training``), else from the bases themselves."""
         if self.trained is None:
             return masks_of(self.bases, activations, self.groups, power, self.confidence)
-        activations = discriminative.unfold(activations, self.trained.layers, magnitude)
+        rows = slice(None, self.band)
+        activations = discriminative.unfold(activations, [W[rows] for W in self.trained.layers], magnitude[rows])
         return masks_of(self.trained.mask_bases, activations, self.groups, power, self.confidence)
 
 

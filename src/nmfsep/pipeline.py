@@ -260,18 +260,20 @@ def split_sources(samples: np.ndarray, sample_rate: int, settings: Settings,
     rate = settings.separation_rate(sample_rate)
     if rate == sample_rate:
         return _split_at_rate(samples, sample_rate, settings, progress, name)
-    result = _split_at_rate(audio.resample(samples, sample_rate, rate), rate, settings, progress, name)
+    result = _split_at_rate(audio.resample(samples, sample_rate, rate), rate, settings, progress, name,
+                            input_rate=sample_rate)
     result.stems = back_to_rate(result.stems, samples, rate, sample_rate)
     result.resampled_to = rate
     return result
 
 
 def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, progress: Progress | None,
-                   name: str) -> Separation:
+                   name: str, input_rate: int | None = None) -> Separation:
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = spectrum.analyse(samples, params)
     scale = float(magnitude.mean())
-    fit = fit_bases(magnitude, scale, settings, sample_rate, params, progress, channels=mixture)
+    fit = fit_bases(magnitude, scale, settings, sample_rate, params, progress, channels=mixture,
+                    band=input_band(input_rate or sample_rate, sample_rate, params))
     power = settings.mask_power(fit.n_averaged)
     source_masks = fit.masks(fit.activations, power, magnitude / np.float32(scale or 1.0))
     stems = np.stack([
@@ -280,6 +282,15 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
                       fit.groups, source_masks, fit.losses, params, fit.confidence, power,
                       fit.iterations_run)
+
+
+def input_band(input_rate: int, rate: int, params: spectrum.StftParams) -> int | None:
+    """The number of low STFT bins (params, at rate) that an input at input_rate resampled up to
+    rate can hold: those up to the resampler's passband edge below its own Nyquist frequency
+    (nmfsep.audio.RESAMPLE_PASSBAND); None where it was not resampled up (every bin)."""
+    if input_rate >= rate:
+        return None
+    return min(params.n_bins, int(audio.RESAMPLE_PASSBAND * input_rate / 2 * params.n_fft / rate) + 1)
 
 
 def back_to_rate(stems: np.ndarray, samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -316,24 +327,28 @@ def back_to_rate(stems: np.ndarray, samples: np.ndarray, rate: int, sample_rate:
 
 def fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
               params: spectrum.StftParams, progress: Progress | None = None,
-              count: IterationCount | None = None, channels: np.ndarray | None = None) -> Fit:
+              count: IterationCount | None = None, channels: np.ndarray | None = None,
+              band: int | None = None) -> Fit:
     """Factorize magnitude / scale (n_bins, n_frames) as the settings ask and group the components
     into stems: blind (learn W and H, group, order by centroid), supervised (the models' W fixed)
     or semi-supervised (--free). ``scale`` is the mean magnitude of the whole input (the
     streaming path fits a subsample of it); 0 means digital silence (every stem silent).
     Progress goes to ``count`` where given (its plan includes planned_iterations), else to
     ``progress``, in solver iterations. channels: the spectrogram of each channel (n_channels,
-    n_bins, n_frames, complex or magnitude) where there are several, for the blind grouping."""
+    n_bins, n_frames, complex or magnitude) where there are several, for the blind grouping.
+    band: the models are fitted to the first ``band`` bins only (``input_band``: an input
+    resampled up to the models' rate holds nothing above its own Nyquist frequency)."""
     if count is None:
         count = IterationCount(progress, planned_iterations(settings, magnitude.shape[1]))
     start = count.done
-    fit = _fit_bases(magnitude, scale, settings, sample_rate, params, count, channels)
+    fit = _fit_bases(magnitude, scale, settings, sample_rate, params, count, channels, band)
     fit.iterations_run = count.done - start
     return fit
 
 
 def _fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_rate: int,
-               params: spectrum.StftParams, count: IterationCount, channels: np.ndarray | None) -> Fit:
+               params: spectrum.StftParams, count: IterationCount, channels: np.ndarray | None,
+               band: int | None = None) -> Fit:
     if scale == 0.0:  # digital silence: nothing to model, every stem is silent
         count.ran(0, planned_iterations(settings, magnitude.shape[1]))
         if settings.models:
@@ -348,7 +363,7 @@ def _fit_bases(magnitude: np.ndarray, scale: float, settings: Settings, sample_r
         return Fit(W, H, groups, 0, 0.0, np.zeros(0))
     options = settings.solver_options(count.callback())
     if settings.models:
-        return supervised.fit(magnitude / scale, settings, options, count)
+        return supervised.fit(magnitude / scale, settings, options, count, band)
     return blind.fit(magnitude / scale, settings, sample_rate, params, options, count, channels)
 
 
