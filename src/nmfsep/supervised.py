@@ -224,8 +224,10 @@ def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> dis
 def _train(models: tuple[Model, ...], settings: "Settings", recipe: TrainingRecipe,
            progress: Progress | None = None) -> discriminative.Trained:
     """Make the training (see ``discriminative_training``)."""
-    S = np.concatenate([synthetic_sources(models, settings.seed + i) for i in range(recipe.mixtures)],
-                       axis=2)[:, :, :recipe.frames]  # in random order: a random subset
+    mixtures = []   # each in random order, so their first frames are a random subset
+    while len(mixtures) < recipe.mixtures and sum(m.shape[2] for m in mixtures) < recipe.frames:
+        mixtures.append(synthetic_sources(models, settings.seed + len(mixtures)))
+    S = np.concatenate(mixtures, axis=2)[:, :, :recipe.frames]
     W = np.concatenate([m.bases for m in models], axis=1)
     fitted = min(settings.max_iter, recipe.fit_iterations)
     total = fitted + recipe.steps
