@@ -150,7 +150,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
                         n_components, grouping, model_paths, n_free, quiet=False):
     """Settings from separation_options, checked as `split` checks them; a note on stderr
     (unless quiet) where built-in models were conformed to the user's models."""
-    from .models import load_set
+    from .models import builtin_path, load_set
     from .pipeline import Settings
 
     if n_free and not model_paths:
@@ -173,11 +173,13 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
                    f"(what {models[0].name!r} does not cover) or another --model", err=True)
     if conformed and not quiet:
         first = conformed[0]
-        mine = next(m for m in models if m.name not in {c.name for c in conformed})
+        kept = next(m for m in models if m.name not in {c.name for c in conformed})
         listed = ", ".join(repr(c.name) for c in conformed)
-        click.echo(f"nmfsep: note: built-in model{'s' if len(conformed) > 1 else ''} {listed} ({first.sample_rate} Hz, "
-                   f"n_fft {first.n_fft}, hop {first.hop_length}) conformed to the other models' {mine.sample_rate} "
-                   f"Hz, n_fft {mine.n_fft}, hop {mine.hop_length}", err=True)
+        moved_builtin = any(m.name == first.name and builtin_path(a) is not None for a, m in zip(model_paths, models))
+        click.echo(f"nmfsep: note: {'built-in ' if moved_builtin else ''}model{'s' if len(conformed) > 1 else ''} "
+                   f"{listed} ({first.sample_rate} Hz, n_fft {first.n_fft}, hop {first.hop_length}) conformed to "
+                   f"{'the other' if moved_builtin else 'the built-in'} models' {kept.sample_rate} Hz, "
+                   f"n_fft {kept.n_fft}, hop {kept.hop_length}", err=True)
     return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
                     n_components=n_components, grouping=grouping).check()
 

@@ -75,18 +75,34 @@ def load(name_or_path: "str | os.PathLike") -> Model:
 
 def load_set(arguments: Sequence["str | os.PathLike | Model"]) -> tuple[tuple[Model, ...], list[Model]]:
     """The models of a split, one per argument (built-in names or paths, see ``load``, or Model
-    objects, taken as one's own), in order, and the built-ins among them that were conformed (as they were before): where they
-    are used beside models of one's own at another sample rate or STFT, the built-ins are
-    re-gridded to the first such model's (nmfsep.model.conform). One's own models are never
-    changed: two at different rates stay an error of the split (Settings.stft_params)."""
+    objects, taken as one's own), in order, and those among them that were conformed (as they
+    were before), re-gridded with nmfsep.model.conform so that the set shares one STFT grid:
+
+    - built-ins beside models of one's own at the built-ins' rate or lower: the built-ins go to
+      the first own model's grid;
+    - one's own models (all on one grid) at a higher rate than the built-ins: they go down to
+      the built-ins' grid. A built-in models nothing above its band; used at the higher rate it
+      would leave that band to one's own models alone (a known voice beside the built-in noise,
+      both at 44.1 kHz: the voice took the hiss above 11 kHz). At the lower rate the stems get
+      the highs as at any model rate below the input's (nmfsep.pipeline.back_to_rate).
+
+    Own models on different grids are left as they are: an error of the split (Settings.stft_params)."""
     builtin = [not isinstance(a, Model) and builtin_path(a) is not None for a in arguments]
     models = [a if isinstance(a, Model) else load(a) for a in arguments]
     own = [m for m, b in zip(models, builtin) if not b]
     if not own:
         return tuple(models), []
-    grid = (own[0].sample_rate, own[0].n_fft, own[0].hop_length)
-    conformed = [m for m, b in zip(models, builtin) if b and (m.sample_rate, m.n_fft, m.hop_length) != grid]
-    return tuple(conform(m, *grid) if b else m for m, b in zip(models, builtin)), conformed
+    lowest = min((m for m, b in zip(models, builtin) if b), key=lambda m: m.sample_rate, default=None)
+    if lowest is not None and len({_grid(m) for m in own}) == 1 and lowest.sample_rate < own[0].sample_rate:
+        grid, movable = _grid(lowest), [True] * len(models)
+    else:
+        grid, movable = _grid(own[0]), builtin
+    conformed = [m for m, move in zip(models, movable) if move and _grid(m) != grid]
+    return tuple(conform(m, *grid) if move else m for m, move in zip(models, movable)), conformed
+
+
+def _grid(m: Model) -> tuple[int, int, int]:
+    return m.sample_rate, m.n_fft, m.hop_length
 
 
 def card(name: str) -> str:
