@@ -149,7 +149,8 @@ def separation_options(command):
 def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
                         n_components, grouping, model_paths, n_free, quiet=False):
     """Settings from separation_options, checked as `split` checks them; a note on stderr
-    (unless quiet) where built-in models were conformed to the user's models."""
+    (unless quiet) where models were conformed (nmfsep.models.load_set: the built-ins to the
+    user's models, or the user's down to the built-ins')."""
     from .models import builtin_path, load_set
     from .pipeline import Settings
 
