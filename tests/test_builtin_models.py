@@ -457,6 +457,23 @@ def test_own_models_at_a_higher_rate_go_down_to_the_builtins_grid(builtins, tmp_
     assert min(gains) >= 12, gains
 
 
+def test_sets_that_cannot_be_conformed_fail_in_one_line_naming_the_models_at_fault(builtins, wav_file, tmp_path):
+    _, sources = synth.mixture(2, sample_rate=44100, duration=2.0, seed=7)
+    for name, rate in (("hiss", 44100), ("a", 44100), ("b", 48000)):
+        model.save(supervised.learn(sources[0], rate, 4, name=name, max_iter=20), str(tmp_path / f"{name}{rate}.npz"))
+    mix = wav_file()
+    named_like = run("split", mix, "--model", tmp_path / "hiss44100.npz", "--model", "hiss", "-o", tmp_path / "o1")
+    assert named_like.exit_code == 1 and named_like.stderr == (
+        "nmfsep: error: two stems would be named 'hiss': give each model once (models of your own: learn them "
+        "with distinct --name)\n")
+    rates = run("split", mix, "--model", "hiss", "--model", tmp_path / "a44100.npz", "--model", tmp_path / "b48000.npz",
+                "-o", tmp_path / "o2", "--json")
+    assert rates.exit_code == 1 and rates.stdout == "" and rates.stderr == (
+        "nmfsep: error: models 'a' and 'b' were learned at different sample rates (44100 and 48000 Hz): learn "
+        "them at one rate\n")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def test_load_set_conforms_only_builtins_and_two_user_models_at_different_rates_stay_an_error(builtins, tmp_path):
     models = _models_module()
     _, sources = synth.mixture(2, sample_rate=RATE, duration=2.0, seed=7)

@@ -168,7 +168,11 @@ def test_a_streamed_input_at_another_rate_is_refused_with_the_fix(models, tmp_pa
     for m in models:
         model.save(m, str(tmp_path / f"{m.name}.npz"))
     sf.write(tmp_path / "mix.wav", mix, 22050)
-    monkeypatch.setattr(batch, "STREAM_ABOVE_BYTES", 0)   # as if the input were too long for memory
+    monkeypatch.setattr(batch, "STREAM_ABOVE_BYTES", 0)
+    in_memory = run("split", tmp_path / "mix.wav", "--model", tmp_path / "low.npz", "--model", tmp_path / "mid.npz",
+                    "-o", tmp_path / "kept", "--json")   # it cannot be streamed: in memory while it fits in half
+    assert in_memory.exit_code == 0 and json.loads(in_memory.stdout)["mode"] == "memory", in_memory.output
+    monkeypatch.setattr(audio, "memory_limit", lambda: 2**20)   # as if the input were too long for memory
     result = run("split", tmp_path / "mix.wav", "--model", tmp_path / "low.npz", "--model", tmp_path / "mid.npz",
                  "-o", tmp_path / "out")
     assert result.exit_code == 1

@@ -638,7 +638,8 @@ def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
     separation needs at most STREAM_ABOVE_BYTES and half the machine's memory, else "stream"
     (nmfsep.stream, memory bounded by its learning subsample). Refuse an input that fits
     neither. An input resampled to the models' rate (see nmfsep.pipeline.split_sources) is not
-    streamed (nmfsep.pipeline.separation_memory counts its resampling)."""
+    streamed (nmfsep.pipeline.separation_memory counts its resampling): it is separated in memory
+    above STREAM_ABOVE_BYTES too, while that takes at most half the machine's memory."""
     rate = settings.separation_rate(header.sample_rate)
     params = settings.stft_params(rate, name)
     if params.n_fft > MAX_N_FFT:
@@ -647,7 +648,9 @@ def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
     need = separation_memory(settings, header.n_frames, header.n_channels, header.sample_rate, name)
     if need <= STREAM_ABOVE_BYTES and (limit is None or need <= limit // 2):
         return "memory"
-    if rate != header.sample_rate:
+    if rate != header.sample_rate:   # it cannot be streamed: in memory while it takes at most half of it
+        if limit is not None and need <= limit // 2:
+            return "memory"
         raise NmfsepError(f"{name}: too long to separate in memory, and "
                           f"{streaming.cannot_resample(header.sample_rate, rate)}")
     learned = min(header.n_frames, int(streaming.LEARN_SECONDS * header.sample_rate))

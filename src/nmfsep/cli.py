@@ -169,20 +169,20 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
     models, conformed = load_set(model_paths)
+    settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
+                        n_components=n_components, grouping=grouping).check()
     if len(models) == 1 and not n_free and not quiet:
         click.echo(f"nmfsep: note: one --model and no --free give one stem, the whole input: add --free N "
                    f"(what {models[0].name!r} does not cover) or another --model", err=True)
-    if conformed and not quiet:
-        first = conformed[0]
-        kept = next(m for m in models if m.name not in {c.name for c in conformed})
+    if conformed and not quiet:   # the set is usable (checked): its names are distinct, its grid is one
+        first, grid = conformed[0], models[0]
         listed = ", ".join(repr(c.name) for c in conformed)
         moved_builtin = any(m.name == first.name and builtin_path(a) is not None for a, m in zip(model_paths, models))
         click.echo(f"nmfsep: note: {'built-in ' if moved_builtin else ''}model{'s' if len(conformed) > 1 else ''} "
                    f"{listed} ({first.sample_rate} Hz, n_fft {first.n_fft}, hop {first.hop_length}) conformed to "
-                   f"{'the other' if moved_builtin else 'the built-in'} models' {kept.sample_rate} Hz, "
-                   f"n_fft {kept.n_fft}, hop {kept.hop_length}", err=True)
-    return Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
-                    n_components=n_components, grouping=grouping).check()
+                   f"{'the other' if moved_builtin else 'the built-in'} models' {grid.sample_rate} Hz, "
+                   f"n_fft {grid.n_fft}, hop {grid.hop_length}", err=True)
+    return settings
 
 
 @cli.command()

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import cache, discriminative
-from ..errors import ModelError
+from ..errors import ModelError, NmfsepError
 from ..model import Model, conform, load as load_file, read_arrays, write_arrays
 
 MAX_LAYERS = 64  # unfolded layers a shipped training may hold
@@ -86,13 +86,19 @@ def load_set(arguments: Sequence["str | os.PathLike | Model"]) -> tuple[tuple[Mo
       both at 44.1 kHz: the voice took the hiss above 11 kHz). At the lower rate the stems get
       the highs as at any model rate below the input's (nmfsep.pipeline.back_to_rate).
 
-    Own models on different grids are left as they are: an error of the split (Settings.stft_params)."""
+    Raises NmfsepError where built-ins are given beside own models of different rates (without
+    built-ins, own models on different grids are left as they are: an error of the split,
+    Settings.stft_params)."""
     builtin = [not isinstance(a, Model) and builtin_path(a) is not None for a in arguments]
     models = [a if isinstance(a, Model) else load(a) for a in arguments]
     own = [m for m, b in zip(models, builtin) if not b]
     if not own:
         return tuple(models), []
     lowest = min((m for m, b in zip(models, builtin) if b), key=lambda m: m.sample_rate, default=None)
+    other = next((m for m in own if m.sample_rate != own[0].sample_rate), None)
+    if lowest is not None and other is not None:
+        raise NmfsepError(f"models {own[0].name!r} and {other.name!r} were learned at different sample rates "
+                          f"({own[0].sample_rate} and {other.sample_rate} Hz): learn them at one rate")
     if lowest is not None and len({_grid(m) for m in own}) == 1 and lowest.sample_rate < own[0].sample_rate:
         grid, movable = _grid(lowest), [True] * len(models)
     else:
