@@ -131,6 +131,18 @@ def test_a_training_no_better_than_the_plain_bases_gives_them_back(problem, monk
     np.testing.assert_array_equal(trained.mask_bases, W)
 
 
+def test_the_trained_bases_are_checked_on_the_first_check_frames(problem, monkeypatch):
+    S, W, H, groups = (x.astype(np.float32) if isinstance(x, np.ndarray) else x for x in problem)
+    seen = []
+    real = discriminative.objective
+    monkeypatch.setattr(discriminative, "objective", lambda S_, H_, *rest: seen.append((S_, H_)) or real(S_, H_, *rest))
+    train(S, W, H, groups, 2, steps=5, rate=0.05, check_frames=4)
+    assert len(seen) == 2 and all(np.array_equal(s, S[:, :, :4]) and np.array_equal(h, H[:, :4]) for s, h in seen)
+    seen.clear()
+    train(S, W, H, groups, 2, steps=5, rate=0.05)
+    assert [s.shape[2] for s, _ in seen] == [S.shape[2]] * 2
+
+
 def test_a_step_with_gradients_that_are_not_finite_is_skipped(problem, monkeypatch):
     S, W, H, groups = (x.astype(np.float32) if isinstance(x, np.ndarray) else x for x in problem)
     real = discriminative._gradients

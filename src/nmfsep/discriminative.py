@@ -60,12 +60,12 @@ def unfold(H: np.ndarray, layers: list[np.ndarray], V: np.ndarray) -> np.ndarray
 
 def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: int,
           steps: int, rate: float, batch: int | None = None, seed: int = 0,
-          callback: Callable[[int], None] | None = None) -> Trained:
+          callback: Callable[[int], None] | None = None, check_frames: int | None = None) -> Trained:
     """Train the layers and mask bases on sources S (n_sources, n_bins, n) whose sum W H models
     (W (n_bins, k), H (k, n); see the module doc), each step on ``batch`` frames drawn at random
     (None: all of them); callback(step) after each step (1 ... steps). Where the trained bases
-    are not finite, or do no better than W itself on S (``objective``), returns the plain bases:
-    Trained([], W)."""
+    are not finite, or do no better than W itself on S (``objective``; on its first
+    ``check_frames`` frames, None: all), returns the plain bases: Trained([], W)."""
     rng = np.random.default_rng(seed)
     theta = [np.log(np.maximum(W, np.exp(LOG_MIN))).astype(np.float32) for _ in range(n_layers + 1)]
     moments = [(np.zeros_like(t), np.zeros_like(t)) for t in theta]
@@ -93,7 +93,8 @@ def train(S: np.ndarray, W: np.ndarray, H: np.ndarray, groups: list, n_layers: i
             callback(step)
     Ws = [np.exp(t) for t in (means if count else theta)]
     trained, plain = Trained(Ws[:-1], Ws[-1]), Trained([], W)
-    return trained if objective(all_S, all_H, trained, groups) < objective(all_S, all_H, plain, groups) else plain
+    S, H = all_S[:, :, :check_frames], all_H[:, :check_frames]
+    return trained if objective(S, H, trained, groups) < objective(S, H, plain, groups) else plain
 
 
 def objective(S: np.ndarray, H: np.ndarray, trained: Trained, groups: list) -> float:
