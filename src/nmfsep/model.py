@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from . import __version__
-from .errors import ModelError
+from .errors import ModelError, NmfsepError
 
 FORMAT_VERSION = 2
 MAX_BASES = 4096
@@ -179,6 +179,15 @@ def _validate(fields: dict, path: str) -> Model:
         raise ModelError(f"{path}: invalid pitch shifts {shifts}")
     return Model(bases, rate, n_fft, hop, beta, str(fields["name"]), frames, shifts,
                  str(fields["nmfsep_version"]), version)
+
+
+def check_one_rate(models) -> None:
+    """NmfsepError naming the first of models (Models) and the first one learned at another rate."""
+    first = models[0]
+    other = next((m for m in models if m.sample_rate != first.sample_rate), None)
+    if other is not None:
+        raise NmfsepError(f"models {first.name!r} and {other.name!r} were learned at different sample rates "
+                          f"({first.sample_rate} and {other.sample_rate} Hz): learn them at one rate")
 
 
 def conform(model: Model, sample_rate: int, n_fft: int, hop_length: int) -> Model:

@@ -22,7 +22,7 @@ from .errors import BadValueError, NmfsepError
 from .fitting import Fit, Progress
 from .grouping import METHODS
 from .inputs import as_2d, as_array, check_sample_rate
-from .model import Model
+from .model import Model, check_one_rate
 
 if TYPE_CHECKING:
     from . import discriminative
@@ -155,11 +155,9 @@ class Settings:
         """The models' one STFT; NmfsepError where two models differ in rate or STFT, or where
         --n-fft/--hop ask for another. ``check`` asks it, so a set that cannot be split together
         is refused before its discriminative training is made, not after."""
+        check_one_rate(self.models)
         first = self.models[0]
         for m in self.models:
-            if m.sample_rate != first.sample_rate:
-                raise NmfsepError(f"models {first.name!r} and {m.name!r} were learned at different sample rates "
-                                  f"({first.sample_rate} and {m.sample_rate} Hz): learn them at one rate")
             if (m.n_fft, m.hop_length) != (first.n_fft, first.hop_length):
                 raise NmfsepError(f"models {first.name!r} and {m.name!r} use different STFT sizes "
                                   f"({first.n_fft}/{first.hop_length} and {m.n_fft}/{m.hop_length})")

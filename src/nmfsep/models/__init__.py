@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from .. import cache, discriminative
-from ..errors import ModelError, NmfsepError
-from ..model import Model, conform, load as load_file, read_arrays, write_arrays
+from ..errors import ModelError
+from ..model import Model, check_one_rate, conform, load as load_file, read_arrays, write_arrays
 
 MAX_LAYERS = 64  # unfolded layers a shipped training may hold
 
@@ -95,10 +95,8 @@ def load_set(arguments: Sequence["str | os.PathLike | Model"]) -> tuple[tuple[Mo
     if not own:
         return tuple(models), []
     lowest = min((m for m, b in zip(models, builtin) if b), key=lambda m: m.sample_rate, default=None)
-    other = next((m for m in own if m.sample_rate != own[0].sample_rate), None)
-    if lowest is not None and other is not None:
-        raise NmfsepError(f"models {own[0].name!r} and {other.name!r} were learned at different sample rates "
-                          f"({own[0].sample_rate} and {other.sample_rate} Hz): learn them at one rate")
+    if lowest is not None:   # else the split names them (Settings.stft_params)
+        check_one_rate(own)
     if lowest is not None and len({_grid(m) for m in own}) == 1 and lowest.sample_rate < own[0].sample_rate:
         grid, movable = _grid(lowest), [True] * len(models)
     else:
