@@ -1,5 +1,6 @@
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,11 +170,55 @@ def test_learn_keeps_training_frames_and_pitch_shifts(data):
     assert (plain.pitch_shifts, shifted.pitch_shifts) == (0, 2)
     np.testing.assert_array_equal(plain.frames, shifted.frames)   # the frames are never shifted
     assert not np.allclose(plain.bases, shifted.bases)
-    with pytest.raises(nmfsep.NmfsepError, match="pitch shifts must be between 0 and 12 semitones, got 13"):
-        learn(training[0], RATE, 6, pitch_shifts=13)
+    for bad in (13, -1, "two", 1.5):
+        with pytest.raises(nmfsep.NmfsepError, match=f"pitch shifts must be 'auto' or between 0 and 12 semitones, "
+                                                     f"got {bad!r}"):
+            learn(training[0], RATE, 6, pitch_shifts=bad)
 
 
-@pytest.mark.parametrize("value", ["-1", "13", "one"])
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path,rate,shifts", [
+    ("sample_audio/voices_src1.wav", None, 0),
+    ("benchmarks/data/voices/train_female.wav", 11025, 0),   # resampled up: only its band is fitted
+    ("benchmarks/data/flute_cello/train_flute.wav", None, 1),
+    ("benchmarks/data/piano_bass_clarinet/train_bass.wav", 44100, 1),
+])
+def test_auto_pitch_shifts_are_0_for_speech_and_1_for_instruments(path, rate, shifts):
+    from nmfsep.audio import resample
+
+    samples, sample_rate = sf.read(REPO / path, dtype="float32", always_2d=True)
+    if rate is not None:
+        samples, sample_rate = resample(samples, sample_rate, rate), rate
+    learned = learn(samples, sample_rate, 4, max_iter=5)
+    assert learned.pitch_shifts == shifts
+    assert learn(samples, sample_rate, 4, max_iter=5, pitch_shifts=2).pitch_shifts == 2   # a number is kept
+
+
+def test_closest_builtin_refuses_unknown_candidates_and_silence():
+    from nmfsep.errors import ModelError
+    from nmfsep.models import closest
+
+    tone = synth.harmonic_tone(220.0, 1.0, False, RATE, RATE)
+    with pytest.raises(ModelError, match="no built-in model kazoo .*built-ins: bass"):
+        closest([tone], RATE, ("speech", "kazoo"))
+    with pytest.raises(nmfsep.NmfsepError, match="the recordings are silent"):
+        closest([np.zeros(RATE, np.float32)], RATE)
+    assert closest([tone], RATE, ("noise",)) == "noise"
+
+
+def test_cli_learn_says_which_pitch_shifts_auto_chose(tmp_path):
+    result = run("learn", REPO / "sample_audio/voices_src1.wav", "-o", tmp_path / "v.npz", "-k", 4, "--iter", 5)
+    assert result.exit_code == 0
+    assert "pitch shifts 0: auto, sounds like speech)" in result.stderr
+    assert model.load(str(tmp_path / "v.npz")).pitch_shifts == 0
+    result = run("learn", REPO / "sample_audio/voices_src1.wav", "-o", tmp_path / "w.npz", "-k", 4, "--iter", 5,
+                 "--pitch-shifts", "AUTO")
+    assert result.exit_code == 0 and "pitch shifts 0: auto" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "13", "one", "1.5", ""])
 def test_cli_learn_refuses_bad_pitch_shifts(wav_file, tmp_path, value):
     result = run("learn", wav_file(), "-o", tmp_path / "m.npz", "--pitch-shifts", value)
     assert result.exit_code == 2 and "Invalid value for '--pitch-shifts'" in result.stderr
@@ -493,3 +538,12 @@ def test_a_cache_folder_that_cannot_be_written_is_named_in_the_training_line(dat
     assert result.exit_code == 0, result.output
     assert (f"(not kept: the cache folder {blocker / 'cache'} cannot be written)\n") in result.stderr
     assert blocker.read_bytes() == b""
+
+
+def test_auto_pitch_shifts_fall_back_to_1_without_the_speech_builtin(monkeypatch):
+    from nmfsep import models
+
+    samples, sample_rate = sf.read(REPO / "sample_audio/voices_src1.wav", dtype="float32")
+    assert learn(samples, sample_rate, 4, max_iter=5).pitch_shifts == 0
+    monkeypatch.setattr(models, "names", lambda: ["music", "noise"])
+    assert learn(samples, sample_rate, 4, max_iter=5).pitch_shifts == 1

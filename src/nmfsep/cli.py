@@ -40,6 +40,22 @@ class Beta(click.ParamType):
         return value if isinstance(value, float) else parse_beta(str(value))
 
 
+class PitchShifts(click.ParamType):
+    """learn --pitch-shifts: 'auto' or a whole number of semitones, 0 to MAX_PITCH_SHIFTS."""
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        try:
+            shifts = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither auto nor a whole number of semitones", param, ctx)
+        return click.IntRange(0, MAX_PITCH_SHIFTS).convert(shifts, param, ctx)
+
+
 # Options shared by several commands (click makes a new Option each time one is applied).
 BETA = click.option("--beta", type=Beta(), default="kl", show_default=True,
                     help="Divergence: kl (1), is (0), euclidean (2) or any number.")
@@ -299,10 +315,10 @@ def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> Non
 @click.option("-k", "n_bases", type=click.IntRange(min=1), default=128, show_default=True,
               help="Number of bases (spectral templates) to learn; 64 suits a model split alone with --free.")
 @click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
-@click.option("--pitch-shifts", type=click.IntRange(0, MAX_PITCH_SHIFTS), default=1, show_default=True, metavar="N",
+@click.option("--pitch-shifts", type=PitchShifts(), default="auto", show_default=True, metavar="N|auto",
               help=f"Also learn from the training spectra shifted by +-1 ... +-N semitones (0-{MAX_PITCH_SHIFTS}), "
-                   "to cover notes the training lacks; 0 suits speech or drums split with this one "
-                   "model alone (--free).")
+                   "to cover notes the training lacks; auto: 0 where the recordings sound like speech "
+                   "(the built-in speech model fits them best), else 1.")
 @BETA
 @max_iter_option()
 @SEED
@@ -332,8 +348,11 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
     save(model, model_path)
     if not quiet:
         seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate
+        shifts = f"pitch shifts {model.pitch_shifts}" + (
+            f": auto, {'sounds like speech' if model.pitch_shifts == 0 else 'not like speech'}"
+            if pitch_shifts == "auto" else "")
         click.echo(f"{model_path}: {n_bases} bases of {name!r} from {seconds:.1f} s of audio "
-                   f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length})", err=True)
+                   f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length}, {shifts})", err=True)
 
 
 @cli.command("models")
