@@ -8,7 +8,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 import nmfsep
-from nmfsep import model, synth
+from nmfsep import model, supervised, synth
 from nmfsep.cli import cli
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
 from nmfsep.discriminative import Trained, unfold
@@ -170,7 +170,7 @@ def test_learn_keeps_training_frames_and_pitch_shifts(data):
     assert (plain.pitch_shifts, shifted.pitch_shifts) == (0, 2)
     np.testing.assert_array_equal(plain.frames, shifted.frames)   # the frames are never shifted
     assert not np.allclose(plain.bases, shifted.bases)
-    for bad in (13, -1, "two", 1.5):
+    for bad in (13, -1, "two", 1.5, True):
         with pytest.raises(nmfsep.NmfsepError, match=f"pitch shifts must be 'auto' or between 0 and 12 semitones, "
                                                      f"got {bad!r}"):
             learn(training[0], RATE, 6, pitch_shifts=bad)
@@ -203,22 +203,45 @@ def test_closest_builtin_refuses_unknown_candidates_and_silence():
     tone = synth.harmonic_tone(220.0, 1.0, False, RATE, RATE)
     with pytest.raises(ModelError, match="no built-in model kazoo .*built-ins: bass"):
         closest([tone], RATE, ("speech", "kazoo"))
-    with pytest.raises(nmfsep.NmfsepError, match="the recordings are silent"):
+    with pytest.raises(nmfsep.NmfsepError, match="the audio is silent"):
         closest([np.zeros(RATE, np.float32)], RATE)
     assert closest([tone], RATE, ("noise",)) == "noise"
+    assert closest(tone, RATE, ("noise", "speech")) == closest([tone[:, None]], RATE, ("noise", "speech"))
+    with pytest.raises(nmfsep.NmfsepError, match="closest needs at least one recording"):
+        closest([], RATE)
+    for rate in (0, 1.5):
+        with pytest.raises(nmfsep.NmfsepError, match="sample_rate must be a positive whole number of Hz"):
+            closest([tone], rate)
+        with pytest.raises(nmfsep.NmfsepError, match="sample_rate must be a positive whole number of Hz"):
+            learn(tone, rate, 4)
+    with pytest.raises(nmfsep.NmfsepError, match="the audio is too loud to analyse: its spectrum overflows float32"):
+        closest([tone * np.float32(3e38)], RATE)
+
+
+def test_cli_learn_names_the_files_of_silent_or_overflowing_training_audio(tmp_path):
+    loud = (synth.harmonic_tone(220.0, 1.0, False, RATE, RATE) * np.float32(3e38)).astype(np.float32)
+    sf.write(tmp_path / "loud.wav", loud, RATE, subtype="FLOAT")
+    sf.write(tmp_path / "zero.wav", np.zeros(RATE, np.float32), RATE, subtype="FLOAT")
+    for name, cause in (("loud.wav", "audio is too loud to analyse"), ("zero.wav", "audio is silent")):
+        for shifts in ("auto", "1"):
+            result = run("learn", tmp_path / name, "-o", tmp_path / "m.npz", "--pitch-shifts", shifts)
+            assert result.exit_code == 1, result.stderr
+            assert result.stderr.startswith(f"nmfsep: error: {tmp_path / name}: the "), result.stderr
+            assert cause in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.npz").exists()
 
 
 def test_cli_learn_says_which_pitch_shifts_auto_chose(tmp_path):
     result = run("learn", REPO / "sample_audio/voices_src1.wav", "-o", tmp_path / "v.npz", "-k", 4, "--iter", 5)
     assert result.exit_code == 0
-    assert "pitch shifts 0: auto, sounds like speech)" in result.stderr
+    assert "pitch shifts 0: auto, the built-in speech model fits it best)" in result.stderr
     assert model.load(str(tmp_path / "v.npz")).pitch_shifts == 0
     result = run("learn", REPO / "sample_audio/voices_src1.wav", "-o", tmp_path / "w.npz", "-k", 4, "--iter", 5,
                  "--pitch-shifts", "AUTO")
     assert result.exit_code == 0 and "pitch shifts 0: auto" in result.stderr
 
 
-@pytest.mark.parametrize("value", ["-1", "13", "one", "1.5", ""])
+@pytest.mark.parametrize("value", ["-1", "13", "one", "1.5", "", "1_2", "\u0663"])
 def test_cli_learn_refuses_bad_pitch_shifts(wav_file, tmp_path, value):
     result = run("learn", wav_file(), "-o", tmp_path / "m.npz", "--pitch-shifts", value)
     assert result.exit_code == 2 and "Invalid value for '--pitch-shifts'" in result.stderr
@@ -547,3 +570,12 @@ def test_auto_pitch_shifts_fall_back_to_1_without_the_speech_builtin(monkeypatch
     assert learn(samples, sample_rate, 4, max_iter=5).pitch_shifts == 0
     monkeypatch.setattr(models, "names", lambda: ["music", "noise"])
     assert learn(samples, sample_rate, 4, max_iter=5).pitch_shifts == 1
+    assert supervised.auto_pitch_shifts(samples, sample_rate) == (1, None)
+
+
+def test_cli_learn_says_when_auto_had_no_builtins_to_compare(tmp_path, monkeypatch):
+    from nmfsep import models
+
+    monkeypatch.setattr(models, "names", lambda: ["speech_low"])
+    result = run("learn", REPO / "sample_audio/voices_src1.wav", "-o", tmp_path / "v.npz", "-k", 4, "--iter", 5)
+    assert result.exit_code == 0 and "pitch shifts 1: auto, no built-in models to compare)" in result.stderr

@@ -49,11 +49,11 @@ class PitchShifts(click.ParamType):
             return value
         if str(value).strip().lower() == "auto":
             return "auto"
-        try:
-            shifts = int(value)
-        except ValueError:
-            self.fail(f"{value!r} is neither auto nor a whole number of semitones", param, ctx)
-        return click.IntRange(0, MAX_PITCH_SHIFTS).convert(shifts, param, ctx)
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()):
+            self.fail(f"{value!r} is neither auto nor a whole number of semitones from 0 to {MAX_PITCH_SHIFTS}",
+                      param, ctx)
+        return click.IntRange(0, MAX_PITCH_SHIFTS).convert(int(text), param, ctx)
 
 
 # Options shared by several commands (click makes a new Option each time one is applied).
@@ -317,8 +317,9 @@ def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> Non
 @click.option("--name", default=None, help="Stem name when splitting with this model [default: MODEL's file name].")
 @click.option("--pitch-shifts", type=PitchShifts(), default="auto", show_default=True, metavar="N|auto",
               help=f"Also learn from the training spectra shifted by +-1 ... +-N semitones (0-{MAX_PITCH_SHIFTS}), "
-                   "to cover notes the training lacks; auto: 0 where the recordings sound like speech "
-                   "(the built-in speech model fits them best), else 1.")
+                   "to cover notes the training lacks; auto: 0 where the built-in speech model fits the "
+                   "recordings best (voices; also many steady noises; speech below 16 kHz is often "
+                   "missed), else 1. 0 also suits a single model split with --free.")
 @BETA
 @max_iter_option()
 @SEED
@@ -332,8 +333,9 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
 
     from . import audio
     from .model import save
-    from .supervised import learn as learn_bases
+    from .supervised import auto_pitch_shifts, learn as learn_bases
 
+    auto = "auto" if pitch_shifts == "auto" else None
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
     sounds = [audio.read(p) for p in inputs]
@@ -342,15 +344,21 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
             raise NmfsepError(f"{path}: {sound.sample_rate} Hz, but {inputs[0]} is "
                               f"{sounds[0].sample_rate} Hz (all training files need one rate)")
     name = name or os.path.splitext(os.path.basename(model_path))[0]
-    model = learn_bases([s.samples for s in sounds], sounds[0].sample_rate, n_bases, name=name,
-                        beta=beta, max_iter=max_iter, seed=seed, n_fft=n_fft, hop_length=hop_length,
-                        pitch_shifts=pitch_shifts)
+    recordings, files = [s.samples for s in sounds], ", ".join(str(p) for p in inputs)
+    try:
+        closest = None
+        if pitch_shifts == "auto":
+            pitch_shifts, closest = auto_pitch_shifts(recordings, sounds[0].sample_rate)
+        model = learn_bases(recordings, sounds[0].sample_rate, n_bases, name=name, beta=beta, max_iter=max_iter,
+                            seed=seed, n_fft=n_fft, hop_length=hop_length, pitch_shifts=pitch_shifts)
+    except NmfsepError as error:
+        raise NmfsepError(f"{files}: {error}") from None
     save(model, model_path)
     if not quiet:
         seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate
         shifts = f"pitch shifts {model.pitch_shifts}" + (
-            f": auto, {'sounds like speech' if model.pitch_shifts == 0 else 'not like speech'}"
-            if pitch_shifts == "auto" else "")
+            "" if auto is None else f": auto, the built-in {closest} model fits it best" if closest
+            else ": auto, no built-in models to compare")
         click.echo(f"{model_path}: {n_bases} bases of {name!r} from {seconds:.1f} s of audio "
                    f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length}, {shifts})", err=True)
 

@@ -33,6 +33,7 @@ UNFOLDED_LAYERS = 16
 DEFAULT_PITCH_SHIFTS = "auto"  # see auto_pitch_shifts
 SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
 DEFAULT_BASES = 128
+TOO_LOUD = "the training audio is too loud to analyse: its spectrum overflows float32 (samples near 1e38)"
 
 
 @dataclass(frozen=True)
@@ -257,9 +258,10 @@ def augmented(V: np.ndarray, pitch_shifts: int) -> np.ndarray:
     return np.concatenate([V] + [pitch_shift(V, s) for s in shifts], axis=1)
 
 
-def auto_pitch_shifts(recordings: list[np.ndarray], sample_rate: int) -> int:
-    """learn's pitch_shifts="auto": 0 for recordings that the built-in speech model fits best of
-    the class built-ins (nmfsep.models.closest), else 1.
+def auto_pitch_shifts(recordings: list[np.ndarray] | np.ndarray, sample_rate: int) -> tuple[int, str | None]:
+    """learn's pitch_shifts="auto": (0, "speech") for recordings that the built-in speech model
+    fits best of the class built-ins (nmfsep.models.closest), else (1, the built-in that does),
+    or (1, None) where there were none to compare.
 
     Shifted copies let an instrument's bases cover notes its training never played (the
     benchmark's flute against cello: +3 dB), but they make a voice's bases less specific to that
@@ -282,8 +284,9 @@ def auto_pitch_shifts(recordings: list[np.ndarray], sample_rate: int) -> int:
 
     installed = [c for c in CLASSES if c in names()]
     if "speech" not in installed or len(installed) < 2:
-        return 1
-    return 0 if closest(recordings, sample_rate, installed) == "speech" else 1
+        return 1, None
+    best = closest(recordings, sample_rate, installed)
+    return (0 if best == "speech" else 1), best
 
 
 def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: int = DEFAULT_BASES, *,
@@ -309,17 +312,24 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
         raise NmfsepError("learn needs at least one recording")
     if n_bases < 1:
         raise NmfsepError(f"k (number of bases) must be at least 1, got {n_bases}")
-    if pitch_shifts != "auto" and not (isinstance(pitch_shifts, (int, np.integer)) and 0 <= pitch_shifts <= MAX_PITCH_SHIFTS):
+    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
+        raise NmfsepError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    if isinstance(pitch_shifts, str) and pitch_shifts.strip().lower() == "auto":
+        pitch_shifts = "auto"
+    elif isinstance(pitch_shifts, bool) or not (isinstance(pitch_shifts, (int, np.integer))
+                                                 and 0 <= pitch_shifts <= MAX_PITCH_SHIFTS):
         raise NmfsepError(f"pitch shifts must be 'auto' or between 0 and {MAX_PITCH_SHIFTS} semitones, "
                           f"got {pitch_shifts!r}")
     params = spectrum.default_params(sample_rate, n_fft, hop_length)
     magnitude = np.concatenate([spectrum.analyse(as_2d(r, name="recording", fix=""), params)[1] for r in recordings],
                                axis=1)
-    scale = float(magnitude.mean())
+    scale = float(magnitude.mean(dtype=np.float64))
     if scale == 0.0:
         raise NmfsepError("the training audio is silent: there is nothing to learn")
+    if not np.isfinite(scale):
+        raise NmfsepError(TOO_LOUD)
     if pitch_shifts == "auto":
-        pitch_shifts = auto_pitch_shifts(recordings, sample_rate)
+        pitch_shifts = auto_pitch_shifts(recordings, sample_rate)[0]
     frames = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], MAX_FRAMES)).astype(np.intp)]
     magnitude = augmented(magnitude, pitch_shifts)
     callback = None if progress is None else (lambda it, _loss: progress(it, max_iter))

@@ -110,27 +110,38 @@ def load_set(arguments: Sequence["str | os.PathLike | Model"]) -> tuple[tuple[Mo
     return tuple(conform(m, *grid) if move else m for m, move in zip(models, movable)), conformed
 
 
-def closest(recordings: Sequence[np.ndarray], sample_rate: int, candidates: Sequence[str] = CLASSES) -> str:
+def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int, candidates: Sequence[str] = CLASSES) -> str:
     """The built-in (of candidates, names) whose bases, held fixed, fit these recordings best:
     the lowest KL divergence between their magnitude spectrogram and W H after
     CLOSEST_ITERATIONS multiplicative updates of H (nmfsep.nmf.factorize), on at most
     CLOSEST_FRAMES frames spread evenly over the recordings laid end to end.
 
-    recordings: arrays (n_samples,) or (n_samples, n_channels) at sample_rate (Hz), resampled
-    (soxr) to the built-ins' rate; above what recordings resampled up can hold
-    (nmfsep.pipeline.input_band) no bin is fitted. A supervised fit's likeness, not a trained
-    classifier: on the corpus' validation clips (benchmarks/make_corpus.py --clips) ``speech``
-    was closest for all 28 voices and none of the 90 instruments, but also for 5 of 7 steady
-    noises, 2 of 6 drum kits and 1 of 13 music tracks. Narrowband speech is less clear: a voice at
-    8 kHz (benchmarks/data/voices/train_female.wav) was closest to ``strings`` (KL 7976 against
-    8221), at 11.025 kHz and above to ``speech``. Raises ModelError for a candidate that is
-    not a built-in or candidates on different STFT grids, NmfsepError for silent recordings."""
+    recordings: an array or a list of arrays (n_samples,) or (n_samples, n_channels) at
+    sample_rate (Hz), resampled (soxr) to the built-ins' rate; above what recordings resampled
+    up can hold (nmfsep.pipeline.input_band) no bin is fitted. A supervised fit's likeness, not
+    a trained classifier: on the corpus' validation clips (benchmarks/make_corpus.py --clips)
+    ``speech`` was closest for all 28 voices and none of the 90 instruments, but also for 5 of 7
+    steady noises, 2 of 6 drum kits and 1 of 13 music tracks (test clips: every voice, and 5 of
+    90 instruments, GM 76 and 115). Below 16 kHz speech is often taken for an instrument: a
+    voice at 8 kHz (benchmarks/data/voices/train_female.wav) was closest to ``strings`` (KL 7976
+    against 8221); a new-user check found 7 of 17 voices at 8 kHz and one at 11.025 kHz so.
+
+    Raises ModelError for a candidate that is not a built-in or candidates on different STFT
+    grids; NmfsepError for no recordings, a sample_rate that is not a positive whole number,
+    silent recordings or a spectrum that overflows float32.
+    """
     from .. import spectrum
     from ..errors import NmfsepError
     from ..inputs import as_2d
     from ..nmf import factorize
     from ..pipeline import input_band
 
+    if isinstance(recordings, np.ndarray):
+        recordings = [recordings]
+    if not len(recordings):
+        raise NmfsepError("closest needs at least one recording")
+    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
+        raise NmfsepError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
     missing = [c for c in candidates if c not in names()]
     if missing or not candidates:
         raise ModelError(f"no built-in model {', '.join(missing) or '(none asked)'} ({_listed(names())})")
@@ -143,9 +154,11 @@ def closest(recordings: Sequence[np.ndarray], sample_rate: int, candidates: Sequ
                                                  params)[1] for r in recordings], axis=1)
     frames = np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], CLOSEST_FRAMES)).astype(np.intp)
     V = magnitude[: input_band(sample_rate, rate, params), frames]
-    scale = float(V.mean())
-    if not scale > 0:
-        raise NmfsepError("the recordings are silent: no built-in is closer than another")
+    scale = float(V.mean(dtype=np.float64))
+    if scale == 0.0:
+        raise NmfsepError("the audio is silent: no built-in fits it better than another")
+    if not np.isfinite(scale):
+        raise NmfsepError("the audio is too loud to analyse: its spectrum overflows float32 (samples near 1e38)")
     losses = [factorize(V / scale, m.n_bases, W=m.bases[: len(V)], update_W=False, max_iter=CLOSEST_ITERATIONS,
                         tol=0).losses[-1] for m in models]
     return candidates[int(np.argmin(losses))]
