@@ -33,7 +33,6 @@ UNFOLDED_LAYERS = 16
 DEFAULT_PITCH_SHIFTS = "auto"  # see auto_pitch_shifts
 SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
 DEFAULT_BASES = 128
-TOO_LOUD = "the training audio is too loud to analyse: its spectrum overflows float32 (samples near 1e38)"
 
 
 @dataclass(frozen=True)
@@ -327,7 +326,8 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     if scale == 0.0:
         raise NmfsepError("the training audio is silent: there is nothing to learn")
     if not np.isfinite(scale):
-        raise NmfsepError(TOO_LOUD)
+        raise NmfsepError("the training audio is too loud to analyse: its spectrum overflows float32 "
+                          "(samples near 1e38)")
     if pitch_shifts == "auto":
         pitch_shifts = auto_pitch_shifts(recordings, sample_rate)[0]
     frames = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], MAX_FRAMES)).astype(np.intp)]

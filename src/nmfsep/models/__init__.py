@@ -110,7 +110,8 @@ def load_set(arguments: Sequence["str | os.PathLike | Model"]) -> tuple[tuple[Mo
     return tuple(conform(m, *grid) if move else m for m, move in zip(models, movable)), conformed
 
 
-def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int, candidates: Sequence[str] = CLASSES) -> str:
+def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
+            candidates: Sequence[str] = CLASSES) -> str:
     """The built-in (of candidates, names) whose bases, held fixed, fit these recordings best:
     the lowest KL divergence between their magnitude spectrogram and W H after
     CLOSEST_ITERATIONS multiplicative updates of H (nmfsep.nmf.factorize), on at most
