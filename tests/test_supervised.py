@@ -209,13 +209,31 @@ def test_closest_builtin_refuses_unknown_candidates_and_silence():
     assert closest(tone, RATE, ("noise", "speech")) == closest([tone[:, None]], RATE, ("noise", "speech"))
     with pytest.raises(nmfsep.NmfsepError, match="closest needs at least one recording"):
         closest([], RATE)
-    for rate in (0, 1.5):
+    for rate in (0, 1.5, True):
         with pytest.raises(nmfsep.NmfsepError, match="sample_rate must be a positive whole number of Hz"):
             closest([tone], rate)
         with pytest.raises(nmfsep.NmfsepError, match="sample_rate must be a positive whole number of Hz"):
             learn(tone, rate, 4)
     with pytest.raises(nmfsep.NmfsepError, match="the audio is too loud to analyse: its spectrum overflows float32"):
         closest([tone * np.float32(3e38)], RATE)
+
+
+def test_closest_looks_at_a_bounded_stretch_of_a_long_or_very_low_rate_recording(monkeypatch):
+    from nmfsep import audio, models
+
+    lengths = []
+    real = audio.resample
+    monkeypatch.setattr(audio, "resample", lambda x, a, b, *r: lengths.append(len(x)) or real(x, a, b, *r))
+    noise = np.random.default_rng(0).standard_normal(20000).astype(np.float32)
+    assert models.closest([noise], 1, ("noise", "speech")) in ("noise", "speech")  # 20000 s at 1 Hz
+    assert lengths == [models.CLOSEST_SECONDS]
+    lengths.clear()
+    models.closest([noise[:3000], noise], 11025, ("noise", "speech"))   # 2.1 s: whole
+    assert lengths == [3000, 20000]
+    pieces = models._excerpt(np.arange(100)[:, None], 40).reshape(8, 5)   # 8 pieces of 5, first to last
+    assert (np.diff(pieces, axis=1) == 1).all() and pieces[0, 0] == 0 and pieces[-1, -1] == 99
+    assert (np.diff(pieces[:, 0]) >= 5).all()
+    np.testing.assert_array_equal(models._excerpt(np.arange(30)[:, None], 40), np.arange(30)[:, None])
 
 
 def test_cli_learn_names_the_files_of_silent_or_overflowing_training_audio(tmp_path):

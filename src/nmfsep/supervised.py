@@ -311,7 +311,7 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
         raise NmfsepError("learn needs at least one recording")
     if n_bases < 1:
         raise NmfsepError(f"k (number of bases) must be at least 1, got {n_bases}")
-    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
+    if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
         raise NmfsepError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
     if isinstance(pitch_shifts, str) and pitch_shifts.strip().lower() == "auto":
         pitch_shifts = "auto"

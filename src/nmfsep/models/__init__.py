@@ -30,6 +30,7 @@ MAX_LAYERS = 64  # unfolded layers a shipped training may hold
 CLASSES = ("speech", "music", "noise", "drums", "piano", "guitar", "bass", "strings", "winds")
 CLOSEST_FRAMES = 512
 CLOSEST_ITERATIONS = 100
+CLOSEST_SECONDS = 120  # longer recordings: 8 evenly spaced pieces of them, this long in all (memory)
 
 
 def folder() -> Path:
@@ -115,7 +116,8 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
     """The built-in (of candidates, names) whose bases, held fixed, fit these recordings best:
     the lowest KL divergence between their magnitude spectrogram and W H after
     CLOSEST_ITERATIONS multiplicative updates of H (nmfsep.nmf.factorize), on at most
-    CLOSEST_FRAMES frames spread evenly over the recordings laid end to end.
+    CLOSEST_FRAMES frames spread evenly over the recordings laid end to end (over CLOSEST_SECONDS
+    of them: 8 evenly spaced pieces of each, in proportion to its length).
 
     recordings: an array or a list of arrays (n_samples,) or (n_samples, n_channels) at
     sample_rate (Hz), resampled (soxr) to the built-ins' rate; above what recordings resampled
@@ -141,7 +143,7 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
         recordings = [recordings]
     if not len(recordings):
         raise NmfsepError("closest needs at least one recording")
-    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
+    if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
         raise NmfsepError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
     missing = [c for c in candidates if c not in names()]
     if missing or not candidates:
@@ -151,7 +153,9 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
         raise ModelError(f"the built-ins {', '.join(candidates)} are not on one STFT grid")
     rate = models[0].sample_rate
     params = spectrum.StftParams(models[0].n_fft, models[0].hop_length)
-    magnitude = np.concatenate([spectrum.analyse(_at_rate(as_2d(r, name="recording", fix=""), sample_rate, rate),
+    recordings = [as_2d(r, name="recording", fix="") for r in recordings]
+    share = CLOSEST_SECONDS * sample_rate / sum(len(r) for r in recordings)
+    magnitude = np.concatenate([spectrum.analyse(_at_rate(_excerpt(r, int(share * len(r))), sample_rate, rate),
                                                  params)[1] for r in recordings], axis=1)
     frames = np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], CLOSEST_FRAMES)).astype(np.intp)
     V = magnitude[: input_band(sample_rate, rate, params), frames]
@@ -163,6 +167,16 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
     losses = [factorize(V / scale, m.n_bases, W=m.bases[: len(V)], update_W=False, max_iter=CLOSEST_ITERATIONS,
                         tol=0).losses[-1] for m in models]
     return candidates[int(np.argmin(losses))]
+
+
+def _excerpt(samples: np.ndarray, keep: int, pieces: int = 8) -> np.ndarray:
+    """samples (n_samples, n_channels) where at most ``keep`` long, else ``pieces`` evenly spaced
+    pieces of them, ``keep`` samples in all."""
+    if len(samples) <= keep:
+        return samples
+    size = max(1, keep // pieces)
+    starts = np.linspace(0, len(samples) - size, pieces).astype(np.intp)
+    return np.concatenate([samples[start:start + size] for start in starts])
 
 
 def _at_rate(samples: np.ndarray, sample_rate: int, rate: int) -> np.ndarray:
