@@ -318,8 +318,8 @@ def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> Non
 @click.option("--pitch-shifts", type=PitchShifts(), default="auto", show_default=True, metavar="N|auto",
               help=f"Also learn from the training spectra shifted by +-1 ... +-N semitones (0-{MAX_PITCH_SHIFTS}), "
                    "to cover notes the training lacks; auto: 0 where the built-in speech model fits the "
-                   "recordings best (voices; also many steady noises; speech below 16 kHz is often "
-                   "missed), else 1. 0 also suits a single model split with --free.")
+                   "recordings best (voices; also many steady noises; speech at 16 kHz or less is "
+                   "sometimes missed, at 8 kHz often), else 1. 0 also suits a single model split with --free.")
 @BETA
 @max_iter_option()
 @SEED

@@ -127,7 +127,8 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
     steady noises, 2 of 6 drum kits and 1 of 13 music tracks (test clips: every voice, and 5 of
     90 instruments, GM 76 and 115). Below 16 kHz speech is often taken for an instrument: a
     voice at 8 kHz (benchmarks/data/voices/train_female.wav) was closest to ``strings`` (KL 7976
-    against 8221); a new-user check found 7 of 17 voices at 8 kHz and one at 11.025 kHz so.
+    against 8221); new-user checks found 7 of 17 voices at 8 kHz, one at 11.025 kHz and one of 4
+    flite voices at 16 kHz so.
 
     Raises ModelError for a candidate that is not a built-in or candidates on different STFT
     grids; NmfsepError for no recordings, a sample_rate that is not a positive whole number,
