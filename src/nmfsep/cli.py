@@ -47,9 +47,9 @@ class PitchShifts(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        if str(value).strip().lower() == "auto":
-            return "auto"
         text = str(value).strip()
+        if text.lower() == "auto":
+            return "auto"
         if not (text.isascii() and text.isdigit()):
             self.fail(f"{value!r} is neither auto nor a whole number of semitones from 0 to {MAX_PITCH_SHIFTS}",
                       param, ctx)
@@ -335,7 +335,6 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
     from .model import save
     from .supervised import auto_pitch_shifts, learn as learn_bases
 
-    auto = "auto" if pitch_shifts == "auto" else None
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
     sounds = [audio.read(p) for p in inputs]
@@ -346,9 +345,11 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
     name = name or os.path.splitext(os.path.basename(model_path))[0]
     recordings, files = [s.samples for s in sounds], ", ".join(str(p) for p in inputs)
     try:
-        closest = None
+        why = ""
         if pitch_shifts == "auto":
             pitch_shifts, closest = auto_pitch_shifts(recordings, sounds[0].sample_rate)
+            why = (f": auto, the built-in {closest} model fits it best" if closest
+                   else ": auto, no built-in models to compare")
         model = learn_bases(recordings, sounds[0].sample_rate, n_bases, name=name, beta=beta, max_iter=max_iter,
                             seed=seed, n_fft=n_fft, hop_length=hop_length, pitch_shifts=pitch_shifts)
     except NmfsepError as error:
@@ -356,11 +357,9 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
     save(model, model_path)
     if not quiet:
         seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate
-        shifts = f"pitch shifts {model.pitch_shifts}" + (
-            "" if auto is None else f": auto, the built-in {closest} model fits it best" if closest
-            else ": auto, no built-in models to compare")
         click.echo(f"{model_path}: {n_bases} bases of {name!r} from {seconds:.1f} s of audio "
-                   f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length}, {shifts})", err=True)
+                   f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length}, "
+                   f"pitch shifts {model.pitch_shifts}{why})", err=True)
 
 
 @cli.command("models")

@@ -18,7 +18,7 @@ import numpy as np
 from . import cache, discriminative, spectrum
 from .errors import NmfsepError
 from .fitting import Fit, Progress, init_for
-from .inputs import as_2d
+from .inputs import as_2d, check_sample_rate
 from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model, regrid
 from .models import shipped_training
 from .nmf import factorize
@@ -311,8 +311,7 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
         raise NmfsepError("learn needs at least one recording")
     if n_bases < 1:
         raise NmfsepError(f"k (number of bases) must be at least 1, got {n_bases}")
-    if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
-        raise NmfsepError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    sample_rate = check_sample_rate(sample_rate)
     if isinstance(pitch_shifts, str) and pitch_shifts.strip().lower() == "auto":
         pitch_shifts = "auto"
     elif isinstance(pitch_shifts, bool) or not (isinstance(pitch_shifts, (int, np.integer))

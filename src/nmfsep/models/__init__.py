@@ -131,12 +131,12 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
     flite voices at 16 kHz so.
 
     Raises ModelError for a candidate that is not a built-in or candidates on different STFT
-    grids; NmfsepError for no recordings, a sample_rate that is not a positive whole number,
-    silent recordings or a spectrum that overflows float32.
+    grids; NmfsepError for no recordings, silent recordings or a spectrum that overflows
+    float32; BadValueError for a sample_rate that nmfsep.inputs.check_sample_rate refuses.
     """
     from .. import spectrum
     from ..errors import NmfsepError
-    from ..inputs import as_2d
+    from ..inputs import as_2d, check_sample_rate
     from ..nmf import factorize
     from ..pipeline import input_band
 
@@ -144,8 +144,7 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
         recordings = [recordings]
     if not len(recordings):
         raise NmfsepError("closest needs at least one recording")
-    if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
-        raise NmfsepError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    sample_rate = check_sample_rate(sample_rate)
     missing = [c for c in candidates if c not in names()]
     if missing or not candidates:
         raise ModelError(f"no built-in model {', '.join(missing) or '(none asked)'} ({_listed(names())})")
