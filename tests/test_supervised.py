@@ -249,6 +249,37 @@ def test_cli_learn_names_the_files_of_silent_or_overflowing_training_audio(tmp_p
             assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.npz").exists()
 
 
+def test_learn_names_the_silent_or_overflowing_recording_among_several(tmp_path):
+    tone = synth.harmonic_tone(220.0, 1.0, False, RATE, RATE)
+    silence = np.zeros(RATE, np.float32)
+    for shifts in ("auto", 1):
+        with pytest.raises(nmfsep.NmfsepError, match=r"^recording 2 of 3: the audio is silent$"):
+            learn([tone, silence, tone], RATE, 4, max_iter=5, pitch_shifts=shifts)
+        with pytest.raises(nmfsep.NmfsepError, match=r"^the audio is silent$"):
+            learn(silence, RATE, 4, max_iter=5, pitch_shifts=shifts)
+        with pytest.raises(nmfsep.NmfsepError, match=r"^recording 1 of 2: the audio is too loud to analyse"):
+            learn([tone * np.float32(3e38), tone], RATE, 4, max_iter=5, pitch_shifts=shifts)
+    with pytest.raises(nmfsep.NmfsepError, match="closest needs at least one recording"):
+        nmfsep.models.closest(None, RATE)
+    sf.write(tmp_path / "tone.wav", tone, RATE)
+    sf.write(tmp_path / "zero.wav", silence, RATE, subtype="FLOAT")
+    result = run("learn", tmp_path / "tone.wav", tmp_path / "zero.wav", tmp_path / "tone.wav", "-o", tmp_path / "m.npz")
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr == f"nmfsep: error: {tmp_path / 'zero.wav'}: the audio is silent: there is nothing to learn from it\n"
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_mean_level_is_the_float64_mean_and_refuses_silence_and_overflow():
+    from nmfsep import spectrum
+
+    magnitude = np.full((3, 4), np.float32(3e38))   # its float32 sum overflows, the float64 one does not
+    assert spectrum.mean_level(magnitude) == pytest.approx(3e38, rel=1e-6)
+    with pytest.raises(nmfsep.NmfsepError, match="^the audio is silent$"):
+        spectrum.mean_level(np.zeros((3, 4), np.float32))
+    with pytest.raises(nmfsep.NmfsepError, match="too loud to analyse"):
+        spectrum.mean_level(np.array([[1.0, np.inf]], np.float32))
+
+
 def test_cli_learn_says_which_pitch_shifts_auto_chose(tmp_path):
     result = run("learn", REPO / "sample_audio/voices_src1.wav", "-o", tmp_path / "v.npz", "-k", 4, "--iter", 5)
     assert result.exit_code == 0

@@ -342,6 +342,8 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
         if sound.sample_rate != sounds[0].sample_rate:
             raise NmfsepError(f"{path}: {sound.sample_rate} Hz, but {inputs[0]} is "
                               f"{sounds[0].sample_rate} Hz (all training files need one rate)")
+        if not sound.samples.any():
+            raise NmfsepError(f"{path}: the audio is silent: there is nothing to learn from it")
     name = name or os.path.splitext(os.path.basename(model_path))[0]
     recordings, files = [s.samples for s in sounds], ", ".join(str(p) for p in inputs)
     try:

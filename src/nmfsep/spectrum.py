@@ -79,6 +79,18 @@ def analyse(samples: np.ndarray, params: StftParams) -> tuple[np.ndarray, np.nda
     return mixture, np.abs(mixture).mean(axis=0)
 
 
+def mean_level(magnitude: np.ndarray) -> float:
+    """The mean of a magnitude spectrogram (any shape), summed in float64: the scale a fit of
+    one's audio divides it by. Raises NmfsepError where it is 0 (the audio is silent) or not
+    finite (samples near 1e38 overflow the float32 spectrum)."""
+    level = float(magnitude.mean(dtype=np.float64))
+    if level == 0.0:
+        raise NmfsepError("the audio is silent")
+    if not math.isfinite(level):
+        raise NmfsepError("the audio is too loud to analyse: its spectrum overflows float32 (samples near 1e38)")
+    return level
+
+
 def analyse_frames(padded: np.ndarray, params: StftParams) -> np.ndarray:
     """Complex64 spectra (..., n_bins, n_frames) of every frame that fits in ``padded``
     (..., n_total), frame i starting at sample i * hop_length. ``stft`` and the streaming STFT

@@ -304,6 +304,8 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     The model keeps up to MAX_FRAMES frames of the (unshifted) training spectrogram for the
     discriminative training of a split with several models (``discriminative_training``).
     Returns a Model whose bases (n_bins, n_bases) have unit-norm columns.
+    Raises NmfsepError for no recordings, a bad sample rate, k or pitch_shifts, and a silent or
+    overflowing recording (spectrum.mean_level; "recording 2 of 3: ..." where several are given).
     """
     if isinstance(recordings, np.ndarray):
         recordings = [recordings]
@@ -319,14 +321,15 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
         raise NmfsepError(f"pitch shifts must be 'auto' or between 0 and {MAX_PITCH_SHIFTS} semitones, "
                           f"got {pitch_shifts!r}")
     params = spectrum.default_params(sample_rate, n_fft, hop_length)
-    magnitude = np.concatenate([spectrum.analyse(as_2d(r, name="recording", fix=""), params)[1] for r in recordings],
-                               axis=1)
-    scale = float(magnitude.mean(dtype=np.float64))
-    if scale == 0.0:
-        raise NmfsepError("the training audio is silent: there is nothing to learn")
-    if not np.isfinite(scale):
-        raise NmfsepError("the training audio is too loud to analyse: its spectrum overflows float32 "
-                          "(samples near 1e38)")
+    magnitudes = [spectrum.analyse(as_2d(r, name="recording", fix=""), params)[1] for r in recordings]
+    for i, m in enumerate(magnitudes):
+        try:
+            spectrum.mean_level(m)
+        except NmfsepError as error:
+            raise (error if len(magnitudes) == 1 else
+                   NmfsepError(f"recording {i + 1} of {len(magnitudes)}: {error}")) from None
+    magnitude = np.concatenate(magnitudes, axis=1)
+    scale = spectrum.mean_level(magnitude)
     if pitch_shifts == "auto":
         pitch_shifts = auto_pitch_shifts(recordings, sample_rate)[0]
     frames = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], MAX_FRAMES)).astype(np.intp)]

@@ -142,7 +142,7 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
 
     if isinstance(recordings, np.ndarray):
         recordings = [recordings]
-    if not len(recordings):
+    if recordings is None or not len(recordings):
         raise NmfsepError("closest needs at least one recording")
     sample_rate = check_sample_rate(sample_rate)
     missing = [c for c in candidates if c not in names()]
@@ -159,11 +159,7 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
                                                  params)[1] for r in recordings], axis=1)
     frames = np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], CLOSEST_FRAMES)).astype(np.intp)
     V = magnitude[: input_band(sample_rate, rate, params), frames]
-    scale = float(V.mean(dtype=np.float64))
-    if scale == 0.0:
-        raise NmfsepError("the audio is silent: no built-in fits it better than another")
-    if not np.isfinite(scale):
-        raise NmfsepError("the audio is too loud to analyse: its spectrum overflows float32 (samples near 1e38)")
+    scale = spectrum.mean_level(V)
     losses = [factorize(V / scale, m.n_bases, W=m.bases[: len(V)], update_W=False, max_iter=CLOSEST_ITERATIONS,
                         tol=0).losses[-1] for m in models]
     return candidates[int(np.argmin(losses))]
