@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from nmfsep import evaluate
 from nmfsep.cli import cli
+from nmfsep.errors import NmfsepError
 from nmfsep.evaluate import bss_eval, si_sdr
 
 RATE = 8000
@@ -190,3 +191,21 @@ def test_si_sdr_sums_in_chunks_to_the_whole_signal_value(monkeypatch):
     monkeypatch.setattr(evaluate, "CHUNK", 1000)
     assert si_sdr(refs[0].astype(np.float32), ests[0].astype(np.float32)) == pytest.approx(expected, abs=1e-4)
     assert si_sdr(refs[0], ests[0]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_references_that_depend_on_each_other_get_one_line_and_no_bss_still_scores(tmp_path):
+    refs, ests = sources_and_estimates(4000)
+    sf.write(tmp_path / "a.wav", refs[0], RATE, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", ests[1], RATE, subtype="FLOAT")
+    result = run("eval", "--ref", tmp_path / "a.wav", "--ref", tmp_path / "a.wav", tmp_path / "a.wav", tmp_path / "b.wav",
+                 "-q")
+    assert result.exit_code == 1
+    assert result.stderr == ("nmfsep: error: bss_eval cannot score references that depend on each other (two the "
+                             "same, or one a mix of others): --no-bss scores SI-SDR only\n")
+    result = run("eval", "--ref", tmp_path / "a.wav", "--ref", tmp_path / "a.wav", tmp_path / "a.wav", tmp_path / "b.wav",
+                 "--no-bss", "--json")
+    assert result.exit_code == 0
+    first = json.loads(result.stdout)["references"][0]
+    assert first["estimate"] == str(tmp_path / "a.wav") and first["si_sdr"] > 100 and "sdr" not in first
+    with pytest.raises(NmfsepError, match="depend on each other"):
+        bss_eval(np.stack([refs[0], 2 * refs[0]]), ests)

@@ -5,6 +5,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .errors import NmfsepError
+
 
 CHUNK = 1 << 20  # samples that si_sdr converts to float64 at a time (its memory, whatever the length)
 
@@ -73,6 +75,7 @@ def bss_eval_energies(references: np.ndarray, estimates: np.ndarray) -> np.ndarr
     Returns (3, n_sources): ||s_target||^2, ||s_target + e_interf||^2 and ||est_i||^2 (fast_bss_eval's
     projections on the FILTER_LENGTH shifts of reference i and of all the references). A silent
     reference spans nothing: its estimate's target energy is 0, and it is left out of the others'.
+    Raises NmfsepError where the references depend on each other (their projection is singular).
     """
     from fast_bss_eval.numpy import square_cosine_metrics
 
@@ -80,8 +83,12 @@ def bss_eval_energies(references: np.ndarray, estimates: np.ndarray) -> np.ndarr
     target, projected = np.zeros_like(energy), np.zeros_like(energy)
     active = np.flatnonzero(np.any(references != 0, axis=1))
     if len(active):
-        coh_target, coh_all = square_cosine_metrics(references[active], estimates,
-                                                    filter_length=FILTER_LENGTH, pairwise=True)
+        try:
+            coh_target, coh_all = square_cosine_metrics(references[active], estimates,
+                                                        filter_length=FILTER_LENGTH, pairwise=True)
+        except np.linalg.LinAlgError:
+            raise NmfsepError("bss_eval cannot score references that depend on each other (two the same, or one "
+                              "a mix of others): --no-bss scores SI-SDR only") from None
         target[active] = coh_target[np.arange(len(active)), active] * energy[active]
         projected = coh_all[0] * energy
         if len(active) == 1:  # no other reference, no interference (the two solves differ by rounding)
