@@ -265,8 +265,78 @@ def test_learn_names_the_silent_or_overflowing_recording_among_several(tmp_path)
     sf.write(tmp_path / "zero.wav", silence, RATE, subtype="FLOAT")
     result = run("learn", tmp_path / "tone.wav", tmp_path / "zero.wav", tmp_path / "tone.wav", "-o", tmp_path / "m.npz")
     assert result.exit_code == 1, result.stderr
-    assert result.stderr == f"nmfsep: error: {tmp_path / 'zero.wav'}: the audio is silent: there is nothing to learn from it\n"
+    assert result.stderr == f"nmfsep: error: {tmp_path / 'zero.wav'}: the audio is silent\n"
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_cli_learn_refuses_bad_training_files_and_options_before_learning(tmp_path):
+    tone = synth.harmonic_tone(220.0, 1.0, False, RATE, RATE)
+    sf.write(tmp_path / "tone.wav", tone, RATE)
+    sf.write(tmp_path / "few.wav", tone[:5], RATE)
+    sf.write(tmp_path / "loud.wav", tone * np.float32(3e38), RATE, subtype="FLOAT")
+    model_path = tmp_path / "m.npz"
+    cases = [  # (arguments, exit code, stderr)
+        (["few.wav"], 1, f"nmfsep: error: {tmp_path / 'few.wav'}: too short to learn from: 5 samples, less than one "
+                         "STFT window (n_fft 1024)"),
+        (["tone.wav", "loud.wav", "tone.wav"], 1, f"nmfsep: error: {tmp_path / 'loud.wav'}: the audio is too loud "
+                                                  "to analyse: its spectrum overflows float32 (samples near 1e38)"),
+        (["tone.wav", "-o", "nowhere/m.npz"], 1, "nmfsep: error: nowhere/m.npz: cannot write the model: no folder "
+                                                 "nowhere"),
+        (["tone.wav", "--hop", "100000"], 2, "nmfsep learn: error: Invalid value for '--hop': hop must be between 1 "
+                                             f"and n_fft/2 = 512 samples, got 100000 (at {RATE} Hz)"),
+        (["tone.wav", "--n-fft", "1000000"], 2, "nmfsep learn: error: Invalid value for '--n-fft': n_fft 1000000 is "
+                                                "too large (at most 65536 samples)"),
+        (["tone.wav", "--beta", "nan"], 2, "nmfsep learn: error: Invalid value for '--beta': beta must be a finite "
+                                           "number, got nan"),
+    ]
+    for arguments, code, message in cases:
+        paths = [str(tmp_path / a) if a.endswith(".wav") and "/" not in a else a for a in arguments]
+        result = CliRunner().invoke(cli, ["learn", *paths, *([] if "-o" in arguments else ["-o", str(model_path)])],
+                                    catch_exceptions=False)
+        assert result.exit_code == code, (arguments, result.stderr)
+        assert result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1, (arguments, result.stderr)
+        assert not model_path.exists() and not (tmp_path / "nowhere").exists()
+    result = run("learn", tmp_path / "tone.wav", "-o", tmp_path / "tone.wav", "--force")
+    assert result.exit_code == 1
+    assert result.stderr == (f"nmfsep: error: {tmp_path / 'tone.wav'}: is a training file: the model would "
+                             "overwrite it (give another -o)\n")
+    assert sf.info(tmp_path / "tone.wav").frames == RATE   # still the audio
+
+
+def test_learn_factorizes_at_most_max_training_frames_evenly_spaced(tmp_path, monkeypatch):
+    seen = []
+    real = supervised.factorize
+    monkeypatch.setattr(supervised, "factorize", lambda V, *a, **k: seen.append(V.shape) or real(V, *a, **k))
+    monkeypatch.setattr(supervised, "MAX_TRAINING_FRAMES", 60)
+    from nmfsep import spectrum
+
+    tone = synth.harmonic_tone(220.0, 1.0, False, RATE, RATE)
+    n_frames = spectrum.n_frames(len(tone), spectrum.default_params(RATE))   # 88
+    supervised.learn(tone, RATE, 4, max_iter=3, pitch_shifts=0)
+    supervised.learn(tone, RATE, 4, max_iter=3, pitch_shifts=2)
+    assert [shape[1] for shape in seen] == [60, 60]   # 60 of them; 12, and 4 shifted copies of those
+    assert supervised.training_frames(n_frames, 2) == 12 and supervised.training_frames(50, 0) == 50
+    seen.clear()
+    monkeypatch.setattr(supervised, "MAX_TRAINING_FRAMES", 10_000)
+    learned = supervised.learn(tone, RATE, 4, max_iter=3, pitch_shifts=2)
+    assert seen == [(513, 5 * n_frames)] and learned.frames.shape[1] == n_frames   # all of them, uncapped
+    sf.write(tmp_path / "tone.wav", tone, RATE)
+    monkeypatch.setattr(supervised, "MAX_TRAINING_FRAMES", 60)
+    result = run("learn", tmp_path / "tone.wav", "-o", tmp_path / "m.npz", "-k", 4, "--iter", 3, "--pitch-shifts", 2)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith(f"nmfsep: note: learned from 12 of the {n_frames} frames (evenly spaced): "
+                                    "the most that memory allows with pitch shifts 2\n")
+
+
+def test_cli_says_out_of_memory_in_one_line(tmp_path, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    sf.write(tmp_path / "tone.wav", synth.harmonic_tone(220.0, 1.0, False, RATE, RATE), RATE)
+    monkeypatch.setattr(supervised, "factorize", no_memory)
+    result = run("learn", tmp_path / "tone.wav", "-o", tmp_path / "m.npz", "--pitch-shifts", 0)
+    assert result.exit_code == 1 and not (tmp_path / "m.npz").exists()
+    assert result.stderr.startswith("nmfsep: error: out of memory") and len(result.stderr.splitlines()) == 1
 
 
 def test_mean_level_is_the_float64_mean_and_refuses_silence_and_overflow():

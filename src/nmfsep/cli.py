@@ -101,6 +101,10 @@ class Group(click.Group):
         except NmfsepError as exc:
             click.echo(f"nmfsep: error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
+        except MemoryError:
+            click.echo("nmfsep: error: out of memory (shorter or fewer inputs, a smaller -k or fewer -j need less)",
+                       err=True)
+            sys.exit(EXIT_FAILED)
         except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
             import os
 
@@ -329,21 +333,42 @@ def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> Non
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed, n_fft, hop_length, force, quiet):
     """Learn what one source sounds like from clean recordings of it (FILEs, laid end to end)."""
+    import math
     import os
 
-    from . import audio
+    from . import audio, spectrum
+    from .batch import MAX_N_FFT
     from .model import save
-    from .supervised import auto_pitch_shifts, learn as learn_bases
+    from .supervised import auto_pitch_shifts, learn as learn_bases, training_frames
 
+    if not math.isfinite(beta):
+        raise click.BadParameter(f"beta must be a finite number, got {beta}", param_hint="'--beta'")
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
+    if os.path.exists(model_path) and any(os.path.exists(p) and os.path.samefile(p, model_path) for p in inputs):
+        raise NmfsepError(f"{model_path}: is a training file: the model would overwrite it (give another -o)")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(model_path))):
+        raise NmfsepError(f"{model_path}: cannot write the model: no folder {os.path.dirname(model_path)}")
     sounds = [audio.read(p) for p in inputs]
+    rate = sounds[0].sample_rate
+    try:
+        if n_fft is not None and n_fft > MAX_N_FFT:
+            raise NmfsepError(f"n_fft {n_fft} is too large (at most {MAX_N_FFT} samples)")
+        params = spectrum.default_params(rate, n_fft, hop_length)
+    except NmfsepError as error:
+        option = "--n-fft" if str(error).startswith("n_fft") else "--hop"
+        raise click.BadParameter(f"{error} (at {rate} Hz)", param_hint=f"'{option}'") from None
     for path, sound in zip(inputs, sounds):
-        if sound.sample_rate != sounds[0].sample_rate:
+        if sound.sample_rate != rate:
             raise NmfsepError(f"{path}: {sound.sample_rate} Hz, but {inputs[0]} is "
-                              f"{sounds[0].sample_rate} Hz (all training files need one rate)")
-        if not sound.samples.any():
-            raise NmfsepError(f"{path}: the audio is silent: there is nothing to learn from it")
+                              f"{rate} Hz (all training files need one rate)")
+        if sound.n_samples < params.n_fft:
+            raise NmfsepError(f"{path}: too short to learn from: {sound.n_samples} samples, less than one "
+                              f"STFT window (n_fft {params.n_fft})")
+        try:
+            spectrum.mean_level(spectrum.analyse(sound.samples, params)[1])
+        except NmfsepError as error:
+            raise NmfsepError(f"{path}: {error}") from None
     name = name or os.path.splitext(os.path.basename(model_path))[0]
     recordings, files = [s.samples for s in sounds], ", ".join(str(p) for p in inputs)
     try:
@@ -358,6 +383,11 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
         raise NmfsepError(f"{files}: {error}") from None
     save(model, model_path)
     if not quiet:
+        n_frames = sum(spectrum.n_frames(s.n_samples, params) for s in sounds)
+        if training_frames(n_frames, model.pitch_shifts) < n_frames:
+            click.echo(f"nmfsep: note: learned from {training_frames(n_frames, model.pitch_shifts)} of the "
+                       f"{n_frames} frames (evenly spaced): the most that memory allows with "
+                       f"pitch shifts {model.pitch_shifts}", err=True)
         seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate
         click.echo(f"{model_path}: {n_bases} bases of {name!r} from {seconds:.1f} s of audio "
                    f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length}, "

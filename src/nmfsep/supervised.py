@@ -33,6 +33,10 @@ UNFOLDED_LAYERS = 16
 DEFAULT_PITCH_SHIFTS = "auto"  # see auto_pitch_shifts
 SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
 DEFAULT_BASES = 128
+# learn factorizes at most this many frames, shifted copies included (evenly spaced ones of longer training
+# audio): `nmfsep learn` on 10 min of 22.05 kHz audio peaks at 2.9 GB with 1 or 12 shifts each way (3.4 GB
+# and about 27 GB uncapped). The built-ins' 480 s with 1 shift each way (124 000 frames) stay under it.
+MAX_TRAINING_FRAMES = 131072
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,12 @@ def augmented(V: np.ndarray, pitch_shifts: int) -> np.ndarray:
     return np.concatenate([V] + [pitch_shift(V, s) for s in shifts], axis=1)
 
 
+def training_frames(n_frames: int, pitch_shifts: int) -> int:
+    """How many of n_frames (unshifted) learn factorizes with pitch_shifts each way: all of them,
+    or as many as MAX_TRAINING_FRAMES holds with their 2 * pitch_shifts shifted copies."""
+    return min(n_frames, MAX_TRAINING_FRAMES // (2 * pitch_shifts + 1))
+
+
 def auto_pitch_shifts(recordings: list[np.ndarray] | np.ndarray, sample_rate: int) -> tuple[int, str | None]:
     """learn's pitch_shifts="auto": (0, "speech") for recordings that the built-in speech model
     fits best of the class built-ins (nmfsep.models.closest), else (1, the built-in that does),
@@ -301,6 +311,8 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     makes speech and drum bases less specific; 0 suits one model alone. "auto" (the default): 0
     where the recordings sound like speech, else 1 (``auto_pitch_shifts``; Model.pitch_shifts
     holds the number chosen).
+    At most MAX_TRAINING_FRAMES frames are factorized, shifted copies included: longer training
+    audio is learned from evenly spaced frames of it (``training_frames``), so memory stays bounded.
     The model keeps up to MAX_FRAMES frames of the (unshifted) training spectrogram for the
     discriminative training of a split with several models (``discriminative_training``).
     Returns a Model whose bases (n_bins, n_bases) have unit-norm columns.
@@ -329,10 +341,14 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
             raise (error if len(magnitudes) == 1 else
                    NmfsepError(f"recording {i + 1} of {len(magnitudes)}: {error}")) from None
     magnitude = np.concatenate(magnitudes, axis=1)
+    del magnitudes
     scale = spectrum.mean_level(magnitude)
     if pitch_shifts == "auto":
         pitch_shifts = auto_pitch_shifts(recordings, sample_rate)[0]
     frames = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], MAX_FRAMES)).astype(np.intp)]
+    keep = training_frames(magnitude.shape[1], pitch_shifts)
+    if keep < magnitude.shape[1]:
+        magnitude = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, keep).astype(np.intp)]
     magnitude = augmented(magnitude, pitch_shifts)
     callback = None if progress is None else (lambda it, _loss: progress(it, max_iter))
     result = factorize(magnitude / scale, n_bases, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
