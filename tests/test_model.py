@@ -52,6 +52,7 @@ def save_raw(path, **overrides):
     ({"bases": None}, "not an nmfsep model \\(no field 'bases'\\)"),
     ({"bases": -np.ones((513, 2), np.float32)}, "bases must be finite and non-negative"),
     ({"bases": np.full((513, 2), np.nan, np.float32)}, "bases must be finite and non-negative"),
+    ({"bases": np.zeros((513, 2), np.float32)}, "every basis is all zero: the model describes no sound"),
     ({"bases": np.ones((100, 2), np.float32)}, "bases have 100 bins but n_fft 1024 gives 513"),
     ({"bases": np.ones(513, np.float32)}, "field 'bases' has 1 dimensions, expected 2"),
     ({"name": np.array([1, 2], dtype=object)}, "field 'name' has type object"),

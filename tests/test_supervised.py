@@ -286,6 +286,7 @@ def test_cli_learn_refuses_bad_training_files_and_options_before_learning(tmp_pa
                                              f"and n_fft/2 = 512 samples, got 100000 (at {RATE} Hz)"),
         (["tone.wav", "--n-fft", "1000000"], 2, "nmfsep learn: error: Invalid value for '--n-fft': n_fft 1000000 is "
                                                 "too large (at most 65536 samples)"),
+        (["-", "-"], 2, "nmfsep learn: error: Invalid value for 'FILE...': - (stdin) is given more than once"),
         (["tone.wav", "--beta", "nan"], 2, "nmfsep learn: error: Invalid value for '--beta': beta must be a finite "
                                            "number, got nan"),
     ]

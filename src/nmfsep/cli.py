@@ -343,6 +343,8 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
 
     if not math.isfinite(beta):
         raise click.BadParameter(f"beta must be a finite number, got {beta}", param_hint="'--beta'")
+    if inputs.count("-") > 1:
+        raise click.BadParameter("- (stdin) is given more than once", param_hint="'FILE...'")
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
     if os.path.exists(model_path) and any(os.path.exists(p) and os.path.samefile(p, model_path) for p in inputs):

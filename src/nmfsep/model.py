@@ -159,6 +159,8 @@ def _validate(fields: dict, path: str) -> Model:
     bases = np.ascontiguousarray(fields["bases"], dtype=np.float32)
     if not np.isfinite(bases).all() or bases.min() < 0:
         raise ModelError(f"{path}: bases must be finite and non-negative")
+    if not bases.any():
+        raise ModelError(f"{path}: every basis is all zero: the model describes no sound")
     n_fft, hop, rate = int(fields["n_fft"]), int(fields["hop_length"]), int(fields["sample_rate"])
     if not (16 <= n_fft <= 2 * (MAX_BINS - 1) and n_fft % 2 == 0 and 1 <= hop <= n_fft // 2):
         raise ModelError(f"{path}: invalid STFT parameters (n_fft {n_fft}, hop {hop})")
