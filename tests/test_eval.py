@@ -200,8 +200,8 @@ def test_references_that_depend_on_each_other_get_one_line_and_no_bss_still_scor
     result = run("eval", "--ref", tmp_path / "a.wav", "--ref", tmp_path / "a.wav", tmp_path / "a.wav", tmp_path / "b.wav",
                  "-q")
     assert result.exit_code == 1
-    assert result.stderr == ("nmfsep: error: bss_eval cannot score references that depend on each other (two the "
-                             "same, or one a mix of others): --no-bss scores SI-SDR only\n")
+    assert result.stderr == ("nmfsep: error: bss_eval cannot score references that depend on each other (the same "
+                             "signal twice, or scaled): --no-bss scores SI-SDR only\n")
     result = run("eval", "--ref", tmp_path / "a.wav", "--ref", tmp_path / "a.wav", tmp_path / "a.wav", tmp_path / "b.wav",
                  "--no-bss", "--json")
     assert result.exit_code == 0

@@ -297,6 +297,9 @@ def test_cli_learn_refuses_bad_training_files_and_options_before_learning(tmp_pa
         assert result.exit_code == code, (arguments, result.stderr)
         assert result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1, (arguments, result.stderr)
         assert not model_path.exists() and not (tmp_path / "nowhere").exists()
+    (tmp_path / "folder").mkdir()
+    result = run("learn", tmp_path / "tone.wav", "-o", tmp_path / "folder", "--force")
+    assert result.exit_code == 1 and result.stderr.startswith(f"nmfsep: error: {tmp_path / 'folder'}: is a folder")
     result = run("learn", tmp_path / "tone.wav", "-o", tmp_path / "tone.wav", "--force")
     assert result.exit_code == 1
     assert result.stderr == (f"nmfsep: error: {tmp_path / 'tone.wav'}: is a training file: the model would "

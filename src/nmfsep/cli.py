@@ -102,8 +102,8 @@ class Group(click.Group):
             click.echo(f"nmfsep: error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
         except MemoryError:
-            click.echo("nmfsep: error: out of memory (shorter or fewer inputs, a smaller -k or fewer -j need less)",
-                       err=True)
+            click.echo("nmfsep: error: out of memory: shorter inputs or smaller settings (-k, -j, --pitch-shifts) "
+                       "need less", err=True)
             sys.exit(EXIT_FAILED)
         except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
             import os
@@ -345,6 +345,8 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
         raise click.BadParameter(f"beta must be a finite number, got {beta}", param_hint="'--beta'")
     if inputs.count("-") > 1:
         raise click.BadParameter("- (stdin) is given more than once", param_hint="'FILE...'")
+    if os.path.isdir(model_path):
+        raise NmfsepError(f"{model_path}: is a folder: give the model a file name (-o {os.path.join(model_path, 'model.npz')})")
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
     if os.path.exists(model_path) and any(os.path.exists(p) and os.path.samefile(p, model_path) for p in inputs):

@@ -75,7 +75,8 @@ def bss_eval_energies(references: np.ndarray, estimates: np.ndarray) -> np.ndarr
     Returns (3, n_sources): ||s_target||^2, ||s_target + e_interf||^2 and ||est_i||^2 (fast_bss_eval's
     projections on the FILTER_LENGTH shifts of reference i and of all the references). A silent
     reference spans nothing: its estimate's target energy is 0, and it is left out of the others'.
-    Raises NmfsepError where the references depend on each other (their projection is singular).
+    Raises NmfsepError where the references' projection is singular (the same signal twice, or
+    scaled; a reference that is a mix of others may or may not be, numerically).
     """
     from fast_bss_eval.numpy import square_cosine_metrics
 
@@ -87,8 +88,8 @@ def bss_eval_energies(references: np.ndarray, estimates: np.ndarray) -> np.ndarr
             coh_target, coh_all = square_cosine_metrics(references[active], estimates,
                                                         filter_length=FILTER_LENGTH, pairwise=True)
         except np.linalg.LinAlgError:
-            raise NmfsepError("bss_eval cannot score references that depend on each other (two the same, or one "
-                              "a mix of others): --no-bss scores SI-SDR only") from None
+            raise NmfsepError("bss_eval cannot score references that depend on each other (the same signal "
+                              "twice, or scaled): --no-bss scores SI-SDR only") from None
         target[active] = coh_target[np.arange(len(active)), active] * energy[active]
         projected = coh_all[0] * energy
         if len(active) == 1:  # no other reference, no interference (the two solves differ by rounding)
