@@ -702,3 +702,14 @@ def test_cli_learn_says_when_auto_had_no_builtins_to_compare(tmp_path, monkeypat
     monkeypatch.setattr(models, "names", lambda: ["speech_low"])
     result = run("learn", REPO / "sample_audio/voices_src1.wav", "-o", tmp_path / "v.npz", "-k", 4, "--iter", 5)
     assert result.exit_code == 0 and "pitch shifts 1: auto, no built-in models to compare)" in result.stderr
+
+
+def test_cli_learn_calls_stdin_by_the_name_other_commands_use(tmp_path):
+    import io
+
+    few = io.BytesIO()
+    sf.write(few, np.full(5, 0.1, np.float32), RATE, format="WAV")
+    result = CliRunner().invoke(cli, ["learn", "-", "-o", str(tmp_path / "m.npz")], input=few.getvalue(),
+                                catch_exceptions=False)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith("nmfsep: error: <stdin>: too short to learn from: 5 samples"), result.stderr

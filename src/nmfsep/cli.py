@@ -346,7 +346,8 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
     if inputs.count("-") > 1:
         raise click.BadParameter("- (stdin) is given more than once", param_hint="'FILE...'")
     if os.path.isdir(model_path):
-        raise NmfsepError(f"{model_path}: is a folder: give the model a file name (-o {os.path.join(model_path, 'model.npz')})")
+        raise NmfsepError(f"{model_path}: is a folder: give the model a file name "
+                          f"(-o {os.path.join(model_path, 'model.npz')})")
     if os.path.exists(model_path) and not force:
         raise NmfsepError(f"{model_path} already exists (use --force to overwrite)")
     if os.path.exists(model_path) and any(os.path.exists(p) and os.path.samefile(p, model_path) for p in inputs):
@@ -362,9 +363,9 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
     except NmfsepError as error:
         option = "--n-fft" if str(error).startswith("n_fft") else "--hop"
         raise click.BadParameter(f"{error} (at {rate} Hz)", param_hint=f"'{option}'") from None
-    for path, sound in zip(inputs, sounds):
+    for path, sound in zip(map(audio.display_name, inputs), sounds):
         if sound.sample_rate != rate:
-            raise NmfsepError(f"{path}: {sound.sample_rate} Hz, but {inputs[0]} is "
+            raise NmfsepError(f"{path}: {sound.sample_rate} Hz, but {audio.display_name(inputs[0])} is "
                               f"{rate} Hz (all training files need one rate)")
         if sound.n_samples < params.n_fft:
             raise NmfsepError(f"{path}: too short to learn from: {sound.n_samples} samples, less than one "
@@ -374,7 +375,7 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
         except NmfsepError as error:
             raise NmfsepError(f"{path}: {error}") from None
     name = name or os.path.splitext(os.path.basename(model_path))[0]
-    recordings, files = [s.samples for s in sounds], ", ".join(str(p) for p in inputs)
+    recordings, files = [s.samples for s in sounds], ", ".join(audio.display_name(p) for p in inputs)
     try:
         why = ""
         if pitch_shifts == "auto":
