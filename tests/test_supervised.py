@@ -713,3 +713,9 @@ def test_cli_learn_calls_stdin_by_the_name_other_commands_use(tmp_path):
                                 catch_exceptions=False)
     assert result.exit_code == 1, result.stderr
     assert result.stderr.startswith("nmfsep: error: <stdin>: too short to learn from: 5 samples"), result.stderr
+
+
+def test_learn_help_and_readme_quote_the_training_frame_limit():
+    assert f"at most {supervised.MAX_TRAINING_FRAMES} with the shifted copies" in " ".join(
+        run("learn", "--help").stdout.split())
+    assert f"beyond {supervised.MAX_TRAINING_FRAMES} frames" in " ".join((REPO / "README.md").read_text().split())

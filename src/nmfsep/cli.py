@@ -332,7 +332,12 @@ def check_scheduler(ctx, scheduler, inputs, out_dir, n_jobs, stdout_stem) -> Non
 @click.option("--force", is_flag=True, help="Overwrite an existing model file.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed, n_fft, hop_length, force, quiet):
-    """Learn what one source sounds like from clean recordings of it (FILEs, laid end to end)."""
+    """Learn what one source sounds like from clean recordings of it (FILEs, laid end to end).
+
+    Each FILE must hold sound and at least one STFT window of it. Long training audio is learned
+    from evenly spaced frames of it (at most 131072 with the shifted copies: about 25 minutes at
+    22.05 kHz with --pitch-shifts 0, 8 with 1), so that memory stays under about 3 GB.
+    """
     import math
     import os
 
