@@ -209,3 +209,18 @@ def test_references_that_depend_on_each_other_get_one_line_and_no_bss_still_scor
     assert first["estimate"] == str(tmp_path / "a.wav") and first["si_sdr"] > 100 and "sdr" not in first
     with pytest.raises(NmfsepError, match="depend on each other"):
         bss_eval(np.stack([refs[0], 2 * refs[0]]), ests)
+
+
+def test_signals_shorter_than_the_distortion_filter_get_one_line_and_no_bss_still_scores(tmp_path):
+    refs, ests = sources_and_estimates(evaluate.FILTER_LENGTH - 1)
+    for i, signal in enumerate([*refs, *ests]):
+        sf.write(tmp_path / f"{i}.wav", signal, RATE, subtype="FLOAT")
+    args = ["eval", "--ref", tmp_path / "0.wav", "--ref", tmp_path / "1.wav", tmp_path / "2.wav", tmp_path / "3.wav"]
+    result = run(*args, "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (f"nmfsep: error: {tmp_path / '0.wav'}: 511 samples are too short for bss_eval's "
+                             "512-tap distortion filter: --no-bss scores SI-SDR only\n")
+    assert run(*args, "--no-bss", "-q").exit_code == 0
+    with pytest.raises(NmfsepError, match="511 samples are too short for bss_eval"):
+        bss_eval(refs, ests)
+    assert np.isfinite(bss_eval(*sources_and_estimates(evaluate.FILTER_LENGTH))["sdr"]).all()

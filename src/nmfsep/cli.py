@@ -446,7 +446,7 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
     from rich.console import Console
 
     from . import audio
-    from .evaluate import bss_window, score, windows
+    from .evaluate import FILTER_LENGTH, bss_window, score, windows
 
     if len(estimates) < len(refs):
         raise click.UsageError(f"{len(refs)} references need at least as many estimates, got {len(estimates)}")
@@ -463,6 +463,9 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
                               f"{first.n_channels} channels)")
         signals[i] = sound.samples
         del sound
+    if not no_bss and first.n_samples < FILTER_LENGTH:
+        raise NmfsepError(f"{refs[0]}: {first.n_samples} samples are too short for bss_eval's {FILTER_LENGTH}-tap "
+                          "distortion filter: --no-bss scores SI-SDR only")
     references, ests = signals[: len(refs)], signals[len(refs): len(refs) + len(estimates)]
     mixture = signals[-1] if mix_path else None
     del first

@@ -115,9 +115,14 @@ def bss_eval(references: np.ndarray, estimates: np.ndarray, window: int | None =
     window this is mir_eval's bss_eval_sources (to 1e-6 dB where the references are broadband; for
     a few pure tones the filter's system is ill-conditioned and the two can differ by dB). Silent
     windows weigh nothing (museval takes the median over 1 s windows and drops their NaN); an
-    estimate silent throughout gets NaN. progress(done, total) after each window.
+    estimate silent throughout gets NaN. progress(done, total) after each window. Raises
+    NmfsepError for signals shorter than FILTER_LENGTH frames (fast_bss_eval fails on them, or
+    gives meaningless ratios) and where bss_eval_energies does.
     """
     n_frames, n_channels = len(references[0]), (np.shape(references[0]) + (1,))[1]
+    if n_frames < FILTER_LENGTH:
+        raise NmfsepError(f"{n_frames} samples are too short for bss_eval's {FILTER_LENGTH}-tap distortion filter: "
+                          "--no-bss scores SI-SDR only")
     spans = windows(n_frames, window or bss_window(len(references), n_channels))
     totals = np.zeros((3, len(references)))
     for done, (start, stop) in enumerate(spans, 1):
