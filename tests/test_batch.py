@@ -171,6 +171,7 @@ def test_filename_template(tmp_path):
     ("../{stem}.{ext}", "--filename must be a relative path inside the output folder"),
     ("/tmp/{stem}.{ext}", "--filename must be a relative path inside the output folder"),
     ("{stem.{ext}", "--filename: "),
+    ("{track}/{stem}.{ext}/", "--filename must end in a file name, not a folder"),
 ])
 def test_bad_filename_template_is_a_usage_error(tmp_path, template, message):
     result = split(tone(tmp_path / "a.wav"), "--filename", template, "-o", tmp_path / "out")
@@ -192,6 +193,23 @@ def test_inputs_that_would_write_the_same_file_are_refused_before_any_work(tmp_p
     tone(tmp_path / "y" / "song.flac", fmt="FLAC")
     result = split(first, tmp_path / "y" / "song.flac", "-o", tmp_path / "out", "--iter", 2, "-q")
     assert result.exit_code == 0, result.output
+    # ... but one report each: two reports in one place are refused before any work, --force or not
+    for force in ([], ["--force"]):
+        result = split(first, tmp_path / "y" / "song.flac", "-o", tmp_path / "rep", "--report", "--iter", 2, *force)
+        assert result.exit_code == 2, result.stderr
+        assert f"would both write {tmp_path / 'rep' / 'song' / 'report.html'}" in result.stderr
+        assert not (tmp_path / "rep").exists()
+
+
+def test_a_stem_that_would_overwrite_an_input_is_refused_even_with_force(tmp_path):
+    source = tone(tmp_path / "ow" / "source1.wav")
+    before = (tmp_path / "ow" / "source1.wav").read_bytes()
+    for force in ([], ["--force"]):
+        result = split(source, "-o", tmp_path / "ow", "--filename", "{stem}", "--iter", 2, *force)
+        assert result.exit_code == 2, result.stderr
+        assert f"its stem {tmp_path / 'ow' / 'source1.wav'} would overwrite an input" in result.stderr
+        assert (tmp_path / "ow" / "source1.wav").read_bytes() == before
+        assert sorted(os.listdir(tmp_path / "ow")) == ["source1.wav"]
 
 
 @pytest.mark.parametrize("fmt,subtype,expected", [

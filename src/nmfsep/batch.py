@@ -262,6 +262,8 @@ def check_template(template: str) -> None:
         raise NmfsepError("--filename must contain {stem}, or every stem would write the same file")
     if os.path.isabs(template) or ".." in template.replace("\\", "/").split("/"):
         raise NmfsepError("--filename must be a relative path inside the output folder")
+    if template.replace("\\", "/").endswith("/"):
+        raise NmfsepError("--filename must end in a file name, not a folder ('/')")
 
 
 def stem_paths(output: Output, track: str, stem_names: list[str], ext: str) -> list[str]:
@@ -284,7 +286,8 @@ def stem_paths(output: Output, track: str, stem_names: list[str], ext: str) -> l
 
 
 def check_collisions(jobs: list[Job], output: Output, stem_names: list[str]) -> None:
-    """Refuse, before any work, two inputs that would write the same stem file.
+    """Refuse, before any work, two inputs that would write the same stem file or report, and a
+    stem that would overwrite an input (--force or not).
 
     The stems' extension comes from --format or from each file's header (unreadable files are
     left to fail on their own).
@@ -292,15 +295,20 @@ def check_collisions(jobs: list[Job], output: Output, stem_names: list[str]) -> 
     if output.stdout_stem:
         return
     owners: dict[str, Job] = {}
+    inputs = {os.path.realpath(job.input) for job in jobs if job.input != "-" and not storage.is_url(job.input)}
     for job in jobs:
         ext = None if job.error else _planned_extension(job.input, output)
         if ext is None:
             continue
-        for path in stem_paths(output, job.track, stem_names, ext):
+        paths = stem_paths(output, job.track, stem_names, ext)
+        for path in paths + ([report_path(paths, job.track, output.template)] if output.report else []):
             owner = owners.setdefault(path if storage.is_url(path) else os.path.abspath(path), job)
             if owner is not job:
                 raise NmfsepError(f"{owner.input} and {job.input} would both write {path} "
                                   "(rename one, or split them into different -o folders)")
+            if not storage.is_url(path) and os.path.realpath(path) in inputs:
+                raise NmfsepError(f"{job.input}: its stem {path} would overwrite an input (give another -o or "
+                                  "--filename)")
 
 
 def _planned_extension(path: str, output: Output) -> str | None:
