@@ -463,3 +463,13 @@ def test_progress_bars_when_stderr_is_a_terminal(tmp_path):
     assert len(records(shown)) == 2  # stdout still holds only the JSON lines
     quiet = split(*inputs, "-o", tmp_path / "out2", "--iter", 5, "-q", env={"TTY_COMPATIBLE": "1"})
     assert quiet.stderr == ""
+
+
+def test_a_folder_where_a_stem_goes_is_named_not_the_temp_file(tmp_path):
+    source = tone(tmp_path / "song.wav")
+    (tmp_path / "out" / "song" / "source1.wav").mkdir(parents=True)
+    result = split(source, "-o", tmp_path / "out", "--iter", 2, "--force")
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'out' / 'song' / 'source1.wav'}: cannot write stems" in result.stderr, result.stderr
+    assert ".nmfsep-" not in result.stderr
+    assert files_under(tmp_path / "out") == []

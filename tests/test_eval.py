@@ -224,3 +224,11 @@ def test_signals_shorter_than_the_distortion_filter_get_one_line_and_no_bss_stil
     with pytest.raises(NmfsepError, match="511 samples are too short for bss_eval"):
         bss_eval(refs, ests)
     assert np.isfinite(bss_eval(*sources_and_estimates(evaluate.FILTER_LENGTH))["sdr"]).all()
+
+
+def test_silent_references_score_nan_improvement_without_a_warning():
+    refs, ests = sources_and_estimates(4000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = evaluate.score(np.zeros_like(refs), ests, with_bss_eval=False)
+    assert all(np.isnan(r["si_sdr_improvement"]) and r["si_sdr"] == -np.inf for r in rows)

@@ -103,3 +103,13 @@ def test_rank_of_silence_is_one_line_error(wav_file):
 def test_rank_max_k_below_three_is_a_usage_error(wav_file):
     result = run("rank", wav_file("song.wav"), "--max-k", 2)
     assert result.exit_code == 2 and "--max-k" in result.stderr
+
+
+def test_an_input_too_short_for_max_k_is_named(tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "short.wav", np.random.default_rng(0).standard_normal(300).astype(np.float32) * 0.1, 8000)
+    result = run("rank", tmp_path / "short.wav")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"nmfsep: error: {tmp_path / 'short.wav'}: max-k 10 is more than this input "
+                                    "supports"), result.stderr

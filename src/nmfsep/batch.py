@@ -762,7 +762,9 @@ def _abandon(exc: BaseException, written: list[str], paths: list[str], created: 
         except OSError:
             pass
     if isinstance(exc, OSError):
-        where = exc.filename or os.path.dirname(paths[0])
+        where = exc.filename2 or exc.filename or os.path.dirname(paths[0])  # a rename's target, else the file
+        if os.path.basename(os.fspath(where)).startswith(".nmfsep-"):  # our temp file: name its folder
+            where = os.path.dirname(os.fspath(where)) or "."
         raise NmfsepError(f"{where}: cannot write stems ({exc.strerror or exc})") from None
     if isinstance(exc, sf.LibsndfileError):  # libsndfile says "System error." for a full disk
         raise NmfsepError(f"{os.path.dirname(paths[0]) or '.'}: cannot write stems ({reason})") from None

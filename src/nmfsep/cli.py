@@ -915,8 +915,11 @@ def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_l
         raise NmfsepError(f"{audio.display_name(input_path)}: is silent; there is nothing to factorize")
     console = Console(stderr=True)
     with steps_bar(console, input_path, max_k, "ranks", not quiet and console.is_terminal) as progress:
-        rows = loss_by_rank(magnitude / scale, max_k, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
-                            progress=progress)
+        try:
+            rows = loss_by_rank(magnitude / scale, max_k, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
+                                progress=progress)
+        except NmfsepError as error:
+            raise NmfsepError(f"{audio.display_name(input_path)}: {error}") from None
     ks, losses = [r.k for r in rows], [r.loss for r in rows]
     suggested = knee(ks, losses)
     if figure_path is not None:

@@ -153,8 +153,9 @@ def score(references: np.ndarray, estimates: np.ndarray, mixture: np.ndarray | N
     """
     mixture = references.sum(axis=0) if mixture is None else mixture
     order, scores = best_permutation(references, estimates)
-    rows = [{"estimate": j, "si_sdr": float(s), "si_sdr_improvement": float(s - si_sdr(ref, mixture))}
-            for ref, j, s in zip(references, order, scores)]
+    with np.errstate(invalid="ignore"):  # a silent reference: -inf - -inf, no improvement to speak of (NaN)
+        rows = [{"estimate": j, "si_sdr": float(s), "si_sdr_improvement": float(s - si_sdr(ref, mixture))}
+                for ref, j, s in zip(references, order, scores)]
     if with_bss_eval:
         metrics = bss_eval(references, [estimates[j] for j in order], window, progress)
         for i, row in enumerate(rows):
