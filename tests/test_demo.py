@@ -98,3 +98,12 @@ def test_a_tone_above_a_quarter_of_the_rate_keeps_its_fundamental():
     tone = harmonic_tone(5000.0, 0.5, False, 1600, 16000)  # no second harmonic below Nyquist
     spectrum = np.abs(np.fft.rfft(tone))
     assert np.isfinite(tone).all() and np.argmax(spectrum) == 500  # 5000 Hz at 10 Hz per bin
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("kept")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        result = CliRunner().invoke(cli, ["demo", "-o", str(out), "-q"], catch_exceptions=False)
+        assert result.exit_code == 1
+        assert "not a folder, cannot write the demo's files there" in result.stderr, result.stderr
+    assert (tmp_path / "afile").read_text() == "kept"

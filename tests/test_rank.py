@@ -113,3 +113,13 @@ def test_an_input_too_short_for_max_k_is_named(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"nmfsep: error: {tmp_path / 'short.wav'}: max-k 10 is more than this input "
                                     "supports"), result.stderr
+
+
+def test_a_figure_under_a_file_is_refused_as_not_a_folder(tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "x.wav", np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1, 8000)
+    (tmp_path / "afile").write_text("")
+    result = run("rank", tmp_path / "x.wav", "-o", tmp_path / "afile" / "x.png")
+    assert result.exit_code == 1
+    assert result.stderr == f"nmfsep: error: {tmp_path / 'afile'}: not a folder, cannot write the figure there\n"

@@ -333,11 +333,12 @@ def check_output_folder(folder: str) -> None:
     if storage.is_url(folder):
         storage.check_folder(folder)
     else:
-        _check_writable(folder)
+        check_writable(folder)
 
 
-def _check_writable(folder: str) -> None:
-    """The folder exists and is writable, or its nearest existing parent is a writable folder."""
+def check_writable(folder: str, what: str = "stems") -> None:
+    """The folder exists and is writable, or its nearest existing parent is a writable folder:
+    else NmfsepError saying that ``what`` cannot be written there."""
     path = os.path.abspath(folder or ".")
     while not os.path.exists(path):
         parent = os.path.dirname(path)
@@ -346,9 +347,9 @@ def _check_writable(folder: str) -> None:
         path = parent
     if not os.path.isdir(path):
         where = folder if path == os.path.abspath(folder) else f"{folder} ({path} is a file)"
-        raise NmfsepError(f"{where}: not a folder, cannot write stems there")
+        raise NmfsepError(f"{where}: not a folder, cannot write {what} there")
     if not os.access(path, os.W_OK | os.X_OK):
-        raise NmfsepError(f"{folder}: cannot write stems there (permission denied)")
+        raise NmfsepError(f"{folder}: cannot write {what} there (permission denied)")
 
 
 # --- one input --------------------------------------------------------------------------------
@@ -392,7 +393,7 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
                 report_file = report_path(paths, job.track, output.template) if output.report else None
                 refuse_existing(paths + [report_file] * bool(report_file), output.force)
                 for folder in dict.fromkeys(os.path.dirname(p) for p in paths):
-                    _check_writable(folder)
+                    check_writable(folder)
             record["mode"] = check_memory(name, header, settings)
             if report_file and record["mode"] == "stream":
                 raise NmfsepError(f"{name}: too long for --report (the report embeds all its audio); "

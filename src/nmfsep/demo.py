@@ -112,6 +112,11 @@ def all_paths(paths: dict) -> list[str]:
 
 
 def check_outputs(paths: dict, force: bool) -> None:
+    """NmfsepError where the demo cannot write its files, or (without force) one exists."""
+    from .batch import check_writable
+
+    for folder in dict.fromkeys(os.path.dirname(p) or "." for p in all_paths(paths)):
+        check_writable(folder, "the demo's files")
     if force:
         return
     existing = [p for p in all_paths(paths) if os.path.exists(p)]

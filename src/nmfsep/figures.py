@@ -59,6 +59,9 @@ def check_output(path: str, force: bool = False) -> str:
         raise NmfsepError(f"{path}: is a folder; give a file name such as {os.path.join(path, 'figure.png')}")
     if os.path.exists(path) and not force:
         raise NmfsepError(f"{path} already exists (use --force to overwrite)")
+    from .batch import check_writable
+
+    check_writable(os.path.dirname(path) or ".", "the figure")
     return ext
 
 
