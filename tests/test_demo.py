@@ -107,3 +107,15 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
         assert result.exit_code == 1
         assert "not a folder, cannot write the demo's files there" in result.stderr, result.stderr
     assert (tmp_path / "afile").read_text() == "kept"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--f0", "220,220"], "--f0 220 and 220 are less than 3% apart: the demo's sources need distinct pitches"),
+    (["--f0", "30000,440"], "--f0 30000 is outside 40-2000"),
+    (["--period", "x"], "'x' is not a comma-separated list of numbers (e.g. 0.5,0.7)"),
+    (["--f0", "x"], "'x' is not a comma-separated list of numbers (e.g. 220,587)"),
+])
+def test_bad_sources_are_usage_errors_before_any_work(tmp_path, args, message):
+    result = run("demo", "-o", tmp_path / "d", "-q", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "d").exists()

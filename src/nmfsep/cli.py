@@ -796,9 +796,12 @@ def parse_list(ctx, param, value):
     try:
         numbers = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. 220,587)") from None
+        numbers = None
+    example = "0.5,0.7" if param is not None and param.name == "periods" else "220,587"
+    if numbers is None:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. {example})") from None
     if not numbers or not all(n > 0 for n in numbers):
-        raise click.BadParameter(f"{value!r}: give positive numbers separated by commas (e.g. 220,587)")
+        raise click.BadParameter(f"{value!r}: give positive numbers separated by commas (e.g. {example})")
     return numbers
 
 
@@ -986,6 +989,10 @@ def demo(ctx, out_dir, n_sources, f0s, periods, duration, grouping, max_iter, se
     for name, values in (("--f0", f0s), ("--period", periods)):
         if values is not None and len(values) != n_sources:
             raise click.BadParameter(f"{len(values)} values for {n_sources} sources", ctx, param_hint=f"'{name}'")
+    try:
+        demo_lib.source_specs(n_sources, f0s, periods)
+    except NmfsepError as error:
+        raise click.UsageError(str(error), ctx) from None
     paths = demo_lib.output_paths(out_dir, n_sources)
     demo_lib.check_outputs(paths, force)
     distinct, near = demo_lib.run(n_sources, f0s, periods, duration, seed, max_iter, grouping)

@@ -21,6 +21,7 @@ from .pipeline import Separation, Settings, split_sources
 SAMPLE_RATE = 22050
 NEAR_RATIO = 1.01        # f0 of the near-identical copy, relative to the first source's
 MIN_F0, MAX_F0 = 40.0, 2000.0
+DISTINCT_RATIO = 1.03    # --f0 values closer than this are the control's case, not distinct sources
 # Each synthetic source is one spectrum switched on and off: exactly one NMF component, so the
 # demo factorizes k components for k sources (plain NMF). The default blind grouping (24
 # components clustered by timbre) measured -1 to 37 dB (worst source) on seeds 0-7, under 10 dB
@@ -66,6 +67,13 @@ def source_specs(n_sources: int = 2, f0s=None, periods=None) -> list[dict]:
             if not low <= value <= high:
                 raise NmfsepError(f"{name} {value:g} is outside {low:g}-{high:g}")
             spec[key] = float(value)
+    if f0s is not None:
+        ordered = sorted(f0s)
+        close = next(((a, b) for a, b in zip(ordered, ordered[1:]) if b / a < DISTINCT_RATIO), None)
+        if close is not None:
+            raise NmfsepError(f"--f0 {close[0]:g} and {close[1]:g} are less than {100 * (DISTINCT_RATIO - 1):g}% "
+                              "apart: the demo's sources need distinct pitches (its control already shows "
+                              "near-identical ones)")
     return specs
 
 
