@@ -991,6 +991,7 @@ def demo(ctx, out_dir, n_sources, f0s, periods, duration, grouping, max_iter, se
             raise click.BadParameter(f"{len(values)} values for {n_sources} sources", ctx, param_hint=f"'{name}'")
     try:
         demo_lib.source_specs(n_sources, f0s, periods)
+        demo_lib.check_distinct(f0s)
     except NmfsepError as error:
         raise click.UsageError(str(error), ctx) from None
     paths = demo_lib.output_paths(out_dir, n_sources)

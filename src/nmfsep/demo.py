@@ -67,14 +67,19 @@ def source_specs(n_sources: int = 2, f0s=None, periods=None) -> list[dict]:
             if not low <= value <= high:
                 raise NmfsepError(f"{name} {value:g} is outside {low:g}-{high:g}")
             spec[key] = float(value)
-    if f0s is not None:
-        ordered = sorted(f0s)
-        close = next(((a, b) for a, b in zip(ordered, ordered[1:]) if b / a < DISTINCT_RATIO), None)
-        if close is not None:
-            raise NmfsepError(f"--f0 {close[0]:g} and {close[1]:g} are less than {100 * (DISTINCT_RATIO - 1):g}% "
-                              "apart: the demo's sources need distinct pitches (its control already shows "
-                              "near-identical ones)")
     return specs
+
+
+def check_distinct(f0s) -> None:
+    """NmfsepError where two --f0 values are less than DISTINCT_RATIO apart: `nmfsep demo` reports
+    its sources as distinct spectra, and its control already shows near-identical ones (the
+    explore playground lets them be tried)."""
+    ordered = sorted(f0s or [])
+    close = next(((a, b) for a, b in zip(ordered, ordered[1:]) if b / a < DISTINCT_RATIO), None)
+    if close is not None:
+        raise NmfsepError(f"--f0 {close[0]:g} and {close[1]:g} are less than {100 * (DISTINCT_RATIO - 1):g}% "
+                          "apart: the demo's sources need distinct pitches (its control already shows "
+                          "near-identical ones)")
 
 
 def run_experiment(sources: list[dict], settings: Settings, duration: float, seed: int,
