@@ -172,6 +172,8 @@ def test_filename_template(tmp_path):
     ("/tmp/{stem}.{ext}", "--filename must be a relative path inside the output folder"),
     ("{stem.{ext}", "--filename: "),
     ("{track}/{stem}.{ext}/", "--filename must end in a file name, not a folder"),
+    ("{track}/{stem}.{ext}/.", "--filename must end in a file name, not a folder"),
+    ("{stem}/.", "--filename must end in a file name, not a folder"),
 ])
 def test_bad_filename_template_is_a_usage_error(tmp_path, template, message):
     result = split(tone(tmp_path / "a.wav"), "--filename", template, "-o", tmp_path / "out")

@@ -232,3 +232,19 @@ def test_silent_references_score_nan_improvement_without_a_warning():
         warnings.simplefilter("error")
         rows = evaluate.score(np.zeros_like(refs), ests, with_bss_eval=False)
     assert all(np.isnan(r["si_sdr_improvement"]) and r["si_sdr"] == -np.inf for r in rows)
+
+
+def test_one_silent_reference_or_estimate_gives_no_warning(tmp_path):
+    refs, ests = sources_and_estimates(4000)
+    sf.write(tmp_path / "r1.wav", np.zeros_like(refs[0]), RATE, subtype="FLOAT")
+    sf.write(tmp_path / "r2.wav", refs[1], RATE, subtype="FLOAT")
+    sf.write(tmp_path / "e1.wav", ests[0], RATE, subtype="FLOAT")
+    sf.write(tmp_path / "e2.wav", np.zeros_like(ests[1]), RATE, subtype="FLOAT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = run("eval", "--ref", tmp_path / "r1.wav", "--ref", tmp_path / "r2.wav", tmp_path / "e1.wav",
+                     tmp_path / "e2.wav", "--json")
+        assert si_sdr(refs[1], np.zeros_like(refs[1])) == -np.inf
+    assert result.exit_code == 0, result.stderr
+    assert "Warning" not in result.stderr
+    assert len(json.loads(result.stdout)["references"]) == 2

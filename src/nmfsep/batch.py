@@ -262,8 +262,8 @@ def check_template(template: str) -> None:
         raise NmfsepError("--filename must contain {stem}, or every stem would write the same file")
     if os.path.isabs(template) or ".." in template.replace("\\", "/").split("/"):
         raise NmfsepError("--filename must be a relative path inside the output folder")
-    if template.replace("\\", "/").endswith("/"):
-        raise NmfsepError("--filename must end in a file name, not a folder ('/')")
+    if template.replace("\\", "/").split("/")[-1] in ("", ".", ".."):
+        raise NmfsepError("--filename must end in a file name, not a folder ('/' or '/.')")
 
 
 def stem_paths(output: Output, track: str, stem_names: list[str], ext: str) -> list[str]:

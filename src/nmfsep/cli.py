@@ -475,12 +475,14 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
                       markup=False, highlight=False, soft_wrap=True)
     n_windows = len(windows(references.shape[1], bss_window(len(refs), references.shape[2])))
     with steps_bar(console, "bss_eval", n_windows, "windows", not (quiet or no_bss) and console.is_terminal) as progress:
-        rows = score(references, ests, mixture, with_bss_eval=not no_bss, progress=progress)
+        with np.errstate(divide="ignore", invalid="ignore"):  # silent signals score -inf or NaN, shown as such
+            rows = score(references, ests, mixture, with_bss_eval=not no_bss, progress=progress)
     for ref, row in zip(refs, rows):
         row["estimate"] = estimates[row["estimate"]]
         row["reference"] = ref
     metrics = [k for k in ("si_sdr", "si_sdr_improvement", "sdr", "sir", "sar") if k in rows[0]]
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in metrics}
+    with np.errstate(invalid="ignore"):
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in metrics}
     if as_json:
         def number(value):  # strict JSON has no Infinity or NaN (jq refuses them): null instead
             return value if np.isfinite(value) else None

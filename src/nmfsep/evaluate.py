@@ -16,7 +16,7 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
         target = (<s_hat, s> / ||s||^2) s,   SI-SDR = 10 log10(||target||^2 / ||s_hat - target||^2)
 
-    The sums are taken in float64, CHUNK samples at a time. -inf for a silent reference.
+    The sums are taken in float64, CHUNK samples at a time. -inf for a silent reference or estimate.
     """
     s, s_hat = np.asarray(reference).ravel(), np.asarray(estimate).ravel()
 
@@ -29,7 +29,8 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
         return float("-inf")
     scale = overlap / energy
     noise = total(lambda a, b: (b - scale * a) @ (b - scale * a))
-    return float(10 * np.log10(scale**2 * energy / max(noise, 1e-20)))
+    with np.errstate(divide="ignore"):  # a silent estimate: -inf
+        return float(10 * np.log10(scale**2 * energy / max(noise, 1e-20)))
 
 
 def best_permutation(references: np.ndarray, estimates: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
