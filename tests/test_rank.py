@@ -123,3 +123,13 @@ def test_a_figure_under_a_file_is_refused_as_not_a_folder(tmp_path):
     result = run("rank", tmp_path / "x.wav", "-o", tmp_path / "afile" / "x.png")
     assert result.exit_code == 1
     assert result.stderr == f"nmfsep: error: {tmp_path / 'afile'}: not a folder, cannot write the figure there\n"
+
+
+def test_an_input_too_short_for_three_ranks_is_named_without_lower_max_k(tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "tiny.wav", np.random.default_rng(0).standard_normal(100).astype(np.float32) * 0.1, 8000)
+    result = run("rank", tmp_path / "tiny.wav", "--max-k", 3)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"nmfsep: error: {tmp_path / 'tiny.wav'}: too short to rank (2 frames"), result.stderr
+    assert "--max-k" not in result.stderr

@@ -918,6 +918,9 @@ def rank(input_path, max_k, figure_path, beta, max_iter, tol, seed, n_fft, hop_l
     scale = float(magnitude.mean())
     if scale == 0.0:
         raise NmfsepError(f"{audio.display_name(input_path)}: is silent; there is nothing to factorize")
+    if min(magnitude.shape) < 3:  # --max-k is at least 3
+        raise NmfsepError(f"{audio.display_name(input_path)}: too short to rank ({magnitude.shape[1]} frames of "
+                          f"{params.hop_length} samples; rank tries at least k = 1 to 3)")
     console = Console(stderr=True)
     with steps_bar(console, input_path, max_k, "ranks", not quiet and console.is_terminal) as progress:
         try:
