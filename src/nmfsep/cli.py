@@ -475,8 +475,7 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
                       markup=False, highlight=False, soft_wrap=True)
     n_windows = len(windows(references.shape[1], bss_window(len(refs), references.shape[2])))
     with steps_bar(console, "bss_eval", n_windows, "windows", not (quiet or no_bss) and console.is_terminal) as progress:
-        with np.errstate(divide="ignore", invalid="ignore"):  # silent signals score -inf or NaN, shown as such
-            rows = score(references, ests, mixture, with_bss_eval=not no_bss, progress=progress)
+        rows = score(references, ests, mixture, with_bss_eval=not no_bss, progress=progress)
     for ref, row in zip(refs, rows):
         row["estimate"] = estimates[row["estimate"]]
         row["reference"] = ref

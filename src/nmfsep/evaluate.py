@@ -153,12 +153,12 @@ def score(references: np.ndarray, estimates: np.ndarray, mixture: np.ndarray | N
     reference itself, which the CLI refuses). window, progress: see bss_eval.
     """
     mixture = references.sum(axis=0) if mixture is None else mixture
-    order, scores = best_permutation(references, estimates)
-    with np.errstate(invalid="ignore"):  # a silent reference: -inf - -inf, no improvement to speak of (NaN)
+    with np.errstate(divide="ignore", invalid="ignore"):  # silent signals score -inf or NaN, no warning
+        order, scores = best_permutation(references, estimates)
         rows = [{"estimate": j, "si_sdr": float(s), "si_sdr_improvement": float(s - si_sdr(ref, mixture))}
                 for ref, j, s in zip(references, order, scores)]
-    if with_bss_eval:
-        metrics = bss_eval(references, [estimates[j] for j in order], window, progress)
-        for i, row in enumerate(rows):
-            row.update({name: float(values[i]) for name, values in metrics.items()})
+        if with_bss_eval:
+            metrics = bss_eval(references, [estimates[j] for j in order], window, progress)
+            for i, row in enumerate(rows):
+                row.update({name: float(values[i]) for name, values in metrics.items()})
     return rows
