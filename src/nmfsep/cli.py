@@ -384,21 +384,21 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
     try:
         why = ""
         if pitch_shifts == "auto":
-            pitch_shifts, closest = auto_pitch_shifts(recordings, sounds[0].sample_rate)
+            pitch_shifts, closest = auto_pitch_shifts(recordings, rate)
             why = (f": auto, the built-in {closest} model fits it best" if closest
                    else ": auto, no built-in models to compare")
-        model = learn_bases(recordings, sounds[0].sample_rate, n_bases, name=name, beta=beta, max_iter=max_iter,
+        model = learn_bases(recordings, rate, n_bases, name=name, beta=beta, max_iter=max_iter,
                             seed=seed, n_fft=n_fft, hop_length=hop_length, pitch_shifts=pitch_shifts)
     except NmfsepError as error:
         raise NmfsepError(f"{files}: {error}") from None
     save(model, model_path)
     if not quiet:
         n_frames = sum(spectrum.n_frames(s.n_samples, params) for s in sounds)
-        if training_frames(n_frames, model.pitch_shifts) < n_frames:
-            click.echo(f"nmfsep: note: learned from {training_frames(n_frames, model.pitch_shifts)} of the "
-                       f"{n_frames} frames (evenly spaced): the most that memory allows with "
-                       f"pitch shifts {model.pitch_shifts}", err=True)
-        seconds = sum(s.n_samples for s in sounds) / sounds[0].sample_rate
+        kept = training_frames(n_frames, model.pitch_shifts)
+        if kept < n_frames:
+            click.echo(f"nmfsep: note: learned from {kept} of the {n_frames} frames (evenly spaced): the most "
+                       f"that memory allows with pitch shifts {model.pitch_shifts}", err=True)
+        seconds = sum(s.n_samples for s in sounds) / rate
         click.echo(f"{model_path}: {n_bases} bases of {name!r} from {seconds:.1f} s of audio "
                    f"({model.sample_rate} Hz, n_fft {model.n_fft}, hop {model.hop_length}, "
                    f"pitch shifts {model.pitch_shifts}{why})", err=True)
@@ -794,12 +794,10 @@ def parse_list(ctx, param, value):
     """A comma-separated list of positive numbers ('220,587.3') as floats; None when not given."""
     if value is None:
         return None
+    example = "0.5,0.7" if param is not None and param.name == "periods" else "220,587"
     try:
         numbers = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        numbers = None
-    example = "0.5,0.7" if param is not None and param.name == "periods" else "220,587"
-    if numbers is None:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. {example})") from None
     if not numbers or not all(n > 0 for n in numbers):
         raise click.BadParameter(f"{value!r}: give positive numbers separated by commas (e.g. {example})")
