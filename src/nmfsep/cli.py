@@ -18,6 +18,7 @@ EXIT_USAGE = 2
 # The same as nmfsep.grouping.METHODS (tested), not imported from it so that --help stays fast.
 GROUPINGS = ["auto", "none", "learned", "timbre", "coactivation", "pitch", "flatness"]
 MAX_PITCH_SHIFTS = 12  # nmfsep.model.MAX_PITCH_SHIFTS (tested), for the same reason
+MAX_BLENDED = 6  # nmfsep.blend.MAX_STEMS (tested), for the same reason
 # --format: soundfile's format and, for the lossy ones, their codec (the subtype).
 STEM_FORMATS = {"wav": ("WAV", None), "flac": ("FLAC", None), "mp3": ("MP3", "MPEG_LAYER_III"),
                 "ogg": ("OGG", "VORBIS"), "opus": ("OGG", "OPUS")}
@@ -160,6 +161,10 @@ def separation_options(command):
                           "STFT are re-gridded to theirs."),
         click.option("--free", "n_free", type=click.IntRange(min=0), default=0, show_default=True,
                      help="With --model: extra bases learned on the mixture (the 'residual' stem)."),
+        click.option("--blend", type=click.FloatRange(0, 1), default=None,
+                     help=f"With 2 to {MAX_BLENDED} --model and no --free: the share of the blind split (as many "
+                          "stems, each named after the model it overlaps most) in the masks; 0 = the models alone.  "
+                          "[default: 0.5 where every model is a built-in, else 0]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -167,7 +172,7 @@ def separation_options(command):
 
 
 def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
-                        n_components, grouping, model_paths, n_free, quiet=False):
+                        n_components, grouping, model_paths, n_free, blend=None, quiet=False):
     """Settings from separation_options, checked as `split` checks them; a note on stderr
     (unless quiet) where models were conformed (nmfsep.models.load_set: the built-ins to the
     user's models, or the user's down to the built-ins')."""
@@ -176,6 +181,10 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 
     if n_free and not model_paths:
         raise click.BadParameter("--free needs at least one --model", ctx, param_hint="'--free'")
+    if blend and (not 2 <= len(model_paths) <= MAX_BLENDED or n_free):
+        raise click.BadParameter(f"blends the split of 2 to {MAX_BLENDED} --model with the blind split of as many "
+                                 f"stems: give that many --model{' and leave out --free' if n_free else ''}",
+                                 ctx, param_hint="'--blend'")
     if model_paths and ctx.get_parameter_source("n_sources").name == "COMMANDLINE":
         stems = len(model_paths) + (1 if n_free else 0)
         if n_sources != stems:
@@ -190,7 +199,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
         raise click.UsageError(str(exc), ctx) from None
     models, conformed = load_set(model_paths)
     settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
-                        n_components=n_components, grouping=grouping).check()
+                        n_components=n_components, grouping=grouping, blend=blend).check()
     if len(models) == 1 and not n_free and not quiet:
         click.echo(f"nmfsep: note: one --model and no --free give one stem, the whole input: add --free N "
                    f"(what {models[0].name!r} does not cover) or another --model", err=True)

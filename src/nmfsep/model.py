@@ -44,6 +44,8 @@ class Model:
     frames: a sample of the training spectrogram (n_bins, <= MAX_FRAMES), float16, mean 1, or
     None (format 1); with the other models' frames it trains discriminative bases at split time.
     pitch_shifts: the +-semitones the bases were also learned from (see ``supervised.learn``).
+    builtin: read from one of nmfsep's built-ins (nmfsep.models.load), which model a class of
+    sound rather than one source; not stored in the file.
     """
 
     bases: np.ndarray
@@ -56,6 +58,7 @@ class Model:
     pitch_shifts: int = 0
     nmfsep_version: str = __version__
     format_version: int = FORMAT_VERSION
+    builtin: bool = False
 
     @property
     def n_bases(self) -> int:
@@ -214,7 +217,7 @@ def conform(model: Model, sample_rate: int, n_fft: int, hop_length: int) -> Mode
         mean = float(frames.mean())
         frames = np.minimum(frames / (mean or 1.0), np.finfo(np.float16).max).astype(np.float16)
     return Model(bases, sample_rate, n_fft, hop_length, model.beta, model.name, frames, model.pitch_shifts,
-                 model.nmfsep_version, model.format_version)
+                 model.nmfsep_version, model.format_version, model.builtin)
 
 
 def regrid(values: np.ndarray, position: np.ndarray) -> np.ndarray:

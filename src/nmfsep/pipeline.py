@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from . import audio, blind, spectrum, supervised
+from . import audio, blend, blind, spectrum, supervised
 from .errors import BadValueError, NmfsepError
 from .fitting import Fit, Progress
 from .grouping import METHODS
@@ -53,6 +53,10 @@ class Settings:
     and make the masks with layers and bases trained to separate those models' synthetic
     mixtures (see ``supervised.discriminative_training``); unfolded_layers: how many refining updates;
     trained: that training, made beforehand (see ``supervised.train_models``).
+    blend: with two models or more, the share (0 to 1) of the blind split of the same input
+    (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.BUILTIN_SHARE
+    where every model is a built-in (they model a class of sound, not the file's sources) and
+    there are no free bases, else 0 (see ``blind_share``).
     """
 
     n_sources: int = 2
@@ -71,6 +75,7 @@ class Settings:
     grouping: str = "auto"
     discriminative: bool = True
     unfolded_layers: int = supervised.UNFOLDED_LAYERS
+    blend: float | None = None
     # The model set's discriminative training, made beforehand by ``supervised.train_models`` (a batch makes
     # it once, before its inputs and workers); None: made, or loaded from the cache, when needed.
     trained: "discriminative.Trained | None" = field(default=None, compare=False, repr=False)
@@ -98,6 +103,11 @@ class Settings:
             raise BadValueError(f"free must be >= 0, got {self.n_free}")
         if self.n_free and not self.models:
             raise BadValueError("--free adds bases beside learned models: give at least one --model")
+        if self.blend is not None and not 0 <= self.blend <= 1:
+            raise BadValueError(f"blend must be between 0 and 1, got {self.blend}")
+        if self.blend and (not 2 <= len(self.models) <= blend.MAX_STEMS or self.n_free):
+            raise BadValueError(f"--blend mixes the split of 2 to {blend.MAX_STEMS} models with the blind split of "
+                                "as many stems: give that many --model and no --free")
         names = [m.name for m in self.models]
         duplicate = next((n for n in names if names.count(n) > 1 or n == RESIDUAL and self.n_free), None)
         if duplicate is not None:
@@ -130,6 +140,21 @@ class Settings:
         if self.power is not None:
             return self.power
         return blind.ENSEMBLE_POWER if n_averaged > 1 else WIENER_POWER
+
+    @property
+    def blind_share(self) -> float:
+        """The share of the blind split in the masks (see ``blend``): as given, else
+        blend.BUILTIN_SHARE for two built-ins or more without free bases, else 0."""
+        if self.blend is not None:
+            return self.blend
+        builtins_only = (2 <= len(self.models) <= blend.MAX_STEMS and not self.n_free
+                         and all(m.builtin for m in self.models))
+        return blend.BUILTIN_SHARE if builtins_only else 0.0
+
+    def blind_counterpart(self) -> "Settings":
+        """The blind default with one stem per model, the solver's limits and seed kept: the
+        split a model split is blended with."""
+        return Settings(n_sources=len(self.models), max_iter=self.max_iter, tol=self.tol, seed=self.seed)
 
     @property
     def temporal_smoothness(self) -> float:
@@ -240,7 +265,8 @@ def planned_iterations(settings: "Settings", n_frames: int) -> int:
     """The most solver iterations ``fit_bases`` may run on n_frames frames (see IterationCount)."""
     if settings.models:
         warmup = min(settings.max_iter, supervised.SEMI_SUPERVISED_WARMUP)
-        return settings.max_iter + (2 * warmup if settings.n_free else 0)
+        blended = planned_iterations(settings.blind_counterpart(), n_frames) if settings.blind_share else 0
+        return settings.max_iter + (2 * warmup if settings.n_free else 0) + blended
     counts = settings.component_counts(n_frames)
     auto = 2 if len(counts) > 1 and settings.grouping == "auto" and settings.n_sources >= 2 else 0
     return settings.max_iter * (len(counts) + auto)
@@ -270,10 +296,20 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = spectrum.analyse(samples, params)
     scale = float(magnitude.mean())
-    fit = fit_bases(magnitude, scale, settings, sample_rate, params, progress, channels=mixture,
+    count = IterationCount(progress, planned_iterations(settings, magnitude.shape[1]))
+    fit = fit_bases(magnitude, scale, settings, sample_rate, params, count=count, channels=mixture,
                     band=input_band(input_rate or sample_rate, sample_rate, params))
     power = settings.mask_power(fit.n_averaged)
-    source_masks = fit.masks(fit.activations, power, magnitude / np.float32(scale or 1.0))
+    normalised = magnitude / np.float32(scale or 1.0)
+    source_masks = fit.masks(fit.activations, power, normalised)
+    share = settings.blind_share
+    if share:
+        counterpart = settings.blind_counterpart()
+        other = fit_bases(magnitude, scale, counterpart, sample_rate, params, count=count, channels=mixture)
+        other_masks = other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised)
+        order = blend.match(source_masks, other_masks, magnitude)
+        source_masks = blend.combine(source_masks, other_masks[order], share)
+        fit.iterations_run += other.iterations_run
     stems = np.stack([
         spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
     ])

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from . import spectrum
+from . import blend, spectrum
 from .errors import NmfsepError
 from .fitting import Fit
 from .pipeline import IterationCount, Progress, Settings, fit_bases, planned_iterations
@@ -196,6 +196,15 @@ def activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_
     return result.H, result.n_iter
 
 
+def block_activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_iter: int,
+                      scale: float) -> tuple[np.ndarray, int]:
+    """``activations`` of a block, or zeros (and 0 iterations) where the input is digital
+    silence (scale 0)."""
+    if scale > 0:
+        return activations(magnitude, bases, settings, n_iter)
+    return np.zeros((bases.shape[1], magnitude.shape[1]), np.float32), 0
+
+
 @dataclass
 class StreamResult:
     """What a streamed separation learned: the stems' names and groups, the bases (fitted on
@@ -235,8 +244,17 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     scale = float(subsample.mean(dtype=np.float64))
     n_iter = min(STREAM_ITER, settings.max_iter)
     n_blocks = -(-spectrum.n_frames(max(n_samples_hint, 1), params) // BLOCK_FRAMES)  # about
-    count = IterationCount(progress, planned_iterations(settings, subsample.shape[1]) + n_blocks * n_iter)
+    share, counterpart, other, order = settings.blind_share, settings.blind_counterpart(), None, None
+    per_block = n_iter * (2 if share else 1)  # with a blend, the blind split's activations too
+    count = IterationCount(progress, planned_iterations(settings, subsample.shape[1]) + n_blocks * per_block)
     fit = fit_bases(subsample, scale, settings, sample_rate, params, count=count, channels=channels)
+    if share:  # the blind split to blend with (nmfsep.blend), its stems named on the subsample
+        other = fit_bases(subsample, scale, counterpart, sample_rate, params, count=count, channels=channels)
+        normalised = subsample / np.float32(scale or 1.0)
+        order = blend.match(fit.masks(fit.activations, settings.mask_power(fit.n_averaged), normalised),
+                            other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised),
+                            subsample)
+        del normalised
     learned = subsample.shape[1]
     del subsample, channels
 
@@ -246,13 +264,15 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     inputs = _Fifo()
     for spectra in _spectra(reader.blocks(block_samples), analysis, block_samples, inputs):
         magnitude = np.abs(spectra).mean(axis=0)
-        ran = 0
         if scale > 0:
             magnitude /= np.float32(scale)
-            H, ran = activations(magnitude, fit.bases, settings, n_iter)
-        else:
-            H = np.zeros((fit.bases.shape[1], magnitude.shape[1]), np.float32)
+        H, ran = block_activations(magnitude, fit.bases, settings, n_iter, scale)
         source_masks = fit.masks(H, settings.mask_power(fit.n_averaged), magnitude)
+        if other is not None:
+            H_other, ran_other = block_activations(magnitude, other.bases, counterpart, n_iter, scale)
+            other_masks = other.masks(H_other, counterpart.mask_power(other.n_averaged), magnitude)
+            source_masks = blend.combine(source_masks, other_masks[order], share)
+            ran += ran_other
         if len(source_masks) == 1:  # one stem: the input itself (synthesise zeros beside it)
             source_masks = np.zeros_like(source_masks)
         if analysis.finished:
@@ -260,8 +280,8 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
         stems = synthesis.push(spectra[None] * source_masks[:-1 or None, None])
         _write(write, _with_remainder(stems, inputs, len(fit.groups)))
         n_blocks -= 1
-        count.ran(ran, n_iter if n_blocks >= 0 else 0)  # a block beyond the estimate adds its own
-    count.ran(0, max(n_blocks, 0) * n_iter)  # fewer blocks than estimated: the total drops to the count
+        count.ran(ran, per_block if n_blocks >= 0 else 0)  # a block beyond the estimate adds its own
+    count.ran(0, max(n_blocks, 0) * per_block)  # fewer blocks than estimated: the total drops to the count
     synthesis.length = analysis.n_samples
     _write(write, _with_remainder(synthesis.finish(), inputs, len(fit.groups)))
     return StreamResult(settings.stem_names, fit, analysis.n_samples, learned, count.done)

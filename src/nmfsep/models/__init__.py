@@ -15,6 +15,7 @@ a built-in is that built-in, even where a file of that name exists in the workin
 """
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -72,7 +73,7 @@ def load(name_or_path: "str | os.PathLike") -> Model:
     argument: a bare name that is neither a file nor a built-in lists the built-ins."""
     builtin = builtin_path(name_or_path)
     if builtin is not None:
-        return load_file(str(builtin))
+        return replace(load_file(str(builtin)), builtin=True)
     path = os.fspath(name_or_path)
     if not isinstance(name_or_path, os.PathLike) and not _is_path(path) and not os.path.isfile(path):
         raise ModelError(f"{path}: no such model file and no built-in model of that name ({_listed(names(), path)})")

@@ -1,0 +1,216 @@
+"""Blending a split with models and the blind split of the same input (nmfsep.blend), the
+default with built-ins only (Settings.blind_share), in memory, streamed and from the CLI."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from nmfsep import blend, cli as cli_module, model, spectrum, stream
+from nmfsep.cli import cli
+from nmfsep.errors import BadValueError
+from nmfsep.pipeline import Settings, split_sources
+from nmfsep.supervised import learn
+
+RATE = 8000
+
+
+def tones(seconds=4.0):
+    """A low harmonic tone and a high one, each switched on and off at its own rhythm."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    low = sum(np.sin(2 * np.pi * 110 * h * t) / h for h in range(1, 5)) * (np.sin(2 * np.pi * 0.7 * t) > 0)
+    high = sum(np.sin(2 * np.pi * 1320 * h * t) / h for h in range(1, 3)) * (np.sin(2 * np.pi * 2.3 * t) > 0)
+    return (0.3 * low).astype(np.float32), (0.2 * high).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def own():
+    """Two models of one's own (learned here): low, high; and the mixture (n, 1) they model."""
+    low, high = tones()
+    models = (learn(low, RATE, 6, name="low", max_iter=60), learn(high, RATE, 6, name="high", max_iter=60))
+    return models, (low + high)[:, None]
+
+
+def as_builtins(models):
+    return tuple(replace(m, builtin=True) for m in models)
+
+
+def random_masks(rng, n, shape=(9, 7)):
+    values = rng.random((n, *shape)).astype(np.float32) ** 3 + 1e-3
+    return values / values.sum(axis=0)
+
+
+# --- match and combine ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_match_names_each_blind_stem_after_the_model_stem_it_overlaps(n):
+    rng = np.random.default_rng(n)
+    model_masks = random_masks(rng, n)
+    shuffled = rng.permutation(n)
+    blind_masks = 0.8 * model_masks[shuffled] + 0.2 * random_masks(rng, n)
+    order = blend.match(model_masks, blind_masks, rng.random((9, 7)).astype(np.float32) + 0.1)
+    np.testing.assert_array_equal(shuffled[order], np.arange(n))
+
+
+def test_match_weighs_the_overlap_by_the_magnitude():
+    """Two bins disagree; the loud one decides the order."""
+    model_masks = np.array([[[1.0], [0.0]], [[0.0], [1.0]]], np.float32)   # stem 0 holds bin 0
+    blind_masks = np.array([[[1.0], [1.0]], [[0.0], [0.0]]], np.float32)   # blind stem 0 holds both
+    assert blend.match(model_masks, blind_masks, np.array([[10.0], [1.0]], np.float32)) == [0, 1]
+    assert blend.match(model_masks, blind_masks, np.array([[1.0], [10.0]], np.float32)) == [1, 0]
+
+
+def test_match_refuses_masks_of_other_shapes_and_too_many_stems():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="cannot match"):
+        blend.match(random_masks(rng, 2), random_masks(rng, 3), np.ones((9, 7), np.float32))
+    many = random_masks(rng, blend.MAX_STEMS + 1)
+    with pytest.raises(ValueError, match="at most"):
+        blend.match(many, many, np.ones((9, 7), np.float32))
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_combine_is_the_weighted_mean_and_its_masks_sum_to_one(share):
+    rng = np.random.default_rng(1)
+    a, b = random_masks(rng, 3), random_masks(rng, 3)
+    combined = blend.combine(a, b, share)
+    np.testing.assert_allclose(combined, (1 - share) * a + share * b, atol=1e-7)
+    np.testing.assert_allclose(combined.sum(axis=0), 1, atol=1e-6)
+    assert combined.dtype == np.float32
+
+
+def test_the_cli_bound_is_blends():
+    assert cli_module.MAX_BLENDED == blend.MAX_STEMS
+
+
+# --- the default and its checks --------------------------------------------------------------
+
+def test_builtins_only_blend_by_default_and_own_models_or_free_bases_do_not(own):
+    models, _ = own
+    assert Settings(models=as_builtins(models)).blind_share == blend.BUILTIN_SHARE
+    assert Settings(models=models).blind_share == 0
+    assert Settings(models=(as_builtins(models)[0], models[1])).blind_share == 0   # a model of one's own beside
+    assert Settings(models=as_builtins(models), n_free=2).blind_share == 0
+    assert Settings(models=as_builtins(models)[:1], n_free=2).blind_share == 0
+    assert Settings(models=models, blend=0.3).blind_share == 0.3
+    assert Settings(models=as_builtins(models), blend=0.0).blind_share == 0
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(blend=1.5), "between 0 and 1"),
+    (dict(blend=float("nan")), "between 0 and 1"),
+    (dict(blend=0.5, n_free=2), "no --free"),
+    (dict(blend=0.5, one_model=True), "2 to 6 models"),
+])
+def test_a_blend_that_cannot_apply_is_refused(own, settings, message):
+    models, _ = own
+    if settings.pop("one_model", False):
+        models = models[:1]
+    with pytest.raises(BadValueError, match=message):
+        Settings(models=models, **settings).check()
+
+
+def test_model_load_reads_no_builtin_flag_and_conform_keeps_it(own, tmp_path):
+    models, _ = own
+    model.save(models[0], str(tmp_path / "low.npz"))
+    assert model.load(str(tmp_path / "low.npz")).builtin is False
+    assert model.conform(as_builtins(models)[0], 16000, 1024, 256).builtin is True
+
+
+# --- in memory, streamed ------------------------------------------------------------------------
+
+def test_a_blended_split_masks_with_the_mean_of_the_model_and_blind_masks(own):
+    models, mixture = own
+    builtins = as_builtins(models)
+    blended = split_sources(mixture, RATE, Settings(models=builtins))
+    alone = split_sources(mixture, RATE, Settings(models=builtins, blend=0.0))
+    blind = split_sources(mixture, RATE, Settings(models=builtins).blind_counterpart())
+    magnitude = spectrum.analyse(mixture, blended.params)[1]
+    order = blend.match(alone.masks, blind.masks, magnitude)
+    np.testing.assert_allclose(blended.masks, blend.combine(alone.masks, blind.masks[order], 0.5), atol=1e-5)
+    np.testing.assert_allclose(blended.stems.sum(axis=0), mixture, atol=1e-5)
+    assert blended.names == ["low", "high"]
+    assert not np.allclose(blended.masks, alone.masks, atol=1e-3)
+
+
+def test_a_blended_split_keeps_each_source_in_its_models_stem(own):
+    """The blind split names its stems after the models: low stays low whatever the blind order."""
+    models, mixture = own
+    low, high = tones()
+    stems = split_sources(mixture, RATE, Settings(models=as_builtins(models)[::-1])).stems[:, :, 0]
+    assert np.corrcoef(stems[0], high)[0, 1] > 0.9 and np.corrcoef(stems[1], low)[0, 1] > 0.9
+
+
+def test_the_progress_of_a_blended_split_ends_on_its_total(own):
+    models, mixture = own
+    seen = []
+    result = split_sources(mixture, RATE, Settings(models=as_builtins(models), max_iter=30),
+                           progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] == result.iterations_run
+    assert result.iterations_run > 30  # the blind split's iterations are counted too
+
+
+def streamed(samples, settings, block=997):
+    out = []
+    stream.split_stream(stream.ArrayReader(samples, block), samples.shape[1], RATE, len(samples), settings,
+                        out.append)
+    return np.concatenate(out, axis=1)
+
+
+def test_a_streamed_blended_split_adds_up_to_the_input_and_blends(own, monkeypatch):
+    models, mixture = own
+    monkeypatch.setattr(stream, "BLOCK_FRAMES", 40)
+    builtins = as_builtins(models)
+    blended = streamed(mixture, Settings(models=builtins))
+    alone = streamed(mixture, Settings(models=builtins, blend=0.0))
+    np.testing.assert_allclose(blended.sum(axis=0), mixture, atol=1e-5)
+    assert not np.allclose(blended, alone, atol=1e-3)
+    low, _ = tones()
+    assert np.corrcoef(blended[0, :, 0], low)[0, 1] > 0.9
+
+
+def test_digital_silence_streams_to_silent_stems_when_blended(own):
+    models, _ = own
+    stems = streamed(np.zeros((3000, 1), np.float32), Settings(models=as_builtins(models)))
+    assert stems.shape == (2, 3000, 1) and not stems.any()
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+@pytest.fixture
+def files(own, tmp_path):
+    models, mixture = own
+    for m in models:
+        model.save(m, str(tmp_path / f"{m.name}.npz"))
+    sf.write(str(tmp_path / "mix.wav"), mixture, RATE)
+    return tmp_path
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "low.npz", "--free", "2", "--blend", "0.5"], "give that many --model"),
+    (["--model", "low.npz", "--model", "high.npz", "--free", "2", "--blend", "0.5"], "leave out --free"),
+    (["--model", "low.npz", "--model", "high.npz", "--blend", "1.5"], "1.5"),
+    (["--blend", "0.5"], "give that many --model"),
+])
+def test_the_cli_refuses_a_blend_that_cannot_apply_as_a_usage_error(files, args, message, monkeypatch):
+    monkeypatch.chdir(files)
+    result = CliRunner().invoke(cli, ["split", "mix.wav", "-o", "out", *args])
+    assert result.exit_code == 2, result.output
+    assert "--blend" in result.output and message in result.output
+    assert "Traceback" not in result.output and not (files / "out").exists()
+
+
+def test_the_cli_blends_own_models_when_asked(files, monkeypatch):
+    monkeypatch.chdir(files)
+    for share, out in (("0", "plain"), ("0.5", "blended")):
+        result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
+                                          "--blend", share, "-o", out, "-q"])
+        assert result.exit_code == 0, result.output
+    default = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz", "-o",
+                                       "default", "-q"])
+    assert default.exit_code == 0, default.output
+    read = {out: sf.read(str(files / out / "mix" / "low.wav"))[0] for out in ("plain", "blended", "default")}
+    np.testing.assert_array_equal(read["default"], read["plain"])   # own models: no blend by default
+    assert not np.allclose(read["blended"], read["plain"], atol=1e-3)
