@@ -2,6 +2,7 @@
 default with built-ins only (Settings.blind_share), in memory, streamed and from the CLI."""
 
 from dataclasses import replace
+import json
 
 import numpy as np
 import pytest
@@ -202,15 +203,17 @@ def test_the_cli_refuses_a_blend_that_cannot_apply_as_a_usage_error(files, args,
     assert "Traceback" not in result.output and not (files / "out").exists()
 
 
-def test_the_cli_blends_own_models_when_asked(files, monkeypatch):
+def test_the_cli_blends_own_models_when_asked_and_its_json_says_so(files, monkeypatch):
     monkeypatch.chdir(files)
-    for share, out in (("0", "plain"), ("0.5", "blended")):
+    for share, out, said in (("0", "plain", None), ("0.5", "blended", 0.5)):
         result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
-                                          "--blend", share, "-o", out, "-q"])
+                                          "--blend", share, "-o", out, "--json"])
         assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["blend"] == said
     default = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz", "-o",
-                                       "default", "-q"])
+                                       "default", "--json"])
     assert default.exit_code == 0, default.output
+    assert json.loads(default.stdout)["blend"] is None
     read = {out: sf.read(str(files / out / "mix" / "low.wav"))[0] for out in ("plain", "blended", "default")}
     np.testing.assert_array_equal(read["default"], read["plain"])   # own models: no blend by default
     assert not np.allclose(read["blended"], read["plain"], atol=1e-3)

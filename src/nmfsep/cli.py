@@ -176,7 +176,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
     """Settings from separation_options, checked as `split` checks them; a note on stderr
     (unless quiet) where models were conformed (nmfsep.models.load_set: the built-ins to the
     user's models, or the user's down to the built-ins')."""
-    from .models import builtin_path, load_set
+    from .models import load_set
     from .pipeline import Settings
 
     if n_free and not model_paths:
@@ -206,7 +206,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
     if conformed and not quiet:   # the set is usable (checked): its names are distinct, its grid is one
         first, grid = conformed[0], models[0]
         listed = ", ".join(repr(c.name) for c in conformed)
-        moved_builtin = any(m.name == first.name and builtin_path(a) is not None for a, m in zip(model_paths, models))
+        moved_builtin = first.builtin
         click.echo(f"nmfsep: note: {'built-in ' if moved_builtin else ''}model{'s' if len(conformed) > 1 else ''} "
                    f"{listed} ({first.sample_rate} Hz, n_fft {first.n_fft}, hop {first.hop_length}) conformed to "
                    f"{'the other' if moved_builtin else 'the built-in'} models' {grid.sample_rate} Hz, "
