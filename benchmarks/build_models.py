@@ -198,7 +198,8 @@ def scores_of(name: str, scores: dict) -> str:
     parts = [f"{c} {np.mean([a for a, _ in v]):+.2f} dB (blind default {np.mean([b for _, b in v]):+.2f}; "
              f"{len(v)} mixtures)" for c, v in sorted(by_class.items())]
     return (f"Mean SI-SDR improvement on the corpus' {scores.get('split')} split, split with the built-ins that "
-            f"name each source (`bench_quality.py --corpus --builtin`): " + "; ".join(parts) + ".")
+            f"name each source, blended with the blind split as `split` does by default (`bench_quality.py "
+            f"--corpus --builtin`): " + "; ".join(parts) + ".")
 
 
 def _redundant(pair) -> bool:

@@ -217,3 +217,18 @@ def test_the_cli_blends_own_models_when_asked_and_its_json_says_so(files, monkey
     read = {out: sf.read(str(files / out / "mix" / "low.wav"))[0] for out in ("plain", "blended", "default")}
     np.testing.assert_array_equal(read["default"], read["plain"])   # own models: no blend by default
     assert not np.allclose(read["blended"], read["plain"], atol=1e-3)
+
+
+def test_separate_takes_a_blend_and_a_blend_counts_a_second_set_of_masks_in_memory(own):
+    from nmfsep import pipeline
+
+    models, mixture = own
+    plain = pipeline.separate(mixture[:, 0], RATE, models=list(models))
+    blended = pipeline.separate(mixture[:, 0], RATE, models=list(models), blend=0.5)
+    assert blended.shape == plain.shape == (2, len(mixture))
+    np.testing.assert_allclose(blended.sum(axis=0), mixture[:, 0], atol=1e-5)
+    assert not np.allclose(blended, plain, atol=1e-3)
+    with pytest.raises(BadValueError, match="between 0 and 1"):
+        pipeline.separate(mixture[:, 0], RATE, models=list(models), blend=-0.1)
+    one, two = (pipeline.separation_memory(Settings(models=models, blend=b), 10**6, 1, RATE) for b in (0.0, 0.5))
+    assert two > one

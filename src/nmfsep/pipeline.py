@@ -153,7 +153,7 @@ class Settings:
 
     def blind_counterpart(self) -> "Settings":
         """The blind default with one stem per model, the solver's limits and seed kept: the
-        split a model split is blended with."""
+        split a model split is blended with (nmfsep.blend)."""
         return Settings(n_sources=len(self.models), max_iter=self.max_iter, tol=self.tol, seed=self.seed)
 
     @property
@@ -412,9 +412,10 @@ def separation_memory(settings: Settings, n_frames: int, n_channels: int, sample
     """Bytes ``split_sources`` needs at its peak for n_frames x n_channels at sample_rate: the
     separation at ``settings.separation_rate``, and where the input is resampled to it, the
     sharing-out of its stems at its own rate (``back_to_rate``: an STFT, no factorization;
-    counted as one more separation, an upper bound)."""
+    counted as one more separation, an upper bound). A blend (nmfsep.blend) holds one more set
+    of masks, the models', through its blind split: counted as twice the stems."""
     rate = settings.separation_rate(sample_rate)
-    n_stems = len(settings.stem_names)
+    n_stems = len(settings.stem_names) * (2 if settings.blind_share else 1)
     need = memory_needed(round(n_frames * rate / sample_rate), n_channels, settings.stft_params(rate, name), n_stems)
     if rate != sample_rate:
         need += memory_needed(n_frames, n_channels, spectrum.default_params(sample_rate), n_stems)
@@ -425,7 +426,7 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list
              n_free: int = 0, n_components: int | None = None, grouping: str = "auto",
              beta: float = 1.0, max_iter: int = 200, tol: float = 1e-4,
              seed: int = 0, power: float | None = None, n_fft: int | None = None,
-             hop_length: int | None = None, channels_first: bool = False,
+             hop_length: int | None = None, channels_first: bool = False, blend: float | None = None,
              progress: Progress | None = None) -> np.ndarray:
     """Split a recording into stems that add back up to it.
 
@@ -436,7 +437,8 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list
     grouped by ``grouping`` (see nmfsep.grouping). With models (Model objects from
     ``nmfsep.supervised.learn``, built-in names or model file paths, resolved as ``split --model``
     does: nmfsep.models.load_set): one stem per model in the given order, plus a residual stem when
-    n_free > 0 (k is ignored).
+    n_free > 0 (k is ignored). blend: the share of the blind split in the masks of a split with
+    2 to 6 models (nmfsep.blend; None: half where every model is a built-in, else none).
     Returns float32 stems (n_stems, *samples.shape), in the layout given.
 
     Raises BadValueError (an NmfsepError and a ValueError) before anything is allocated from
@@ -452,7 +454,7 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list
         from .models import load_set
         models = load_set(models)[0]
     settings = Settings(k, beta, max_iter, tol, seed, power, n_fft, hop_length, tuple(models), n_free,
-                        n_components=n_components, grouping=grouping).check()
+                        n_components=n_components, grouping=grouping, blend=blend).check()
     need = separation_memory(settings, *frames.shape, sample_rate)
     limit = audio.memory_limit()
     if limit is not None and need > limit:
