@@ -11,6 +11,10 @@
             M_s = soft masks of W_s H_s --> X M_s --IstftStream--> stems 1..S-1;
             stem S = input - (stems 1..S-1), so the stems add up to the input exactly --> write
 
+A blend (nmfsep.blend: built-ins only, or --blend) fits the blind split's bases on the
+subsample too and names its stems there; pass 2 then finds both sets of activations per block
+and blends the two sets of masks.
+
 With W fixed every frame's activations depend on that frame alone: each block starts H from the
 same constant (mean(W H) = 1) and runs a fixed number of iterations (no tolerance test, which
 would look at the whole block), so a frame's stems do not depend on where the blocks fall. The
