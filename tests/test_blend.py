@@ -232,3 +232,13 @@ def test_separate_takes_a_blend_and_a_blend_counts_a_second_set_of_masks_in_memo
         pipeline.separate(mixture[:, 0], RATE, models=list(models), blend=-0.1)
     one, two = (pipeline.separation_memory(Settings(models=models, blend=b), 10**6, 1, RATE) for b in (0.0, 0.5))
     assert two > one
+
+
+def test_the_report_states_the_blend(files, monkeypatch):
+    monkeypatch.chdir(files)
+    for share, said in (("0.25", "0.25 of a blind split in the masks"), ("0", "none: the models alone")):
+        result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
+                                          "--blend", share, "-o", f"out{share}", "--report", "--json"])
+        assert result.exit_code == 0, result.output
+        text = open(json.loads(result.stdout)["report"], encoding="utf-8").read()
+        assert "blend (--blend)" in text and said in text

@@ -112,7 +112,9 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
         ("stems", ", ".join(separation.names)),
     ]
     if settings.models:
-        rows += [("models", models), ("free bases (--free)", str(settings.n_free))]
+        rows += [("models", models), ("free bases (--free)", str(settings.n_free)),
+                 ("blend (--blend)", f"{settings.blind_share:g} of a blind split in the masks" if settings.blind_share
+                  else "none: the models alone")]
     else:
         rows += [("components (--components)", str(separation.bases.shape[1])),
                  ("grouping (--grouping)", settings.grouping),
