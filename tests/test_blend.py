@@ -242,3 +242,24 @@ def test_the_report_states_the_blend(files, monkeypatch):
         assert result.exit_code == 0, result.output
         text = open(json.loads(result.stdout)["report"], encoding="utf-8").read()
         assert "blend (--blend)" in text and said in text
+
+
+def test_components_and_grouping_shape_the_blind_split_of_a_blend(own):
+    models, mixture = own
+    builtins = as_builtins(models)
+    counterpart = Settings(models=builtins, n_components=5, grouping="timbre").blind_counterpart()
+    assert (counterpart.n_sources, counterpart.n_components, counterpart.grouping) == (2, 5, "timbre")
+    default = split_sources(mixture, RATE, Settings(models=builtins)).stems
+    shaped = split_sources(mixture, RATE, Settings(models=builtins, n_components=5, grouping="timbre")).stems
+    assert not np.allclose(default, shaped, atol=1e-4)
+    with pytest.raises(BadValueError, match="fewer than the 2 stems"):
+        Settings(models=builtins, n_components=1).check()
+    Settings(models=builtins, n_components=1, blend=0.0).check()  # no blend: --components plays no part
+
+
+def test_the_cli_refuses_a_nan_blend_as_a_usage_error(files, monkeypatch):
+    monkeypatch.chdir(files)
+    result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
+                                      "--blend", "nan", "-o", "out"])
+    assert result.exit_code == 2 and "--blend" in result.output and "nan" in result.output
+    assert not (files / "out").exists()

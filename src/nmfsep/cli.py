@@ -163,8 +163,9 @@ def separation_options(command):
                      help="With --model: extra bases learned on the mixture (the 'residual' stem)."),
         click.option("--blend", type=click.FloatRange(0, 1), default=None,
                      help=f"With 2 to {MAX_BLENDED} --model and no --free: the share of the blind split (as many "
-                          "stems, each named after the model it overlaps most) in the masks; 0 = the models alone.  "
-                          "[default: 0.5 where every model is a built-in, else 0]"),
+                          "stems, each named after the model it overlaps most; --components and --grouping apply to "
+                          "it) in the masks; 0 = the models alone.  [default: 0.5 where the models are 2 to "
+                          f"{MAX_BLENDED} built-ins, else 0]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -181,6 +182,8 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 
     if n_free and not model_paths:
         raise click.BadParameter("--free needs at least one --model", ctx, param_hint="'--free'")
+    if blend is not None and not 0 <= blend <= 1:  # FloatRange lets nan through
+        raise click.BadParameter(f"{blend} is not in the range 0<=x<=1", ctx, param_hint="'--blend'")
     if blend and (not 2 <= len(model_paths) <= MAX_BLENDED or n_free):
         raise click.BadParameter(f"blends the split of 2 to {MAX_BLENDED} --model with the blind split of as many "
                                  f"stems: give that many --model{' and leave out --free' if n_free else ''}",

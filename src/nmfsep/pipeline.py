@@ -108,6 +108,9 @@ class Settings:
         if self.blend and (not 2 <= len(self.models) <= blend.MAX_STEMS or self.n_free):
             raise BadValueError(f"--blend mixes the split of 2 to {blend.MAX_STEMS} models with the blind split of "
                                 "as many stems: give that many --model and no --free")
+        if self.models and self.n_components is not None and self.n_components < len(self.models) and self.blind_share:
+            raise BadValueError(f"--components {self.n_components} is fewer than the {len(self.models)} stems of the "
+                                "blind split blended with the models (--blend 0: none)")
         names = [m.name for m in self.models]
         duplicate = next((n for n in names if names.count(n) > 1 or n == RESIDUAL and self.n_free), None)
         if duplicate is not None:
@@ -152,9 +155,10 @@ class Settings:
         return blend.BUILTIN_SHARE if builtins_only else 0.0
 
     def blind_counterpart(self) -> "Settings":
-        """The blind default with one stem per model, the solver's limits and seed kept: the
-        split a model split is blended with (nmfsep.blend)."""
-        return Settings(n_sources=len(self.models), max_iter=self.max_iter, tol=self.tol, seed=self.seed)
+        """The blind split a model split is blended with (nmfsep.blend): one stem per model, the
+        blind defaults but for the solver's limits, the seed, --components and --grouping."""
+        return Settings(n_sources=len(self.models), max_iter=self.max_iter, tol=self.tol, seed=self.seed,
+                        n_components=self.n_components, grouping=self.grouping)
 
     @property
     def temporal_smoothness(self) -> float:
