@@ -249,6 +249,7 @@ def test_components_and_grouping_shape_the_blind_split_of_a_blend(own):
     builtins = as_builtins(models)
     counterpart = Settings(models=builtins, n_components=5, grouping="timbre").blind_counterpart()
     assert (counterpart.n_sources, counterpart.n_components, counterpart.grouping) == (2, 5, "timbre")
+    assert Settings(models=builtins).blind_counterpart().grouping == "learned"  # auto's tone check left out
     default = split_sources(mixture, RATE, Settings(models=builtins)).stems
     shaped = split_sources(mixture, RATE, Settings(models=builtins, n_components=5, grouping="timbre")).stems
     assert not np.allclose(default, shaped, atol=1e-4)

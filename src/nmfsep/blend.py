@@ -18,15 +18,18 @@ the built-ins name, 84 of them; mean SI-SDRi in dB), by the share of the blind s
 0.5 is the largest share that is no worse than the models alone on any class (0.6 loses 0.25 dB
 on a man and a woman, where the built-ins are at their best).
 
-The blind split is the blind default: three factorizations and the one-component check
-(pipeline.Settings.blind_counterpart). One factorization of 24 components costs a fifth of its
-iterations but gave 5.90 dB at 0.5 and lost 0.22 dB on a man and a woman; on the test split a
-split with built-ins took 1.6x the blind default's time with it, 2.1x with the default (1.3x
-unblended). Naming the blind stems by how well each model alone fits them (KL after 50 updates)
-instead of by overlap lost on speech + noise (5.90 dB against 9.68): the general speech model fits a loud noise
-better than the noise model does.
+The blind split is the blind default's three factorizations, grouped as learned
+(pipeline.Settings.blind_counterpart; auto's check of one component per source for steady tones
+changed no stem of the validation split's blends and cost 12% of their time). One
+factorization of 24 components costs a fifth of the iterations but gave 5.90 dB at 0.5 and lost
+0.22 dB on a man and a woman. On the test split a split with built-ins takes 2.0x the blind
+default's time (1.6x with one factorization, 1.3x unblended).
 
-So a split whose models are all built-ins also runs the blind default with one stem per model,
+Naming the blind stems by how well each model alone fits them (KL after 50 updates) instead of
+by overlap lost on speech + noise (5.90 dB against 9.68): the general speech model fits a loud
+noise better than the noise model does.
+
+So a split whose models are all built-ins also runs that blind split with one stem per model,
 names each blind stem after the model whose stem it overlaps most (``match``) and masks with
 the mean of the two (``combine``, BUILTIN_SHARE): the masks still sum to one. The blend is
 nmfsep's; it follows the averaging of separation estimates of different systems (an ensemble,
