@@ -264,3 +264,17 @@ def test_the_cli_refuses_a_nan_blend_as_a_usage_error(files, monkeypatch):
                                       "--blend", "nan", "-o", "out"])
     assert result.exit_code == 2 and "--blend" in result.output and "nan" in result.output
     assert not (files / "out").exists()
+
+
+def test_plot_says_when_its_masks_are_blended(files, monkeypatch):
+    from nmfsep import figures
+
+    titles = []
+    real = figures.separation_figure
+    monkeypatch.setattr(figures, "separation_figure", lambda *a, **k: titles.append(k["title"]) or real(*a, **k))
+    monkeypatch.chdir(files)
+    for share in ("0.5", "0"):
+        result = CliRunner().invoke(cli, ["plot", "mix.wav", "--model", "low.npz", "--model", "high.npz",
+                                          "--blend", share, "-o", f"fig{share}.png", "--iter", "20"])
+        assert result.exit_code == 0, result.output
+    assert "masks blended with a blind split (0.5)" in titles[0] and "blended" not in titles[1]
