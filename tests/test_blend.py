@@ -236,7 +236,8 @@ def test_separate_takes_a_blend_and_a_blend_counts_a_second_set_of_masks_in_memo
 
 def test_the_report_states_the_blend(files, monkeypatch):
     monkeypatch.chdir(files)
-    for share, said in (("0.25", "0.25 of a blind split in the masks"), ("0", "none: the models alone")):
+    for share, said in (("0.25", "0.25 of a blind split in the masks (three factorizations of 16, 24 and 32 "
+                                 "components, grouping learned)"), ("0", "none: the models alone")):
         result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
                                           "--blend", share, "-o", f"out{share}", "--report", "--json"])
         assert result.exit_code == 0, result.output
@@ -278,3 +279,19 @@ def test_plot_says_when_its_masks_are_blended(files, monkeypatch):
                                           "--blend", share, "-o", f"fig{share}.png", "--iter", "20"])
         assert result.exit_code == 0, result.output
     assert "masks blended with a blind split (0.5)" in titles[0] and "blended" not in titles[1]
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--components", "1"], 2, "Invalid value for '--components': 1 is fewer than the 2 stems of the blind split"),
+    (["--components", "1", "--blend", "0"], 0, ""),
+    (["--components", "3", "--grouping", "timbre"], 0, ""),
+])
+def test_components_below_the_models_is_a_usage_error_only_while_blending(files, monkeypatch, args, code, message):
+    monkeypatch.chdir(files)
+    result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz", "--blend",
+                                      "0.5", *args, "-o", "out", "-q"] if "--blend" not in args else
+                                ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz", *args, "-o", "out",
+                                 "-q"])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert (files / "out").exists() == (code == 0)

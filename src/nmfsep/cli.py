@@ -183,7 +183,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
     if n_free and not model_paths:
         raise click.BadParameter("--free needs at least one --model", ctx, param_hint="'--free'")
     if blend is not None and not 0 <= blend <= 1:  # FloatRange lets nan through
-        raise click.BadParameter(f"{blend} is not in the range 0<=x<=1", ctx, param_hint="'--blend'")
+        raise click.BadParameter(f"{blend} is not in the range 0<=x<=1.", ctx, param_hint="'--blend'")
     if blend and (not 2 <= len(model_paths) <= MAX_BLENDED or n_free):
         raise click.BadParameter(f"blends the split of 2 to {MAX_BLENDED} --model with the blind split of as many "
                                  f"stems: give that many --model{' and leave out --free' if n_free else ''}",
@@ -196,13 +196,18 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
             raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
                                      f"{' and --free' if n_free else ''} give {stems}{hint}", ctx, param_hint="'-k'")
     try:  # the options alone: values that cannot work together, or like --beta nan, are usage errors
-        Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,
-                 n_components=n_components, grouping=grouping).check()
+        Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,  # -k is the blind one's
+                 n_components=None if model_paths else n_components, grouping=grouping).check()
     except NmfsepError as exc:
         raise click.UsageError(str(exc), ctx) from None
     models, conformed = load_set(model_paths)
     settings = Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length, models, n_free,
-                        n_components=n_components, grouping=grouping, blend=blend).check()
+                        n_components=n_components, grouping=grouping, blend=blend)
+    if n_components is not None and n_components < len(models) and settings.blind_share:
+        raise click.BadParameter(f"{n_components} is fewer than the {len(models)} stems of the blind split blended "
+                                 "with the models: give at least that many, or --blend 0 for the models alone",
+                                 ctx, param_hint="'--components'")
+    settings.check()
     if len(models) == 1 and not n_free and not quiet:
         click.echo(f"nmfsep: note: one --model and no --free give one stem, the whole input: add --free N "
                    f"(what {models[0].name!r} does not cover) or another --model", err=True)

@@ -110,7 +110,8 @@ class Settings:
                                 "as many stems: give that many --model and no --free")
         if self.models and self.n_components is not None and self.n_components < len(self.models) and self.blind_share:
             raise BadValueError(f"--components {self.n_components} is fewer than the {len(self.models)} stems of the "
-                                "blind split blended with the models (--blend 0: none)")
+                                "blind split blended with the models: give at least that many, or --blend 0 for the "
+                                "models alone")
         names = [m.name for m in self.models]
         duplicate = next((n for n in names if names.count(n) > 1 or n == RESIDUAL and self.n_free), None)
         if duplicate is not None:

@@ -113,8 +113,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
     ]
     if settings.models:
         rows += [("models", models), ("free bases (--free)", str(settings.n_free)),
-                 ("blend (--blend)", f"{settings.blind_share:g} of a blind split in the masks" if settings.blind_share
-                  else "none: the models alone")]
+                 ("blend (--blend)", _blend(settings))]
     else:
         rows += [("components (--components)", str(separation.bases.shape[1])),
                  ("grouping (--grouping)", settings.grouping),
@@ -213,3 +212,14 @@ def write(path: str, input_name: str, sound, separation, settings, seconds: floa
     text = render(input_name, sound, separation, settings, seconds, stem_paths, os.path.dirname(path) or ".",
                   stems)
     return write_atomic(path, text.encode("utf-8"), "the report")
+
+
+def _blend(settings) -> str:
+    """The report's blend row: the share and the blind split's components and grouping."""
+    if not settings.blind_share:
+        return "none: the models alone"
+    counterpart = settings.blind_counterpart()
+    components = (f"{counterpart.n_components} components" if counterpart.n_components is not None
+                  else "three factorizations of 16, 24 and 32 components")
+    return (f"{settings.blind_share:g} of a blind split in the masks ({components}, "
+            f"grouping {counterpart.grouping})")
