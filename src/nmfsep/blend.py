@@ -3,7 +3,7 @@
 The built-in models describe a class of sound (any voice, any noise), not the sources of the
 file, and the blind default knows no class: the two go wrong in different places, and the mean
 of their masks beats either alone. On the corpus' validation split (every mixture whose sources
-the built-ins name, 84 of them; mean SI-SDRi in dB), by the share of the blind split in the masks:
+the built-ins name, 75 of them; mean SI-SDRi in dB), by the share of the blind split in the masks:
 
     share of the blind split     0 (models alone)   0.25    0.4    0.5    0.6    1 (blind, named)
     speech + noise                     8.10         9.13   9.52   9.68   9.76    9.07
