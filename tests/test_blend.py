@@ -230,13 +230,16 @@ def test_separate_takes_a_blend_and_a_blend_counts_a_second_set_of_masks_in_memo
     assert not np.allclose(blended, plain, atol=1e-3)
     with pytest.raises(BadValueError, match="between 0 and 1"):
         pipeline.separate(mixture[:, 0], RATE, models=list(models), blend=-0.1)
+    for wrong in ("0.5", [0.5], 1j, True):
+        with pytest.raises(BadValueError, match="blend must be a number between 0 and 1"):
+            pipeline.separate(mixture[:, 0], RATE, models=list(models), blend=wrong)
     one, two = (pipeline.separation_memory(Settings(models=models, blend=b), 10**6, 1, RATE) for b in (0.0, 0.5))
     assert two > one
 
 
 def test_the_report_states_the_blend(files, monkeypatch):
     monkeypatch.chdir(files)
-    for share, said in (("0.25", "0.25 of a blind split in the masks (three factorizations of 16, 24 and 32 "
+    for share, said in (("0.25", "0.25 of a blind split in the masks (3 factorizations of 16, 24 and 32 "
                                  "components, grouping learned)"), ("0", "none: the models alone")):
         result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
                                           "--blend", share, "-o", f"out{share}", "--report", "--json"])
@@ -295,3 +298,30 @@ def test_components_below_the_models_is_a_usage_error_only_while_blending(files,
     assert result.exit_code == code, result.output
     assert message in result.output
     assert (files / "out").exists() == (code == 0)
+
+
+def test_the_report_names_the_blind_split_a_blend_runs(own):
+    from nmfsep import report
+
+    builtins = as_builtins(own[0])
+    assert report._blend(Settings(models=builtins, grouping="none"), 500) == \
+        "0.5 of a blind split in the masks (2 components, grouping none)"
+    assert report._blend(Settings(models=builtins), 40) == \
+        "0.5 of a blind split in the masks (10 components, grouping learned)"   # a short input: n_frames // 4
+    assert report._blend(Settings(models=builtins), 500) == \
+        "0.5 of a blind split in the masks (3 factorizations of 16, 24 and 32 components, grouping learned)"
+
+
+def test_the_report_counts_every_iteration_of_a_blend_and_titles_its_figure(files, monkeypatch):
+    from nmfsep import figures
+
+    monkeypatch.chdir(files)
+    titles, draw = [], figures.separation_figure
+    monkeypatch.setattr(figures, "separation_figure", lambda *a, title="", **k: titles.append(title) or draw(*a, **k))
+    result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
+                                      "--blend", "0.5", "-o", "out", "--report", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    text = open(record["report"], encoding="utf-8").read()
+    assert f"{record['iterations']} run in all (" in text
+    assert titles == ["mix.wav: masks blended with a blind split (0.5)"]

@@ -1,6 +1,7 @@
 """Models learned at one sample rate split inputs at another: resampled there and back."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -180,3 +181,27 @@ def test_a_streamed_input_at_another_rate_is_refused_with_the_fix(models, tmp_pa
                              "streamed separation cannot resample 22050 Hz to the models' 16000 Hz: resample it "
                              "first (e.g. sox IN -r 16000 OUT), or learn the models at 22050 Hz\n")
     assert not (tmp_path / "out" / "mix").exists()
+
+
+def test_a_streamed_input_with_built_ins_at_another_rate_is_told_to_resample_only(models):
+    builtins = Settings(models=tuple(replace(m, builtin=True) for m in models))
+    assert stream.cannot_resample(22050, builtins) == ("a streamed separation cannot resample 22050 Hz to the "
+                                                       "models' 16000 Hz: resample it first (e.g. sox IN -r 16000 OUT)")
+    assert stream.cannot_resample(22050, Settings(models=models)).endswith(", or learn the models at 22050 Hz")
+
+
+@pytest.mark.parametrize("n_stems", [2, 4])
+def test_the_memory_counted_for_bringing_stems_back_to_the_input_rate_bounds_its_peak(n_stems):
+    import tracemalloc
+
+    rate, model_rate, n_channels = 44100, 22050, 2
+    samples = np.random.default_rng(0).standard_normal((20 * rate, n_channels)).astype(np.float32)
+    stems = np.random.default_rng(1).random((n_stems, 20 * model_rate, n_channels), dtype=np.float32)
+    params = spectrum.default_params(rate)
+    framed = spectrum.n_frames(len(samples), params) * params.n_fft * n_channels
+    counted = framed * (pipeline.BYTES_PER_FRAMED_SAMPLE_BACK + pipeline.BYTES_PER_FRAMED_SAMPLE_BACK_PER_STEM * n_stems)
+    tracemalloc.start()
+    pipeline.back_to_rate(stems, samples, model_rate, rate)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= counted, (peak, counted)

@@ -115,7 +115,11 @@ def test_split_refuses_a_newer_model_format(data, wav_file, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--free", "2"], "Invalid value for '--free': --free needs at least one --model"),
-    (["--model", "M", "-k", "3"], "Invalid value for '-k': 3 stems asked, but 1 models give 1"),
+    (["--model", "M", "-k", "3"], "Invalid value for '-k': 3 stems asked, but 1 model gives 1"),
+    (["--model", "speech", "--model", "noise", "-k", "1"], "Invalid value for '-k': 1 stem asked, but 2 models give 2"),
+    (["--model", "M", "--free", "2", "-k", "1"], "Invalid value for '-k': 1 stem asked, but 1 model and --free give 2"),
+    (["--model", "speech", "--model", "noise", "--n-fft", "2048"],
+     "the models were learned with n_fft 1024 and hop 256: leave --n-fft/--hop out or match them"),
 ])
 def test_model_option_usage_errors(wav_file, tmp_path, args, message):
     args = [str(tmp_path / "m.npz") if a == "M" else a for a in args]

@@ -661,7 +661,7 @@ def check_memory(name: str, header: audio.Header, settings: Settings) -> str:
         if limit is not None and need <= limit // 2:
             return "memory"
         raise NmfsepError(f"{name}: too long to separate in memory, and "
-                          f"{streaming.cannot_resample(header.sample_rate, rate)}")
+                          f"{streaming.cannot_resample(header.sample_rate, settings)}")
     learned = min(header.n_frames, int(streaming.LEARN_SECONDS * header.sample_rate))
     need = memory_needed(learned, header.n_channels, params, len(settings.stem_names))
     if limit is not None and need > limit:

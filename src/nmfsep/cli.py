@@ -193,8 +193,10 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
         if n_sources != stems:
             hint = (" (add --free N for a 'residual' stem)"
                     if not n_free and n_sources == stems + 1 else "")
-            raise click.BadParameter(f"{n_sources} stems asked, but {len(model_paths)} models"
-                                     f"{' and --free' if n_free else ''} give {stems}{hint}", ctx, param_hint="'-k'")
+            given = (f"{len(model_paths)} model{'s' * (len(model_paths) != 1)}{' and --free' if n_free else ''} "
+                     f"give{'s' * (len(model_paths) == 1 and not n_free)}")
+            raise click.BadParameter(f"{n_sources} stem{'s' * (n_sources != 1)} asked, but {given} {stems}{hint}",
+                                     ctx, param_hint="'-k'")
     try:  # the options alone: values that cannot work together, or like --beta nan, are usage errors
         Settings(n_sources, beta, max_iter, tol, seed, power, n_fft, hop_length,  # -k is the blind one's
                  n_components=None if model_paths else n_components, grouping=grouping).check()
@@ -207,6 +209,9 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
         raise click.BadParameter(f"{n_components} is fewer than the {len(models)} stems of the blind split blended "
                                  "with the models: give at least that many, or --blend 0 for the models alone",
                                  ctx, param_hint="'--components'")
+    if models and (n_fft not in (None, models[0].n_fft) or hop_length not in (None, models[0].hop_length)):
+        raise click.UsageError(f"the models were learned with n_fft {models[0].n_fft} and hop "
+                               f"{models[0].hop_length}: leave --n-fft/--hop out or match them", ctx)
     settings.check()
     if len(models) == 1 and not n_free and not quiet:
         click.echo(f"nmfsep: note: one --model and no --free give one stem, the whole input: add --free N "

@@ -113,7 +113,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
     ]
     if settings.models:
         rows += [("models", models), ("free bases (--free)", str(settings.n_free)),
-                 ("blend (--blend)", _blend(settings))]
+                 ("blend (--blend)", _blend(settings, separation.activations.shape[1]))]
     else:
         rows += [("components (--components)", str(separation.bases.shape[1])),
                  ("grouping (--grouping)", settings.grouping),
@@ -121,7 +121,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
                                          f"{1 - separation.confidence:.2f})")]
     rows += [
         ("divergence (--beta)", f"{beta_name(settings.beta)} (β = {settings.beta:g})"),
-        ("iterations (--iter)", f"{separation.n_iter} run, at most {settings.max_iter}, tolerance {settings.tol:g}"),
+        ("iterations (--iter)", _iterations(separation, settings)),
         ("final loss", "-" if separation.loss is None else f"{separation.loss:.6g}"),
         ("seed (--seed)", str(settings.seed)),
         ("mask exponent (--power)", f"{separation.power:g}"),
@@ -165,8 +165,9 @@ def render(input_name: str, sound, separation, settings, seconds: float, stem_pa
             f'<section class="track" id="track-{i}"><h3>{e(name)} {file_html}</h3>\n'
             f'<audio controls preload="auto" data-name="{e(name)}" src="data:{mime};base64,{data}"></audio>\n'
             f'<img alt="spectrogram of {e(name)}" src="data:image/png;base64,{image}"></section>')
+    blended = f": masks blended with a blind split ({settings.blind_share:g})" if settings.blind_share else ""
     overview = _png(figures.separation_figure(spectrogram, rate, separation, beta=settings.beta,
-                                              title=input_name))
+                                              title=input_name + blended))
     rows = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
                      for k, v in settings_rows(settings, separation, sound, seconds))
     summary = (f"{len(separation.names)} stems from {separation.bases.shape[1]} NMF components, "
@@ -214,12 +215,21 @@ def write(path: str, input_name: str, sound, separation, settings, seconds: floa
     return write_atomic(path, text.encode("utf-8"), "the report")
 
 
-def _blend(settings) -> str:
-    """The report's blend row: the share and the blind split's components and grouping."""
+def _blend(settings, n_frames: int) -> str:
+    """The report's blend row: the share, and the components and grouping of the blind split
+    (pipeline.Settings.blind_counterpart) of a spectrogram of n_frames frames."""
     if not settings.blind_share:
         return "none: the models alone"
     counterpart = settings.blind_counterpart()
-    components = (f"{counterpart.n_components} components" if counterpart.n_components is not None
-                  else "three factorizations of 16, 24 and 32 components")
-    return (f"{settings.blind_share:g} of a blind split in the masks ({components}, "
-            f"grouping {counterpart.grouping})")
+    counts = sorted(counterpart.component_counts(n_frames))
+    components = (f"{counts[0]} components" if len(counts) == 1 else
+                  f"{len(counts)} factorizations of {', '.join(map(str, counts[:-1]))} and {counts[-1]} components")
+    return f"{settings.blind_share:g} of a blind split in the masks ({components}, grouping {counterpart.grouping})"
+
+
+def _iterations(separation, settings) -> str:
+    """The report's iterations row: all the solver's iterations, and the first factorization's."""
+    ran = f"{separation.n_iter} run"
+    if separation.iterations_run > separation.n_iter:
+        ran = f"{separation.iterations_run} run in all ({separation.n_iter} in the first factorization)"
+    return f"{ran}, at most {settings.max_iter} per factorization, tolerance {settings.tol:g}"

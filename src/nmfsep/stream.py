@@ -234,7 +234,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     """
     settings.check()
     if settings.separation_rate(sample_rate) != sample_rate:
-        raise NmfsepError(f"{name}: {cannot_resample(sample_rate, settings.separation_rate(sample_rate))}")
+        raise NmfsepError(f"{name}: {cannot_resample(sample_rate, settings)}")
     params = settings.stft_params(sample_rate, name)
     block_samples = BLOCK_FRAMES * params.hop_length
 
@@ -291,10 +291,13 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     return StreamResult(settings.stem_names, fit, analysis.n_samples, learned, count.done)
 
 
-def cannot_resample(sample_rate: int, rate: int) -> str:
-    """Why an input at sample_rate cannot be streamed with models learned at rate, and the fix."""
+def cannot_resample(sample_rate: int, settings: Settings) -> str:
+    """Why an input at sample_rate cannot be streamed with settings' models, learned at another
+    rate, and the fix (learning them again is one only for the user's own models)."""
+    rate = settings.separation_rate(sample_rate)
+    relearn = "" if all(m.builtin for m in settings.models) else f", or learn the models at {sample_rate} Hz"
     return (f"a streamed separation cannot resample {sample_rate} Hz to the models' {rate} Hz: resample it "
-            f"first (e.g. sox IN -r {rate} OUT), or learn the models at {sample_rate} Hz")
+            f"first (e.g. sox IN -r {rate} OUT){relearn}")
 
 
 class _Fifo:
