@@ -325,3 +325,4 @@ def test_the_report_counts_every_iteration_of_a_blend_and_titles_its_figure(file
     text = open(record["report"], encoding="utf-8").read()
     assert f"{record['iterations']} run in all (" in text
     assert titles == ["mix.wav: masks blended with a blind split (0.5)"]
+    assert f"(and a blind split blended in), {record['iterations']} iterations, " in text

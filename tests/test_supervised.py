@@ -10,6 +10,7 @@ from click.testing import CliRunner
 import nmfsep
 from nmfsep import model, supervised, synth
 from nmfsep.cli import cli
+from nmfsep.errors import BadValueError
 from nmfsep.evaluate import si_sdr, si_sdr_improvement
 from nmfsep.discriminative import Trained, unfold
 from nmfsep.pipeline import Settings, split_sources
@@ -723,3 +724,22 @@ def test_learn_help_and_readme_quote_the_training_frame_limit():
     assert f"at most {supervised.MAX_TRAINING_FRAMES} with the shifted copies" in " ".join(
         run("learn", "--help").stdout.split())
     assert f"beyond {supervised.MAX_TRAINING_FRAMES} frames" in " ".join((REPO / "README.md").read_text().split())
+
+
+def test_models_of_two_stft_sizes_are_refused_as_such_with_or_without_n_fft(data, wav_file, tmp_path):
+    _, _, training = data
+    b = learn(training[1], RATE, 4, name="b")
+    model.save(learn(training[0], RATE, 4, name="a", n_fft=b.n_fft // 2, hop_length=b.hop_length // 2),
+               str(tmp_path / "a.npz"))
+    model.save(b, str(tmp_path / "b.npz"))
+    for extra in ([], ["--n-fft", str(b.n_fft)]):   # --n-fft matches b, not a (the first)
+        result = run("split", wav_file(), "--model", tmp_path / "a.npz", "--model", tmp_path / "b.npz", *extra,
+                     "-o", tmp_path / "out")
+        assert result.exit_code == 1 and "use different STFT sizes" in result.stderr, result.output
+
+
+def test_separate_refuses_an_n_fft_against_the_models_as_a_bad_value(data):
+    _, _, training = data
+    m = learn(training[0], RATE, 4, name="a")
+    with pytest.raises(BadValueError, match="leave --n-fft/--hop out or match them"):
+        nmfsep.separate(training[0], RATE, models=[m, learn(training[1], RATE, 4, name="b")], n_fft=m.n_fft * 2)

@@ -209,7 +209,8 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
         raise click.BadParameter(f"{n_components} is fewer than the {len(models)} stems of the blind split blended "
                                  "with the models: give at least that many, or --blend 0 for the models alone",
                                  ctx, param_hint="'--components'")
-    if models and (n_fft not in (None, models[0].n_fft) or hop_length not in (None, models[0].hop_length)):
+    if (len({(m.n_fft, m.hop_length) for m in models}) == 1   # models that differ are refused on their own
+            and (n_fft not in (None, models[0].n_fft) or hop_length not in (None, models[0].hop_length))):
         raise click.UsageError(f"the models were learned with n_fft {models[0].n_fft} and hop "
                                f"{models[0].hop_length}: leave --n-fft/--hop out or match them", ctx)
     settings.check()

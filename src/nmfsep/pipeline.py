@@ -192,7 +192,7 @@ class Settings:
         return self.models_stft()
 
     def models_stft(self) -> spectrum.StftParams:
-        """The models' one STFT; NmfsepError where two models differ in rate or STFT, or where
+        """The models' one STFT; NmfsepError where two models differ in rate or STFT, BadValueError where
         --n-fft/--hop ask for another. ``check`` asks it, so a set that cannot be split together
         is refused before its discriminative training is made, not after."""
         check_one_rate(self.models)
@@ -202,7 +202,7 @@ class Settings:
                 raise NmfsepError(f"models {first.name!r} and {m.name!r} use different STFT sizes "
                                   f"({first.n_fft}/{first.hop_length} and {m.n_fft}/{m.hop_length})")
         if self.n_fft not in (None, first.n_fft) or self.hop_length not in (None, first.hop_length):
-            raise NmfsepError(f"the models were learned with n_fft {first.n_fft} and hop {first.hop_length}: "
+            raise BadValueError(f"the models were learned with n_fft {first.n_fft} and hop {first.hop_length}: "
                               "leave --n-fft/--hop out or match them")
         return spectrum.StftParams(first.n_fft, first.hop_length).check()
 

@@ -170,8 +170,9 @@ def render(input_name: str, sound, separation, settings, seconds: float, stem_pa
                                               title=input_name + blended))
     rows = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
                      for k, v in settings_rows(settings, separation, sound, seconds))
-    summary = (f"{len(separation.names)} stems from {separation.bases.shape[1]} NMF components, "
-               f"{separation.n_iter} iterations, {seconds:.2f} s")
+    blind_too = " (and a blind split blended in)" if settings.blind_share else ""
+    summary = (f"{len(separation.names)} stems from {separation.bases.shape[1]} NMF components{blind_too}, "
+               f"{max(separation.iterations_run, separation.n_iter)} iterations, {seconds:.2f} s")
     if playback != 1.0:
         summary += f"; the players play the audio {20 * np.log10(playback):.1f} dB down (it exceeds full scale)"
     return f"""<!DOCTYPE html>
