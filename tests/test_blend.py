@@ -284,6 +284,22 @@ def test_plot_says_when_its_masks_are_blended(files, monkeypatch):
     assert "masks blended with a blind split (0.5)" in titles[0] and "blended" not in titles[1]
 
 
+def test_plot_compare_pca_refuses_a_blend_and_runs_no_blind_split(files, monkeypatch):
+    monkeypatch.chdir(files)
+    ran = []
+    monkeypatch.setattr(blend, "match", lambda *a: ran.append(a) or [0, 1])
+    base = ["plot", "mix.wav", "--model", "low.npz", "--model", "high.npz", "--compare", "pca", "--iter", "20"]
+    refused = CliRunner().invoke(cli, base + ["--blend", "0.5", "-o", "a.png"])
+    assert refused.exit_code == 2 and "Invalid value for '--blend': plays no part in --compare pca" in refused.stderr
+    assert not (files / "a.png").exists()
+    from nmfsep import models as builtin_models
+
+    monkeypatch.setattr(builtin_models, "load_set", lambda paths: (as_builtins(model.load(p) for p in paths), []))
+    drawn = CliRunner().invoke(cli, base + ["-o", "b.png"])   # built-ins: blended by default, not here
+    assert drawn.exit_code == 0, drawn.output
+    assert (files / "b.png").exists() and not ran
+
+
 @pytest.mark.parametrize("args,code,message", [
     (["--components", "1"], 2, "Invalid value for '--components': 1 is fewer than the 2 stems of the blind split"),
     (["--components", "1", "--blend", "0"], 0, ""),

@@ -873,6 +873,10 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
     from .pipeline import split_sources
     from .supervised import train_models, training_needed
 
+    if compare == "pca":   # PCA beside NMF draws no masks: a blend would change nothing it shows
+        if options["blend"]:
+            raise click.BadParameter("plays no part in --compare pca, which draws no masks", ctx, param_hint="'--blend'")
+        options["blend"] = 0.0
     settings = separation_settings(ctx, quiet=quiet, **options)
     from . import figures
 
