@@ -342,3 +342,19 @@ def test_the_report_counts_every_iteration_of_a_blend_and_titles_its_figure(file
     assert f"{record['iterations']} run in all (" in text
     assert titles == ["mix.wav: masks blended with a blind split (0.5)"]
     assert f"(and a blind split blended in), {record['iterations']} iterations, " in text
+
+
+def test_a_report_refused_for_a_blend_that_streams_points_to_blend_0(files, monkeypatch):
+    from nmfsep import batch, pipeline
+
+    monkeypatch.chdir(files)
+    models = tuple(model.load(str(files / f"{n}.npz")) for n in ("low", "high"))
+    frames = sf.info(str(files / "mix.wav")).frames
+    one, two = (pipeline.separation_memory(Settings(models=models, blend=b), frames, 1, RATE) for b in (0.0, 0.5))
+    monkeypatch.setattr(batch, "STREAM_ABOVE_BYTES", (one + two) // 2)   # the blend streams, the models alone do not
+    args = ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz", "--report"]
+    result = CliRunner().invoke(cli, args + ["--blend", "0.5", "-o", "a"])
+    assert result.exit_code == 1
+    assert result.stderr.endswith("too long for --report (the report embeds all its audio); split it without "
+                                  "--report, or with --blend 0 (less memory)\n")
+    assert CliRunner().invoke(cli, args + ["--blend", "0", "-o", "b"]).exit_code == 0

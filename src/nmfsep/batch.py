@@ -396,8 +396,9 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
                     check_writable(folder)
             record["mode"] = check_memory(name, header, settings)
             if report_file and record["mode"] == "stream":
-                raise NmfsepError(f"{name}: too long for --report (the report embeds all its audio); "
-                                  "split it without --report")
+                unblended = settings.blind_share and check_memory(name, header, replace(settings, blend=0.0)) == "memory"
+                raise NmfsepError(f"{name}: too long for --report (the report embeds all its audio); split it "
+                                  f"without --report{', or with --blend 0 (less memory)' if unblended else ''}")
             if record["mode"] == "stream":
                 _process_streaming(source, settings, output, paths, stem_format, progress, stream, record)
             else:
