@@ -857,7 +857,7 @@ class steps_bar:
               help="Where to write the figure (.png, .svg or .pdf).")
 @separation_options
 @click.option("--compare", type=click.Choice(["pca"]), default=None,
-              help="pca: PCA's signed components beside NMF's parts, on this input.")
+              help="pca: PCA's signed components beside NMF's parts, on this input (no masks: no --blend).")
 @click.option("--force", is_flag=True, help="Overwrite an existing figure.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.pass_context
