@@ -11,7 +11,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import NmfsepError
+from .errors import BadValueError, NmfsepError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -209,10 +209,11 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
         raise click.BadParameter(f"{n_components} is fewer than the {len(models)} stems of the blind split blended "
                                  "with the models: give at least that many, or --blend 0 for the models alone",
                                  ctx, param_hint="'--components'")
-    if (len({(m.n_fft, m.hop_length) for m in models}) == 1   # models that differ are refused on their own
-            and (n_fft not in (None, models[0].n_fft) or hop_length not in (None, models[0].hop_length))):
-        raise click.UsageError(f"the models were learned with n_fft {models[0].n_fft} and hop "
-                               f"{models[0].hop_length}: leave --n-fft/--hop out or match them", ctx)
+    if models:
+        try:   # --n-fft/--hop against the models' is a usage error (BadValueError); models that differ are not
+            settings.models_stft()
+        except BadValueError as exc:
+            raise click.UsageError(str(exc), ctx) from None
     settings.check()
     if len(models) == 1 and not n_free and not quiet:
         click.echo(f"nmfsep: note: one --model and no --free give one stem, the whole input: add --free N "
