@@ -743,3 +743,46 @@ def test_separate_refuses_an_n_fft_against_the_models_as_a_bad_value(data):
     m = learn(training[0], RATE, 4, name="a")
     with pytest.raises(BadValueError, match="leave --n-fft/--hop out or match them"):
         nmfsep.separate(training[0], RATE, models=[m, learn(training[1], RATE, 4, name="b")], n_fft=m.n_fft * 2)
+
+
+def _steady_case(rate=8000, seconds=4.0):
+    """A voice-like harmonic tone switched on and off, a steady hum of the same timbre, and white
+    noise; models of the voice (its own audio, other timing) and of the noise, as the built-in."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = sum(np.sin(2 * np.pi * 150 * h * t) / h for h in range(1, 8)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    voice = 0.3 * tone * (np.sin(2 * np.pi * 1.3 * t) > 0.3)
+    hum = 0.1 * tone
+    noise = 0.02 * rng.standard_normal(t.size).astype(np.float32)
+    voice_model = learn(0.3 * tone * (np.sin(2 * np.pi * 0.9 * t) > 0), rate, 6, name="me", max_iter=60)
+    noise_model = replace(learn(0.05 * rng.standard_normal(t.size).astype(np.float32), rate, 6, name="noise",
+                                max_iter=60), builtin=True)
+    return voice, hum + noise, (voice_model, noise_model), rate
+
+
+@pytest.mark.parametrize("discriminative", [False, True])
+def test_a_steady_hum_that_the_voice_model_explains_goes_to_the_noise_stem(discriminative, monkeypatch):
+    short_training(monkeypatch)
+    voice, background, models, rate = _steady_case()
+    mix = (voice + background)[:, None]
+    settings = train_models(Settings(models=models, discriminative=discriminative, blend=0))
+    moved = split_sources(mix, rate, settings).stems[..., 0]
+    monkeypatch.setattr(supervised, "steady_stems", lambda models: None)
+    kept = split_sources(mix, rate, settings).stems[..., 0]
+    np.testing.assert_allclose(moved.sum(axis=0), mix[:, 0], atol=1e-4)
+    assert si_sdr(background, kept[1]) < 0                       # the voice model takes the hum
+    assert si_sdr(background, moved[1]) > si_sdr(background, kept[1]) + 6
+    assert si_sdr(voice, moved[0]) > si_sdr(voice, kept[0]) + 3
+
+
+def test_steady_stems_are_the_voices_beside_the_builtin_noise():
+    def m(name, builtin):
+        return model.Model(bases=np.ones((5, 2), np.float32), sample_rate=RATE, n_fft=8, hop_length=2, beta=1.0,
+                           name=name, builtin=builtin)
+
+    noise, speech, music, own = m("noise", True), m("speech", True), m("music", True), m("me", False)
+    assert supervised.steady_stems((speech, noise)) == (1, (0,))
+    assert supervised.steady_stems((noise, own, music, m("speech_low", True))) == (0, (1, 3))
+    assert supervised.steady_stems((music, noise)) is None                # held notes keep their floor
+    assert supervised.steady_stems((speech, m("noise", False))) is None   # one's own "noise" is a model like any
+    assert supervised.steady_stems((speech, own)) is None
