@@ -747,14 +747,16 @@ def test_separate_refuses_an_n_fft_against_the_models_as_a_bad_value(data):
 
 def _steady_case(rate=8000, seconds=4.0):
     """A voice-like harmonic tone switched on and off, a steady hum of the same timbre, and white
-    noise; models of the voice (its own audio, other timing) and of the noise, as the built-in."""
+    noise; models of the voice (its own audio, other timing; flagged as the built-in speech, as
+    own models only count as voices where they sound like speech) and of the noise, as the built-in."""
     t = np.arange(int(seconds * rate)) / rate
     tone = sum(np.sin(2 * np.pi * 150 * h * t) / h for h in range(1, 8)).astype(np.float32)
     rng = np.random.default_rng(0)
     voice = 0.3 * tone * (np.sin(2 * np.pi * 1.3 * t) > 0.3)
     hum = 0.1 * tone
     noise = 0.02 * rng.standard_normal(t.size).astype(np.float32)
-    voice_model = learn(0.3 * tone * (np.sin(2 * np.pi * 0.9 * t) > 0), rate, 6, name="me", max_iter=60)
+    voice_model = replace(learn(0.3 * tone * (np.sin(2 * np.pi * 0.9 * t) > 0), rate, 6, name="speech", max_iter=60),
+                          builtin=True)
     noise_model = replace(learn(0.05 * rng.standard_normal(t.size).astype(np.float32), rate, 6, name="noise",
                                 max_iter=60), builtin=True)
     return voice, hum + noise, (voice_model, noise_model), rate
@@ -766,23 +768,49 @@ def test_a_steady_hum_that_the_voice_model_explains_goes_to_the_noise_stem(discr
     voice, background, models, rate = _steady_case()
     mix = (voice + background)[:, None]
     settings = train_models(Settings(models=models, discriminative=discriminative, blend=0))
+    assert settings.steady == (1, (0,))
     moved = split_sources(mix, rate, settings).stems[..., 0]
-    monkeypatch.setattr(supervised, "steady_stems", lambda models: None)
-    kept = split_sources(mix, rate, settings).stems[..., 0]
+    kept = split_sources(mix, rate, replace(settings, models=(replace(models[0], name="me"), models[1]))).stems[..., 0]
     np.testing.assert_allclose(moved.sum(axis=0), mix[:, 0], atol=1e-4)
     assert si_sdr(background, kept[1]) < 0                       # the voice model takes the hum
     assert si_sdr(background, moved[1]) > si_sdr(background, kept[1]) + 6
     assert si_sdr(voice, moved[0]) > si_sdr(voice, kept[0]) + 3
 
 
-def test_steady_stems_are_the_voices_beside_the_builtin_noise():
+def test_steady_stems_are_the_voices_beside_the_builtin_noise(monkeypatch):
     def m(name, builtin):
         return model.Model(bases=np.ones((5, 2), np.float32), sample_rate=RATE, n_fft=8, hop_length=2, beta=1.0,
                            name=name, builtin=builtin)
 
-    noise, speech, music, own = m("noise", True), m("speech", True), m("music", True), m("me", False)
+    monkeypatch.setattr(nmfsep.models, "sounds_like_speech", lambda m: m.name == "me")
+    noise, speech, music, own, cello = m("noise", True), m("speech", True), m("music", True), m("me", False), m("cello", False)
     assert supervised.steady_stems((speech, noise)) == (1, (0,))
     assert supervised.steady_stems((noise, own, music, m("speech_low", True))) == (0, (1, 3))
     assert supervised.steady_stems((music, noise)) is None                # held notes keep their floor
+    assert supervised.steady_stems((cello, noise)) is None                # and one's own instruments too
     assert supervised.steady_stems((speech, m("noise", False))) is None   # one's own "noise" is a model like any
     assert supervised.steady_stems((speech, own)) is None
+    assert Settings(models=(own, noise)).steady == (1, (0,))
+
+
+def test_own_models_sound_like_speech_where_the_speech_builtin_fits_their_frames_best():
+    speech, strings = nmfsep.models.load("speech"), nmfsep.models.load("strings")
+    assert nmfsep.models.sounds_like_speech(replace(speech, builtin=False))
+    assert not nmfsep.models.sounds_like_speech(strings)
+    assert not nmfsep.models.sounds_like_speech(replace(speech, frames=None))   # format 1: no frames
+    # at another rate (44.1 kHz, n_fft 2048): the bins the built-ins hold are compared
+    high = nmfsep.model.conform(replace(speech, builtin=False), 44100, 2048, 512)
+    assert nmfsep.models.sounds_like_speech(high)
+
+
+def test_a_held_note_of_ones_own_instrument_keeps_its_floor_beside_the_builtin_noise(monkeypatch):
+    rate = 22050
+    t = np.arange(4 * rate) / rate
+    note = (0.3 * sum(np.sin(2 * np.pi * 196 * h * t) / h for h in range(1, 10))).astype(np.float32)
+    noise = 0.03 * np.random.default_rng(1).standard_normal(t.size).astype(np.float32)
+    cello = learn(note[: 2 * rate], rate, 8, name="cello", max_iter=60)
+    assert not nmfsep.models.sounds_like_speech(cello)
+    settings = Settings(models=(cello, nmfsep.models.load("noise")), blend=0, discriminative=False)
+    assert settings.steady is None
+    stems = split_sources((note + noise)[:, None], rate, settings).stems[..., 0]
+    assert si_sdr(note, stems[0]) > 10

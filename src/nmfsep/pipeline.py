@@ -14,6 +14,7 @@ ensemble) and the supervised one (nmfsep.supervised: the models' bases fixed, se
 
 import numbers
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -161,6 +162,13 @@ class Settings:
         builtins_only = (2 <= len(self.models) <= blend.MAX_STEMS and not self.n_free
                          and all(m.builtin for m in self.models))
         return blend.BUILTIN_SHARE if builtins_only else 0.0
+
+    @cached_property
+    def steady(self) -> tuple[int, tuple[int, ...]] | None:
+        """supervised.steady_stems of the models (the built-in noise's stem and the voices', whose
+        steady floor goes to it: nmfsep.masks.masks_of), worked out once per settings (for one's
+        own models it fits the built-ins to their training frames)."""
+        return supervised.steady_stems(self.models)
 
     def blind_counterpart(self) -> "Settings":
         """The blind split a model split is blended with (nmfsep.blend): one stem per model, the

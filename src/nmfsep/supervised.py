@@ -103,7 +103,7 @@ def fit(V: np.ndarray, settings: "Settings", options: dict, count: "IterationCou
         trained = (settings.trained or shipped_training(settings.models)
                    or discriminative_training(settings.models, settings)).with_free(W[:, n_known:])
     return Fit(W, result.H, model_groups(settings.models, settings.n_free), result.n_iter, loss, losses,
-               trained=trained, band=band, steady=steady_stems(settings.models))
+               trained=trained, band=band, steady=settings.steady)
 
 
 def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dict, count: "IterationCount"):
@@ -128,12 +128,20 @@ def _semi_supervised(V: np.ndarray, known: np.ndarray, n_free: int, options: dic
 def steady_stems(models: tuple[Model, ...]) -> tuple[int, tuple[int, ...]] | None:
     """(the built-in noise's stem, the voice stems) for masks.masks_of's steady floor, or None
     where there is no built-in ``noise`` or no voice beside it. Voices: the speech built-ins
-    (SPEECH_BUILTINS) and one's own models (a voice, in the README's recipe). The music and
-    instrument built-ins keep their floor: held notes are steady too (validation, three sources
-    with the built-in noise: 6.54 dB with their floor kept, 6.32 moved)."""
+    (SPEECH_BUILTINS) and one's own models that sound like speech (nmfsep.models.sounds_like_speech:
+    it fits the built-ins to their training frames, about a second each, so Settings.steady asks
+    once per settings). The music and instrument built-ins, and one's own instruments, keep their
+    floor: held notes are steady too (validation, three sources with the built-in noise: 6.54 dB
+    with music's floor kept, 6.32 moved; a new-user check: a held cello note beside ``noise``
+    went 94% to the noise stem when own models all counted as voices)."""
+    from .models import sounds_like_speech
+
     noise = next((i for i, m in enumerate(models) if m.builtin and m.name == "noise"), None)
-    voices = tuple(i for i, m in enumerate(models) if i != noise and (not m.builtin or m.name in SPEECH_BUILTINS))
-    return None if noise is None or not voices else (noise, voices)
+    if noise is None:
+        return None
+    voices = tuple(i for i, m in enumerate(models) if i != noise
+                   and (m.name in SPEECH_BUILTINS if m.builtin else sounds_like_speech(m)))
+    return (noise, voices) if voices else None
 
 
 def model_groups(models: tuple[Model, ...], n_free: int = 0) -> list[np.ndarray]:

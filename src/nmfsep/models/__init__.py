@@ -160,10 +160,43 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
                                                  params)[1] for r in recordings], axis=1)
     frames = np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], CLOSEST_FRAMES)).astype(np.intp)
     V = magnitude[: input_band(sample_rate, rate, params), frames]
+    return candidates[_best_fit(V, models)]
+
+
+def sounds_like_speech(model: Model) -> bool:
+    """Whether ``speech`` is the class built-in (CLASSES, those installed) that fits this model's
+    training frames best, by ``closest``'s measure on at most CLOSEST_FRAMES of them (evenly
+    spaced), with the built-ins put on the model's grid (nmfsep.model.conform) and only the bins
+    that both hold (below the lower Nyquist frequency) fitted. False for a model with no frames
+    (format 1), or where no ``speech`` built-in is installed. Raises ModelError for built-ins that
+    cannot be read.
+    What nmfsep.supervised.steady_stems asks of one's own models: a voice, or (for example) a
+    held cello note, which must keep its steady floor."""
+    present = [c for c in CLASSES if c in names()]
+    if model.frames is None or not model.frames.size or "speech" not in present:
+        return False
+    builtins = [load(c) for c in present]
+    top = min(model.sample_rate, builtins[0].sample_rate) / 2  # Hz: what both hold
+    band = min(len(model.frames), int(top * model.n_fft / model.sample_rate) + 1)
+    count = model.frames.shape[1]
+    V = model.frames[:band, np.linspace(0, count - 1, min(count, CLOSEST_FRAMES)).astype(np.intp)].astype(np.float32)
+    level = float(V.mean(dtype=np.float64))
+    if not (np.isfinite(level) and level > 0):
+        return False
+    built = [conform(m, model.sample_rate, model.n_fft, model.hop_length) for m in builtins]
+    return present[_best_fit(V, built)] == "speech"
+
+
+def _best_fit(V: np.ndarray, models: list[Model]) -> int:
+    """The index of the model whose bases (their first len(V) bins), held fixed, fit V (n_bins,
+    n_frames) best: the lowest KL divergence after CLOSEST_ITERATIONS multiplicative updates."""
+    from .. import spectrum
+    from ..nmf import factorize
+
     scale = spectrum.mean_level(V)
     losses = [factorize(V / scale, m.n_bases, W=m.bases[: len(V)], update_W=False, max_iter=CLOSEST_ITERATIONS,
                         tol=0).losses[-1] for m in models]
-    return candidates[int(np.argmin(losses))]
+    return int(np.argmin(losses))
 
 
 def _excerpt(samples: np.ndarray, keep: int, pieces: int = 8) -> np.ndarray:
