@@ -814,3 +814,23 @@ def test_a_held_note_of_ones_own_instrument_keeps_its_floor_beside_the_builtin_n
     assert settings.steady is None
     stems = split_sources((note + noise)[:, None], rate, settings).stems[..., 0]
     assert si_sdr(note, stems[0]) > 10
+
+
+def test_a_streamed_split_moves_the_steady_floor_block_by_block(monkeypatch):
+    from nmfsep import stream
+
+    short_training(monkeypatch)
+    monkeypatch.setattr(stream, "BLOCK_FRAMES", 100)
+    voice, background, models, rate = _steady_case(seconds=8.0)
+    mix = (voice + background)[:, None]
+    settings = Settings(models=models, discriminative=False, blend=0)
+
+    def streamed(settings):
+        out = []
+        stream.split_stream(stream.ArrayReader(mix, 997), 1, rate, len(mix), settings, out.append)
+        return np.concatenate(out, axis=1)[..., 0]
+
+    moved = streamed(settings)
+    kept = streamed(replace(settings, models=(replace(models[0], name="me"), models[1])))
+    np.testing.assert_allclose(moved.sum(axis=0), mix[:, 0], atol=1e-4)
+    assert si_sdr(background, moved[1]) > si_sdr(background, kept[1]) + 6
