@@ -834,3 +834,17 @@ def test_a_streamed_split_moves_the_steady_floor_block_by_block(monkeypatch):
     kept = streamed(replace(settings, models=(replace(models[0], name="me"), models[1])))
     np.testing.assert_allclose(moved.sum(axis=0), mix[:, 0], atol=1e-4)
     assert si_sdr(background, moved[1]) > si_sdr(background, kept[1]) + 6
+
+
+def test_train_models_works_out_the_voices_once_for_every_split_and_worker(monkeypatch):
+    import pickle
+
+    calls = []
+    real = nmfsep.models.sounds_like_speech
+    monkeypatch.setattr(nmfsep.models, "sounds_like_speech", lambda m: calls.append(m.name) or real(m))
+    speech = replace(nmfsep.models.load("speech"), builtin=False, name="me")
+    settings = train_models(Settings(models=(speech, nmfsep.models.load("noise")), discriminative=False))
+    assert calls == ["me"]
+    copy = pickle.loads(pickle.dumps(settings))   # as a worker gets them
+    assert copy.steady == settings.steady == (1, (0,))
+    assert calls == ["me"]

@@ -183,12 +183,15 @@ def train_models(settings: "Settings", progress: Progress | None = None,
     started(folder) called first (folder: where the training will be kept, None where it cannot
     be: the cache is off or not writable) and progress(step, total) as it goes. Splits with the
     returned settings, in this process or another (they pickle), do not train again. A set of
-    built-ins with a shipped training gets it here (read once, not by every split).
+    built-ins with a shipped training gets it here (read once, not by every split). The voices
+    whose steady floor goes to the built-in noise (Settings.steady) are worked out here too, once:
+    the settings carry them to every split and worker.
     """
-    if not _untrained(settings):
-        return settings
-    return replace(settings, trained=shipped_training(settings.models)
-                   or discriminative_training(settings.models, settings, progress, started))
+    if _untrained(settings):
+        settings = replace(settings, trained=shipped_training(settings.models)
+                           or discriminative_training(settings.models, settings, progress, started))
+    settings.steady  # noqa: B018 (cached on the settings, and pickled with them)
+    return settings
 
 
 def discriminative_training(models: tuple[Model, ...], settings: "Settings", progress: Progress | None = None,
