@@ -790,6 +790,9 @@ def test_steady_stems_are_the_voices_beside_the_builtin_noise(monkeypatch):
     assert supervised.steady_stems((cello, noise)) is None                # and one's own instruments too
     assert supervised.steady_stems((speech, m("noise", False))) is None   # one's own "noise" is a model like any
     assert supervised.steady_stems((speech, own)) is None
+    assert supervised.steady_stems((speech, music)) == (1, (0,))           # no noise: music takes it
+    assert supervised.steady_stems((music, speech, noise)) == (2, (1,))    # noise before music
+    assert supervised.steady_stems((speech, m("piano", True))) is None
     assert Settings(models=(own, noise)).steady == (1, (0,))
 
 
@@ -848,3 +851,25 @@ def test_train_models_works_out_the_voices_once_for_every_split_and_worker(monke
     copy = pickle.loads(pickle.dumps(settings))   # as a worker gets them
     assert copy.steady == settings.steady == (1, (0,))
     assert calls == ["me"]
+
+
+@pytest.mark.parametrize("names,floor", [
+    (["speech", "noise"], {"to": "noise", "from": ["speech"]}),
+    (["music", "speech_low", "speech_high"], {"to": "music", "from": ["speech_low", "speech_high"]}),
+    (["piano", "noise"], None),
+])
+def test_json_and_report_say_where_the_steady_floor_went(names, floor, tmp_path):
+    rate = 22050
+    t = np.arange(2 * rate) / rate
+    sf.write(str(tmp_path / "mix.wav"), (0.2 * np.sin(2 * np.pi * 220 * t) + 0.02 * np.random.default_rng(0)
+                                         .standard_normal(t.size)).astype(np.float32), rate)
+    args = [a for n in names for a in ("--model", n)]
+    result = run("split", tmp_path / "mix.wav", *args, "-o", tmp_path / "out", "--json", "--report", "--iter", 20)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["steady_floor"] == floor
+    text = open(record["report"], encoding="utf-8").read()
+    said = ("none: no voice beside a built-in noise or music" if floor is None else
+            f"the part of {', '.join(floor['from'])}&#x27;s activations under their 40th percentile over time "
+            f"goes to {floor['to']}")
+    assert "steady floor" in text and said in text

@@ -359,7 +359,7 @@ def new_record(job: Job, settings: Settings) -> dict:
             "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
             "loss": None, "seconds": None, "mode": None, "peak_memory": None, "format": None,
             "subtype": None, "clipped": [],
-            "resampled": None, "blend": settings.blind_share or None}
+            "resampled": None, "blend": settings.blind_share or None, "steady_floor": settings.steady_floor}
 
 
 def process(job: Job | str, settings: Settings, output: Output, progress: Progress | None = None,

@@ -170,6 +170,14 @@ class Settings:
         own models it fits the built-ins to their training frames)."""
         return supervised.steady_stems(self.models)
 
+    @property
+    def steady_floor(self) -> dict | None:
+        """``steady`` by stem name, as --json gives it: {"to": name, "from": [names]}, or None."""
+        if self.steady is None:
+            return None
+        to, voices = self.steady
+        return {"to": self.stem_names[to], "from": [self.stem_names[v] for v in voices]}
+
     def blind_counterpart(self) -> "Settings":
         """The blind split a model split is blended with (nmfsep.blend): one stem per model, the
         blind defaults but for the solver's limits, the seed, --components and --grouping, and

@@ -24,6 +24,7 @@ import soundfile as sf
 
 from . import __version__
 from .errors import NmfsepError
+from .masks import STEADY_PERCENTILE
 
 REPORT_NAME = "report.html"
 FLAC_MAX_CHANNELS = 8
@@ -113,7 +114,8 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
     ]
     if settings.models:
         rows += [("models", models), ("free bases (--free)", str(settings.n_free)),
-                 ("blend (--blend)", _blend(settings, separation.activations.shape[1]))]
+                 ("blend (--blend)", _blend(settings, separation.activations.shape[1])),
+                 ("steady floor", _steady(settings))]
     else:
         rows += [("components (--components)", str(separation.bases.shape[1])),
                  ("grouping (--grouping)", settings.grouping),
@@ -226,6 +228,15 @@ def _blend(settings, n_frames: int) -> str:
     components = (f"{counts[0]} components" if len(counts) == 1 else
                   f"{len(counts)} factorizations of {', '.join(map(str, counts[:-1]))} and {counts[-1]} components")
     return f"{settings.blind_share:g} of a blind split in the masks ({components}, grouping {counterpart.grouping})"
+
+
+def _steady(settings) -> str:
+    """The report's steady-floor row (pipeline.Settings.steady_floor, nmfsep.masks.masks_of)."""
+    floor = settings.steady_floor
+    if floor is None:
+        return "none: no voice beside a built-in noise or music"
+    return (f"the part of {', '.join(floor['from'])}'s activations under their {STEADY_PERCENTILE:g}th percentile "
+            f"over time goes to {floor['to']}")
 
 
 def _iterations(separation, settings) -> str:
