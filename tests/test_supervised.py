@@ -870,6 +870,6 @@ def test_json_and_report_say_where_the_steady_floor_went(names, floor, tmp_path)
     assert record["steady_floor"] == floor
     text = open(record["report"], encoding="utf-8").read()
     said = ("none: no voice beside a built-in noise or music" if floor is None else
-            f"the part of {', '.join(floor['from'])}&#x27;s activations under their 40th percentile over time "
-            f"goes to {floor['to']}")
+            f"the part of the voices&#x27; activations ({', '.join(floor['from'])}) under their 40th percentile over "
+            f"time goes to {floor['to']}")
     assert "steady floor" in text and said in text

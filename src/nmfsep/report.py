@@ -235,8 +235,8 @@ def _steady(settings) -> str:
     floor = settings.steady_floor
     if floor is None:
         return "none: no voice beside a built-in noise or music"
-    return (f"the part of {', '.join(floor['from'])}'s activations under their {STEADY_PERCENTILE:g}th percentile "
-            f"over time goes to {floor['to']}")
+    return (f"the part of the voices' activations ({', '.join(floor['from'])}) under their {STEADY_PERCENTILE:g}th "
+            f"percentile over time goes to {floor['to']}")
 
 
 def _iterations(separation, settings) -> str:
