@@ -33,13 +33,13 @@ class Fit:
     trained: discriminative.Trained | None = None
     iterations_run: int = 0  # solver iterations of all its factorizations (n_iter: the first's)
     band: int | None = None  # the activations fit the first band bins only (nmfsep.supervised.fit)
-    steady: tuple[int, tuple[int, ...]] | None = None  # (noise stem, voice stems): see masks.masks_of
+    steady: tuple[int, tuple[int, ...]] | None = None  # (receiving stem, voice stems): see masks.masks_of
 
     def masks(self, activations: np.ndarray, power: float, magnitude: np.ndarray) -> np.ndarray:
         """The stems' soft masks for these activations of magnitude / scale (n_bins, n_frames):
         after the trained layers and from the trained mask bases where the models trained them
         (see ``nmfsep.supervised.discriminative_training``), else from the bases themselves; with
-        ``steady``, the voice stems' steady floor goes to the noise stem (nmfsep.masks.masks_of)."""
+        ``steady``, the voice stems' steady floor goes to the receiving stem (nmfsep.masks.masks_of)."""
         if self.trained is None:
             return masks_of(self.bases, activations, self.groups, power, self.confidence, self.steady)
         rows = slice(None, self.band)
