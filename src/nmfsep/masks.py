@@ -52,14 +52,16 @@ def masks_of(bases: np.ndarray, activations: np.ndarray, groups: list[np.ndarray
     steady: (receiver, voices), stem indices: of each voice stem's activations, the part under their
     STEADY_PERCENTILE over time (min(H, floor), per component) is modelled in the receiver's stem
     instead (see the module doc); None: no stem's floor moves."""
-    stem_models = [bases[:, g] @ activations[g] for g in groups]
-    if steady is not None and activations.shape[1]:
-        receiver, voices = steady
-        for s in voices:
-            H = activations[groups[s]]
-            low = np.minimum(H, np.percentile(H, STEADY_PERCENTILE, axis=1, keepdims=True))
-            stem_models[s] = bases[:, groups[s]] @ (H - low)
-            stem_models[receiver] = stem_models[receiver] + bases[:, groups[s]] @ low
+    receiver, voices = steady if steady is not None and activations.shape[1] else (None, ())
+    stem_models, floors = [], {}
+    for s, g in enumerate(groups):
+        H = activations[g]
+        if s in voices:
+            floors[s] = np.minimum(H, np.percentile(H, STEADY_PERCENTILE, axis=1, keepdims=True))
+            H = H - floors[s]
+        stem_models.append(bases[:, g] @ H)
+    for s, low in floors.items():
+        stem_models[receiver] = stem_models[receiver] + bases[:, groups[s]] @ low
     source_masks = soft_masks(np.stack(stem_models), power)
     if confidence < 1:
         source_masks = confidence * source_masks + np.float32((1 - confidence) / len(groups))
