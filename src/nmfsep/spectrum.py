@@ -79,6 +79,12 @@ def analyse(samples: np.ndarray, params: StftParams) -> tuple[np.ndarray, np.nda
     return mixture, np.abs(mixture).mean(axis=0)
 
 
+def spread_frames(n_frames: int, most: int) -> np.ndarray:
+    """Indices of at most ``most`` of n_frames frames, evenly spaced from the first to the last
+    (all of them where n_frames <= most): a bounded sample of a long spectrogram."""
+    return np.linspace(0, n_frames - 1, min(n_frames, most)).astype(np.intp)
+
+
 def mean_level(magnitude: np.ndarray) -> float:
     """The mean of a magnitude spectrogram (any shape), summed in float64: the scale a fit of
     one's audio divides it by. Raises NmfsepError where it is 0 (the audio is silent) or not

@@ -373,10 +373,10 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     scale = spectrum.mean_level(magnitude)
     if pitch_shifts == "auto":
         pitch_shifts = auto_pitch_shifts(recordings, sample_rate)[0]
-    frames = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], MAX_FRAMES)).astype(np.intp)]
+    frames = magnitude[:, spectrum.spread_frames(magnitude.shape[1], MAX_FRAMES)]
     keep = training_frames(magnitude.shape[1], pitch_shifts)
     if keep < magnitude.shape[1]:
-        magnitude = magnitude[:, np.linspace(0, magnitude.shape[1] - 1, keep).astype(np.intp)]
+        magnitude = magnitude[:, spectrum.spread_frames(magnitude.shape[1], keep)]
     magnitude = augmented(magnitude, pitch_shifts)
     callback = None if progress is None else (lambda it, _loss: progress(it, max_iter))
     result = factorize(magnitude / scale, n_bases, beta=beta, max_iter=max_iter, tol=tol, seed=seed,

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import cache, discriminative
+from .. import cache, discriminative, spectrum
 from ..errors import ModelError
 from ..model import Model, check_one_rate, conform, load as load_file, read_arrays, write_arrays
 
@@ -135,7 +135,6 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
     grids; NmfsepError for no recordings, silent recordings or a spectrum that overflows
     float32; BadValueError for a sample_rate that nmfsep.inputs.check_sample_rate refuses.
     """
-    from .. import spectrum
     from ..errors import NmfsepError
     from ..inputs import as_2d, check_sample_rate
     from ..nmf import factorize
@@ -158,8 +157,7 @@ def closest(recordings: "Sequence[np.ndarray] | np.ndarray", sample_rate: int,
     share = CLOSEST_SECONDS * sample_rate / sum(len(r) for r in recordings)
     magnitude = np.concatenate([spectrum.analyse(_at_rate(_excerpt(r, int(share * len(r))), sample_rate, rate),
                                                  params)[1] for r in recordings], axis=1)
-    frames = np.linspace(0, magnitude.shape[1] - 1, min(magnitude.shape[1], CLOSEST_FRAMES)).astype(np.intp)
-    V = magnitude[: input_band(sample_rate, rate, params), frames]
+    V = magnitude[: input_band(sample_rate, rate, params), spectrum.spread_frames(magnitude.shape[1], CLOSEST_FRAMES)]
     return candidates[_best_fit(V, models)]
 
 
@@ -178,8 +176,7 @@ def sounds_like_speech(model: Model) -> bool:
     builtins = [load(c) for c in present]
     top = min(model.sample_rate, builtins[0].sample_rate) / 2  # Hz: what both hold
     band = min(len(model.frames), int(top * model.n_fft / model.sample_rate) + 1)
-    count = model.frames.shape[1]
-    V = model.frames[:band, np.linspace(0, count - 1, min(count, CLOSEST_FRAMES)).astype(np.intp)].astype(np.float32)
+    V = model.frames[:band, spectrum.spread_frames(model.frames.shape[1], CLOSEST_FRAMES)].astype(np.float32)
     level = float(V.mean(dtype=np.float64))
     if not (np.isfinite(level) and level > 0):
         return False
@@ -190,7 +187,6 @@ def sounds_like_speech(model: Model) -> bool:
 def _best_fit(V: np.ndarray, models: list[Model]) -> int:
     """The index of the model whose bases (their first len(V) bins), held fixed, fit V (n_bins,
     n_frames) best: the lowest KL divergence after CLOSEST_ITERATIONS multiplicative updates."""
-    from .. import spectrum
     from ..nmf import factorize
 
     scale = spectrum.mean_level(V)
