@@ -165,9 +165,9 @@ class Settings:
 
     @cached_property
     def steady(self) -> tuple[int, tuple[int, ...]] | None:
-        """supervised.steady_stems of the models (the built-in noise's stem and the voices', whose
-        steady floor goes to it: nmfsep.masks.masks_of), worked out once per settings (for one's
-        own models it fits the built-ins to their training frames)."""
+        """supervised.steady_stems of the models (the stem of the built-in noise or music and the
+        voices', whose steady floor goes to it: nmfsep.masks.masks_of), worked out once per settings
+        (for one's own models it fits the built-ins to their training frames)."""
         return supervised.steady_stems(self.models)
 
     @property

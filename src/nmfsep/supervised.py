@@ -139,9 +139,8 @@ def steady_stems(models: tuple[Model, ...]) -> tuple[int, tuple[int, ...]] | Non
     speech + music: 5.12 dB, 5.28 with the speech's floor given to ``music``."""
     from .models import sounds_like_speech
 
-    receivers = [next((i for i, m in enumerate(models) if m.builtin and m.name == name), None)
-                 for name in STEADY_RECEIVERS]
-    receiver = next((i for i in receivers if i is not None), None)
+    builtin_index = {m.name: i for i, m in enumerate(models) if m.builtin}
+    receiver = next((builtin_index[name] for name in STEADY_RECEIVERS if name in builtin_index), None)
     if receiver is None:
         return None
     voices = tuple(i for i, m in enumerate(models) if i != receiver
@@ -189,7 +188,7 @@ def train_models(settings: "Settings", progress: Progress | None = None,
     be: the cache is off or not writable) and progress(step, total) as it goes. Splits with the
     returned settings, in this process or another (they pickle), do not train again. A set of
     built-ins with a shipped training gets it here (read once, not by every split). The voices
-    whose steady floor goes to the built-in noise (Settings.steady) are worked out here too, once:
+    whose steady floor goes to the built-in noise or music (Settings.steady) are worked out here too, once:
     the settings carry them to every split and worker.
     """
     if _untrained(settings):
