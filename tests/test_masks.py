@@ -75,3 +75,83 @@ def test_the_floor_is_the_percentile_over_time_per_component(monkeypatch):
     noise0 = 0.1 * H[2] + np.minimum(H[0], floor)
     expected = voice0 / (voice0 + noise0)
     np.testing.assert_allclose(moved[0, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def stereo_mixture(rng, n_bins=33, n_frames=300):
+    return (rng.standard_normal((2, n_bins, n_frames)) + 1j * rng.standard_normal((2, n_bins, n_frames))).astype(np.complex64)
+
+
+def random_masks(rng, n_stems, n_bins, n_frames):
+    masks = rng.random((n_stems, n_bins, n_frames)).astype(np.float32)
+    return masks / masks.sum(axis=0)
+
+
+def test_multichannel_wiener_stems_add_up_to_the_mixture():
+    rng = np.random.default_rng(0)
+    mixture = stereo_mixture(rng)
+    stems = np.stack(list(masks_module.source_spectra(mixture, random_masks(rng, 3, 33, 300))))
+    assert stems.shape == (3,) + mixture.shape and stems.dtype == np.complex64
+    np.testing.assert_allclose(stems.sum(axis=0), mixture, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_wiener_filter_is_the_mask_where_the_channels_cannot_tell_the_sources_apart(channels):
+    rng = np.random.default_rng(1)
+    mixture = np.repeat(stereo_mixture(rng)[:1], channels, axis=0)  # one sound in every channel
+    masks = random_masks(rng, 2, 33, 300)
+    for stem, mask in zip(masks_module.source_spectra(mixture, masks), masks):
+        np.testing.assert_allclose(stem, mask * mixture, atol=1e-5)
+
+
+def test_the_wiener_filter_uses_where_each_source_is_panned():
+    # two noises panned apart, and masks that only lean toward the right source (ratio masks
+    # pulled halfway to the even split): the channels tell the rest
+    rng = np.random.default_rng(2)
+    sources = rng.standard_normal((2, 33, 400)) + 1j * rng.standard_normal((2, 33, 400))
+    pans = np.array([[0.9, 0.3], [0.2, 1.0]])  # (source, channel)
+    images = sources[:, None] * pans[:, :, None, None]  # (source, channel, bin, frame)
+    mixture = images.sum(axis=0).astype(np.complex64)
+    magnitudes = np.abs(images).mean(axis=1)
+    leaning = (0.5 * magnitudes / magnitudes.sum(axis=0) + 0.25).astype(np.float32)
+    stems = np.stack(list(masks_module.source_spectra(mixture, leaning)))
+
+    def error(estimates):
+        return float((np.abs(estimates - images) ** 2).sum() / (np.abs(images) ** 2).sum())
+
+    assert error(stems) < 0.7 * error(leaning[:, None] * mixture[None])  # 0.25 against 0.41
+
+
+def test_the_wiener_filter_agrees_with_norbert_given_the_same_power_shares():
+    norbert = pytest.importorskip("norbert")
+    rng = np.random.default_rng(3)
+    mixture = stereo_mixture(rng, 17, 120)
+    masks = random_masks(rng, 2, 17, 120)
+    ours = np.stack(list(masks_module.source_spectra(mixture, masks)))
+    x = mixture.transpose(2, 1, 0).astype(np.complex128)  # norbert: (frames, bins, channels)
+    power = (np.abs(x) ** 2).mean(axis=2)
+    covariances = np.stack([norbert.get_local_gaussian_model(masks[s].T[..., None] * x, eps=0)[1][0]
+                            for s in range(2)], axis=-1)
+    shares = np.stack([masks[s].T * power for s in range(2)], axis=-1)
+    inverse = np.linalg.inv(norbert.get_mix_model(shares, covariances)
+                            + masks_module.WIENER_LOADING * power[..., None, None] * np.eye(2))
+    for s in range(2):
+        theirs = norbert.apply_filter(x, norbert.wiener_gain(shares[..., s], covariances[..., s], inverse))
+        np.testing.assert_allclose(ours[s], theirs.transpose(2, 1, 0), rtol=1e-4, atol=1e-5)
+
+
+def test_covariance_sums_of_pieces_add_up_to_the_whole_input():
+    rng = np.random.default_rng(4)
+    mixture, masks = stereo_mixture(rng, 9, 600), random_masks(rng, 2, 9, 600)
+    whole = masks_module.covariance_sums(mixture, masks)
+    first = masks_module.covariance_sums(mixture[..., :250], masks[..., :250])
+    rest = masks_module.covariance_sums(mixture[..., 250:], masks[..., 250:])
+    np.testing.assert_allclose(first[0] + rest[0], whole[0], rtol=1e-10)
+    np.testing.assert_allclose(first[1] + rest[1], whole[1], rtol=1e-10)
+    np.testing.assert_allclose(masks_module.spatial_covariance(*whole)[0, :, 0, 1],
+                               np.conj(masks_module.spatial_covariance(*whole)[0, :, 1, 0]))
+
+
+def test_a_silent_stereo_input_gives_silent_stems():
+    masks = random_masks(np.random.default_rng(5), 2, 9, 40)
+    stems = list(masks_module.source_spectra(np.zeros((2, 9, 40), np.complex64), masks))
+    assert all(np.isfinite(s).all() and not s.any() for s in stems)

@@ -66,3 +66,107 @@ def masks_of(bases: np.ndarray, activations: np.ndarray, groups: list[np.ndarray
     if confidence < 1:
         source_masks = confidence * source_masks + np.float32((1 - confidence) / len(groups))
     return source_masks
+
+
+# Frames per chunk of the multichannel Wiener filter (``source_spectra``): its float64 temporaries
+# are a few (n_bins, WIENER_CHUNK, n_channels, n_channels) arrays, about 10 MB at 1025 bins in stereo.
+WIENER_CHUNK = 256
+# The mixture covariance's diagonal loading, relative to the power at each point: keeps it invertible
+# where the channels are identical (one sound in both), and is inaudible (-80 dB). Local, so that a
+# block of a streamed input is filtered as the whole input is.
+WIENER_LOADING = 1e-8
+
+
+def source_spectra(mixture: np.ndarray, masks: np.ndarray, covariance: np.ndarray | None = None):
+    """Each stem's spectrum (n_channels, n_bins, n_frames), complex64, one per mask, in order.
+
+    mixture: the input's spectrum (n_channels, n_bins, n_frames); masks: (n_stems, n_bins,
+    n_frames), summing to one over the stems (``masks_of``), made on the channels' mean magnitude.
+    One channel (or one stem): mask * mixture. Several channels: the multichannel Wiener filter
+    of the local Gaussian model (Duong, Vincent & Gribonval 2010, IEEE TASLP 18(7); norbert's
+    ``wiener``, the post-filter of Open-Unmix), the masks giving each source's share of the power:
+
+        P(f, t)   = mean over channels of |x(f, t)|^2
+        R_s(f)    = sum_t M_s^2 x x^H / sum_t M_s^2 P       source s's spatial covariance in bin f
+        C_x(f, t) = sum_s M_s P R_s + e I,   e = WIENER_LOADING * P
+        stem_s    = (M_s P R_s + e / n_stems I) C_x^-1 x
+
+    A source panned left and one panned right share a point by how the channels differ there, not
+    only by the mask. The gains sum to the identity, so the stems still add up to the input; where
+    the channels cannot tell the sources apart (the same R_s for every source, e.g. one sound in
+    both channels) stem_s is M_s x, as with one channel. The power share is M_s P, not norbert's
+    |M_s x|^2, which squares the masks: on the corpus' validation split (the blind default's 49
+    stereo mixtures) +1.99 dB, against +0.91 for norbert's one iteration (+1.17 with two).
+
+    covariance: R (n_stems, n_bins, n_channels, n_channels) from ``spatial_covariance`` of the
+    whole input where this is one block of it; None: this mixture's own.
+    """
+    n_stems, n_bins, n_frames = masks.shape
+    n_channels = mixture.shape[0]
+    if n_channels == 1 or n_stems == 1:
+        for mask in masks:
+            yield mixture * mask
+        return
+    if covariance is None:
+        covariance = spatial_covariance(*covariance_sums(mixture, masks))
+    others = np.zeros(mixture.shape, np.complex64)
+    for s in range(n_stems - 1):
+        stem = np.empty(mixture.shape, np.complex64)
+        for c in _chunks(n_frames):
+            x = mixture[:, :, c].astype(np.complex128)
+            power = _power(x)                                     # (F, t)
+            v = masks[:, :, c] * power                            # (S, F, t)
+            loading = WIENER_LOADING * power + np.finfo(np.float64).tiny
+            z = _solve(v, covariance, loading, x)
+            stem[:, :, c] = (v[s] * np.einsum("fcd,dft->cft", covariance[s], z, optimize=False)
+                             + loading / n_stems * z)
+        others += stem
+        yield stem
+    yield mixture - others  # the last stem, as the filter gives it (its gains are I less the others')
+
+
+def _solve(v: np.ndarray, covariance: np.ndarray, loading: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """z = C_x^-1 x at every point (``source_spectra``): v (S, F, t), covariance R (S, F, C, C),
+    loading (F, t), x (C, F, t). Two channels in closed form, with the Hermitian R's real
+    diagonal in real arithmetic (numpy's batched solve of 2 x 2 systems took 10 times as long)."""
+    if len(x) == 2:
+        a = np.einsum("sft,sf->ft", v, covariance[:, :, 0, 0].real) + loading
+        d = np.einsum("sft,sf->ft", v, covariance[:, :, 1, 1].real) + loading
+        b = np.einsum("sft,sf->ft", v, covariance[:, :, 0, 1])
+        det = a * d - (b.real ** 2 + b.imag ** 2)
+        det[det <= 0] = np.inf  # only where the input is silent (the loading's floor underflows): z = 0
+        return np.stack([d * x[0] - b * x[1], a * x[1] - b.conj() * x[0]]) / det
+    matrices = np.einsum("sft,sfcd->ftcd", v, covariance) + loading[..., None, None] * np.eye(len(x))
+    return np.moveaxis(np.linalg.solve(matrices, np.moveaxis(x, 0, -1)[..., None])[..., 0], -1, 0)
+
+
+def covariance_sums(mixture: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sums over frames that make ``source_spectra``'s R_s: (sum_t M_s^2 x x^H (n_stems, n_bins,
+    n_channels, n_channels) complex128, sum_t M_s^2 P (n_stems, n_bins)), for mixture (n_channels,
+    n_bins, n_frames) and masks (n_stems, n_bins, n_frames). Those of several pieces of one input
+    add up to the whole input's."""
+    n_stems, n_bins, n_frames = masks.shape
+    n_channels = mixture.shape[0]
+    sums = np.zeros((n_stems, n_bins, n_channels, n_channels), np.complex128)
+    weights = np.zeros((n_stems, n_bins))
+    for c in _chunks(n_frames):
+        x = mixture[:, :, c].astype(np.complex128)
+        share = masks[:, :, c].astype(np.float64) ** 2
+        sums += np.einsum("sft,cdft->sfcd", share, x[:, None] * x[None].conj())
+        weights += np.einsum("sft,ft->sf", share, _power(x))
+    return sums, weights
+
+
+def spatial_covariance(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """R_s (n_stems, n_bins, n_channels, n_channels) from ``covariance_sums`` (0 where a stem has
+    no power in a bin)."""
+    return sums / np.where(weights > 0, weights, 1.0)[..., None, None]
+
+
+def _chunks(n_frames: int) -> list[slice]:
+    return [slice(a, a + WIENER_CHUNK) for a in range(0, n_frames, WIENER_CHUNK)]
+
+
+def _power(x: np.ndarray) -> np.ndarray:
+    """Mean over channels (axis 0) of |x|^2, float64."""
+    return (x.real.astype(np.float64) ** 2 + x.imag.astype(np.float64) ** 2).mean(axis=0)

@@ -4,7 +4,9 @@
     V = mean over channels of |X|           (one model for the file keeps the stereo image)
     V ≈ W H                                 (nmfsep.blind or nmfsep.supervised: a fitting.Fit)
     M_s = soft mask of W_s H_s              (nmfsep.masks)
-    stem_s = ISTFT(M_s * X)                 (the stems add back up to the input)
+    stem_s = ISTFT(M_s * X)                 (the stems add back up to the input; with several
+                                             channels, the multichannel Wiener filter of the
+                                             masks: nmfsep.masks.source_spectra)
 
 This module orchestrates: the settings (``Settings``), the STFT and its inverse, resampling to
 the models' rate, the choice between the blind path (nmfsep.blind: factorize, group, order,
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from . import audio, blend, blind, spectrum, supervised
+from . import audio, blend, blind, masks, spectrum, supervised
 from .errors import BadValueError, NmfsepError
 from .fitting import Fit, Progress
 from .grouping import METHODS
@@ -341,9 +343,8 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
         order = blend.match(source_masks, other_masks, magnitude)
         source_masks = blend.combine(source_masks, other_masks[order], share)
         fit.iterations_run += other.iterations_run
-    stems = np.stack([
-        spectrum.istft(mixture * mask, params, samples.shape[0]).T for mask in source_masks
-    ])
+    stems = np.stack([spectrum.istft(source, params, samples.shape[0]).T
+                      for source in masks.source_spectra(mixture, source_masks)])
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
                       fit.groups, source_masks, fit.losses, params, fit.confidence, power,
                       fit.iterations_run)

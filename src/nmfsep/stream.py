@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from . import blend, spectrum
+from .masks import covariance_sums, source_spectra, spatial_covariance
 from .errors import NmfsepError
 from .fitting import Fit
 from .pipeline import IterationCount, Progress, Settings, fit_bases, planned_iterations
@@ -179,6 +180,19 @@ def segment_spectra(reader: Reader, n_channels: int, start: int, stop: int,
     return spectrum.analyse_frames(padded, params)
 
 
+def subsample_covariance(reader: Reader, n_channels: int, segments: list[tuple[int, int]],
+                         params: spectrum.StftParams, subsample_masks: Callable[[slice], np.ndarray]) -> np.ndarray:
+    """The spatial covariance of each stem (nmfsep.masks.spatial_covariance) over the subsample:
+    its segments read again, complex, each with its masks (``subsample_masks(frames)``: the
+    frames of the subsample, in the segments' order)."""
+    sums, weights, offset = 0.0, 0.0, 0
+    for a, b in segments:
+        pieces = covariance_sums(segment_spectra(reader, n_channels, a, b, params),
+                                 subsample_masks(slice(offset, offset + b - a)))
+        sums, weights, offset = sums + pieces[0], weights + pieces[1], offset + b - a
+    return spatial_covariance(sums, weights)
+
+
 def activations(magnitude: np.ndarray, bases: np.ndarray, settings: Settings, n_iter: int) -> tuple[np.ndarray, int]:
     """(H (k, f), iterations run) for a block of normalised magnitudes V (n_bins, f), the bases
     W fixed.
@@ -252,15 +266,26 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     per_block = n_iter * (2 if share else 1)  # with a blend, the blind split's activations too
     count = IterationCount(progress, planned_iterations(settings, subsample.shape[1]) + n_blocks * per_block)
     fit = fit_bases(subsample, scale, settings, sample_rate, params, count=count, channels=channels)
+    normalised = subsample / np.float32(scale or 1.0)
     if share:  # the blind split to blend with (nmfsep.blend), its stems named on the subsample
         other = fit_bases(subsample, scale, counterpart, sample_rate, params, count=count, channels=channels)
-        normalised = subsample / np.float32(scale or 1.0)
         order = blend.match(fit.masks(fit.activations, settings.mask_power(fit.n_averaged), normalised),
                             other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised),
                             subsample)
-        del normalised
+
+    def subsample_masks(frames: slice) -> np.ndarray:
+        found = fit.masks(fit.activations[:, frames], settings.mask_power(fit.n_averaged), normalised[:, frames])
+        if not share:
+            return found
+        theirs = other.masks(other.activations[:, frames], counterpart.mask_power(other.n_averaged),
+                             normalised[:, frames])
+        return blend.combine(found, theirs[order], share)
+
+    covariance = None  # the sources' spatial covariances (nmfsep.masks.source_spectra), of the subsample
+    if n_channels > 1 and len(fit.groups) > 1 and scale > 0:
+        covariance = subsample_covariance(reader, n_channels, segments, params, subsample_masks)
     learned = subsample.shape[1]
-    del subsample, channels
+    del subsample, channels, normalised
 
     # pass 2: activations, masks and stems, block by block
     synthesis = IstftStream(params, None)
@@ -281,7 +306,10 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
             source_masks = np.zeros_like(source_masks)
         if analysis.finished:
             synthesis.length = analysis.n_samples
-        stems = synthesis.push(spectra[None] * source_masks[:-1 or None, None])
+        kept = np.empty((len(source_masks) - 1, *spectra.shape), np.complex64)  # the last stem: the remainder
+        for i, source in zip(range(len(kept)), source_spectra(spectra, source_masks, covariance)):
+            kept[i] = source
+        stems = synthesis.push(kept)
         _write(write, _with_remainder(stems, inputs, len(fit.groups)))
         n_blocks -= 1
         count.ran(ran, per_block if n_blocks >= 0 else 0)  # a block beyond the estimate adds its own
