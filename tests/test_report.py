@@ -74,7 +74,8 @@ def test_report_states_settings_and_time(reported):
     record, _ = reported
     text = open(record["report"], encoding="utf-8").read()
     for needed in ("divergence (--beta)", "Kullback-Leibler", "iterations (--iter)", "at most 30",
-                   "STFT (--n-fft, --hop)", "time taken", "grouping (--grouping)", "seed (--seed)"):
+                   "STFT (--n-fft, --hop)", "time taken", "grouping (--grouping)", "seed (--seed)",
+                   "spatial filter", "multichannel Wiener filter"):
         assert needed in text, needed
 
 
@@ -134,3 +135,9 @@ def test_report_opens_in_headless_chromium(chromium, reported, tmp_path):
     pixels = matplotlib.image.imread(str(shot))
     assert pixels.shape[1] == 1280
     assert (pixels != pixels[0, 0]).any(axis=-1).mean() > 0.05       # not one colour: drawn
+
+
+def test_report_names_no_spatial_filter_for_one_channel():
+    assert report._spatial(1, 2) == "none: each stem is its mask times the input's spectrum (one channel)"
+    assert report._spatial(2, 1).startswith("none")
+    assert "over the 2 channels" in report._spatial(2, 3)

@@ -127,6 +127,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
         ("final loss", "-" if separation.loss is None else f"{separation.loss:.6g}"),
         ("seed (--seed)", str(settings.seed)),
         ("mask exponent (--power)", f"{separation.power:g}"),
+        ("spatial filter", _spatial(sound.n_channels, len(separation.names))),
         ("STFT (--n-fft, --hop)", f"{params.n_fft} samples ({1000 * params.n_fft / rate:.1f} ms), "
                                   f"hop {params.hop_length}"),
     ]
@@ -216,6 +217,14 @@ def write(path: str, input_name: str, sound, separation, settings, seconds: floa
     text = render(input_name, sound, separation, settings, seconds, stem_paths, os.path.dirname(path) or ".",
                   stems)
     return write_atomic(path, text.encode("utf-8"), "the report")
+
+
+def _spatial(n_channels: int, n_stems: int) -> str:
+    """The report's spatial-filter row: how the stems come from the masks (nmfsep.masks.source_spectra)."""
+    if n_channels > 1 and n_stems > 1:
+        return (f"multichannel Wiener filter: each source's spatial covariance over the {n_channels} channels, "
+                "with the masks as its share of the power")
+    return "none: each stem is its mask times the input's spectrum" + (" (one channel)" if n_channels == 1 else "")
 
 
 def _blend(settings, n_frames: int) -> str:
