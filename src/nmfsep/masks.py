@@ -68,9 +68,10 @@ def masks_of(bases: np.ndarray, activations: np.ndarray, groups: list[np.ndarray
     return source_masks
 
 
-# Frames per chunk of the multichannel Wiener filter (``source_spectra``): its float64 temporaries
-# are a few (n_bins, WIENER_CHUNK, n_channels, n_channels) arrays, about 10 MB at 1025 bins in stereo.
-WIENER_CHUNK = 256
+# Points (bins x frames x channels^2) per chunk of the multichannel Wiener filter (``source_spectra``):
+# its complex128 temporaries are a few such arrays, 16 MB each (256 frames of 1025 bins in stereo;
+# fewer frames with more channels, so that memory does not grow with them).
+WIENER_CHUNK = 2 ** 20
 # The mixture covariance's diagonal loading, relative to the power at each point: keeps it invertible
 # where the channels are identical (one sound in both), and is inaudible (-80 dB). Local, so that a
 # block of a streamed input is filtered as the whole input is.
@@ -112,17 +113,17 @@ def source_spectra(mixture: np.ndarray, masks: np.ndarray, covariance: np.ndarra
     others = np.zeros(mixture.shape, np.complex64)
     for s in range(n_stems - 1):
         stem = np.empty(mixture.shape, np.complex64)
-        for c in _chunks(n_frames):
+        for c in _chunks(n_frames, n_bins, n_channels):
             x = mixture[:, :, c].astype(np.complex128)
             power = _power(x)                                     # (F, t)
             v = masks[:, :, c] * power                            # (S, F, t)
             loading = WIENER_LOADING * power + np.finfo(np.float64).tiny
             z = _solve(v, covariance, loading, x)
-            stem[:, :, c] = (v[s] * np.einsum("fcd,dft->cft", covariance[s], z, optimize=False)
-                             + loading / n_stems * z)
+            imaged = np.matmul(covariance[s], z.transpose(1, 0, 2)).transpose(1, 0, 2)   # R_s z: (C, F, t)
+            stem[:, :, c] = v[s] * imaged + loading / n_stems * z
         others += stem
         yield stem
-    yield mixture - others  # the last stem, as the filter gives it (its gains are I less the others')
+    yield np.subtract(mixture, others, out=others)  # the last stem, as the filter gives it (I less the others' gains)
 
 
 def _solve(v: np.ndarray, covariance: np.ndarray, loading: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -136,7 +137,10 @@ def _solve(v: np.ndarray, covariance: np.ndarray, loading: np.ndarray, x: np.nda
         det = a * d - (b.real ** 2 + b.imag ** 2)
         det[det <= 0] = np.inf  # only where the input is silent (the loading's floor underflows): z = 0
         return np.stack([d * x[0] - b * x[1], a * x[1] - b.conj() * x[0]]) / det
-    matrices = np.einsum("sft,sfcd->ftcd", v, covariance) + loading[..., None, None] * np.eye(len(x))
+    n_stems, n_bins, n_frames = v.shape
+    n_channels = len(x)
+    matrices = np.matmul(v.transpose(1, 2, 0), covariance.reshape(n_stems, n_bins, -1).transpose(1, 0, 2))
+    matrices = matrices.reshape(n_bins, n_frames, n_channels, n_channels) + loading[..., None, None] * np.eye(n_channels)
     return np.moveaxis(np.linalg.solve(matrices, np.moveaxis(x, 0, -1)[..., None])[..., 0], -1, 0)
 
 
@@ -149,7 +153,7 @@ def covariance_sums(mixture: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray,
     n_channels = mixture.shape[0]
     sums = np.zeros((n_stems, n_bins, n_channels, n_channels), np.complex128)
     weights = np.zeros((n_stems, n_bins))
-    for c in _chunks(n_frames):
+    for c in _chunks(n_frames, n_bins, n_channels):
         x = mixture[:, :, c].astype(np.complex128)
         share = masks[:, :, c].astype(np.float64) ** 2
         sums += np.einsum("sft,cdft->sfcd", share, x[:, None] * x[None].conj())
@@ -163,8 +167,10 @@ def spatial_covariance(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return sums / np.where(weights > 0, weights, 1.0)[..., None, None]
 
 
-def _chunks(n_frames: int) -> list[slice]:
-    return [slice(a, a + WIENER_CHUNK) for a in range(0, n_frames, WIENER_CHUNK)]
+def _chunks(n_frames: int, n_bins: int, n_channels: int) -> list[slice]:
+    """Frame ranges of at most WIENER_CHUNK points (bins x frames x channels^2)."""
+    frames = max(1, WIENER_CHUNK // (n_bins * n_channels ** 2))
+    return [slice(a, a + frames) for a in range(0, n_frames, frames)]
 
 
 def _power(x: np.ndarray) -> np.ndarray:

@@ -223,7 +223,7 @@ def _spatial(n_channels: int, n_stems: int) -> str:
     """The report's spatial-filter row: how the stems come from the masks (nmfsep.masks.source_spectra)."""
     if n_channels > 1 and n_stems > 1:
         return (f"multichannel Wiener filter: each source's spatial covariance over the {n_channels} channels, "
-                "with the masks as its share of the power")
+                "with the masks as its share of the power (where the channels hold the same sound, the mask itself)")
     return "none: each stem is its mask times the input's spectrum" + (" (one channel)" if n_channels == 1 else "")
 
 
