@@ -47,7 +47,7 @@ AUDIO_EXTENSIONS = frozenset({
 MAX_N_FFT = 65536
 # Inputs whose in-memory separation would need more than this (or more than half the machine's
 # memory) are streamed: two passes over the file in blocks, in bounded memory (nmfsep.stream).
-# About 2.3 minutes of 44.1 kHz stereo at the default STFT (pipeline.separation_memory).
+# About 2 minutes of 44.1 kHz stereo at the default STFT (pipeline.separation_memory).
 STREAM_ABOVE_BYTES = 2 * 2**30
 READ_BLOCK = 65536  # samples per read in the streaming path
 # Float inputs louder than this are separated scaled down (and their stems scaled back up).
