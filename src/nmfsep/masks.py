@@ -107,7 +107,7 @@ def source_spectra(mixture: np.ndarray, masks: np.ndarray, covariance: np.ndarra
     """
     n_stems, n_bins, n_frames = masks.shape
     n_channels = mixture.shape[0]
-    if n_channels == 1 or n_stems == 1:
+    if not spatially_filtered(n_channels, n_stems):
         for mask in masks:
             yield mixture * mask
         return
@@ -125,6 +125,11 @@ def source_spectra(mixture: np.ndarray, masks: np.ndarray, covariance: np.ndarra
             stems[s, :, :, c] = v[s] * imaged + loading / n_stems * z
         stems[-1, :, :, c] = mixture[:, :, c] - stems[:-1, :, :, c].sum(axis=0)  # I less the others' gains
     yield from stems
+
+
+def spatially_filtered(n_channels: int, n_stems: int) -> bool:
+    """Whether ``source_spectra`` filters by the channels: several channels and several stems."""
+    return n_channels > 1 and n_stems > 1
 
 
 def _solve(v: np.ndarray, covariance: np.ndarray, loading: np.ndarray, x: np.ndarray) -> np.ndarray:

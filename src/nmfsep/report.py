@@ -24,7 +24,7 @@ import soundfile as sf
 
 from . import __version__
 from .errors import NmfsepError
-from .masks import STEADY_PERCENTILE
+from .masks import STEADY_PERCENTILE, spatially_filtered
 
 REPORT_NAME = "report.html"
 FLAC_MAX_CHANNELS = 8
@@ -221,7 +221,7 @@ def write(path: str, input_name: str, sound, separation, settings, seconds: floa
 
 def _spatial(n_channels: int, n_stems: int) -> str:
     """The report's spatial-filter row: how the stems come from the masks (nmfsep.masks.source_spectra)."""
-    if n_channels > 1 and n_stems > 1:
+    if spatially_filtered(n_channels, n_stems):
         return (f"multichannel Wiener filter: each source's spatial covariance over the {n_channels} channels, "
                 "with the masks as its share of the power (where the channels hold the same sound, the mask itself)")
     return "none: each stem is its mask times the input's spectrum" + (" (one channel)" if n_channels == 1 else "")

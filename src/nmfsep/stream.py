@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from . import blend, spectrum
-from .masks import covariance_sums, source_spectra, spatial_covariance
+from .masks import covariance_sums, source_spectra, spatial_covariance, spatially_filtered
 from .errors import NmfsepError
 from .fitting import Fit
 from .pipeline import IterationCount, Progress, Settings, fit_bases, planned_iterations
@@ -266,26 +266,28 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     per_block = n_iter * (2 if share else 1)  # with a blend, the blind split's activations too
     count = IterationCount(progress, planned_iterations(settings, subsample.shape[1]) + n_blocks * per_block)
     fit = fit_bases(subsample, scale, settings, sample_rate, params, count=count, channels=channels)
-    normalised = subsample / np.float32(scale or 1.0)
     if share:  # the blind split to blend with (nmfsep.blend), its stems named on the subsample
         other = fit_bases(subsample, scale, counterpart, sample_rate, params, count=count, channels=channels)
+        normalised = subsample / np.float32(scale or 1.0)
         order = blend.match(fit.masks(fit.activations, settings.mask_power(fit.n_averaged), normalised),
                             other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised),
                             subsample)
+        del normalised
 
     def subsample_masks(frames: slice) -> np.ndarray:
-        found = fit.masks(fit.activations[:, frames], settings.mask_power(fit.n_averaged), normalised[:, frames])
+        """The masks of these frames of the subsample, as pass 2 makes a block's."""
+        normalised = subsample[:, frames] / np.float32(scale or 1.0)
+        found = fit.masks(fit.activations[:, frames], settings.mask_power(fit.n_averaged), normalised)
         if not share:
             return found
-        theirs = other.masks(other.activations[:, frames], counterpart.mask_power(other.n_averaged),
-                             normalised[:, frames])
+        theirs = other.masks(other.activations[:, frames], counterpart.mask_power(other.n_averaged), normalised)
         return blend.combine(found, theirs[order], share)
 
     covariance = None  # the sources' spatial covariances (nmfsep.masks.source_spectra), of the subsample
-    if n_channels > 1 and len(fit.groups) > 1 and scale > 0:
+    if spatially_filtered(n_channels, len(fit.groups)) and scale > 0:
         covariance = subsample_covariance(reader, n_channels, segments, params, subsample_masks)
     learned = subsample.shape[1]
-    del subsample, channels, normalised
+    del subsample, channels
 
     # pass 2: activations, masks and stems, block by block
     synthesis = IstftStream(params, None)
@@ -302,8 +304,6 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
             other_masks = other.masks(H_other, counterpart.mask_power(other.n_averaged), magnitude)
             source_masks = blend.combine(source_masks, other_masks[order], share)
             ran += ran_other
-        if len(source_masks) == 1:  # one stem: the input itself (synthesise zeros beside it)
-            source_masks = np.zeros_like(source_masks)
         if analysis.finished:
             synthesis.length = analysis.n_samples
         kept = np.empty((len(source_masks) - 1, *spectra.shape), np.complex64)  # the last stem: the remainder
