@@ -72,14 +72,33 @@ def test_match_refuses_masks_of_other_shapes_and_too_many_stems():
         blend.match(many, many, np.ones((9, 7), np.float32))
 
 
-@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
-def test_combine_is_the_weighted_mean_and_its_masks_sum_to_one(share):
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.5, 1.0])
+def test_combine_is_the_weighted_geometric_mean_and_its_masks_sum_to_one(share):
     rng = np.random.default_rng(1)
     a, b = random_masks(rng, 3), random_masks(rng, 3)
     combined = blend.combine(a, b, share)
-    np.testing.assert_allclose(combined, (1 - share) * a + share * b, atol=1e-7)
+    product = (a.astype(np.float64) + blend.FLOOR) ** (1 - share) * (b.astype(np.float64) + blend.FLOOR) ** share
+    np.testing.assert_allclose(combined, product / product.sum(axis=0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(combined.sum(axis=0), 1, atol=1e-6)
     assert combined.dtype == np.float32
+    if share in (0.0, 1.0):
+        np.testing.assert_allclose(combined, a if share == 0 else b, atol=1e-5)
+
+
+def test_combine_keeps_out_what_either_split_is_sure_of_and_halves_a_disagreement():
+    """Stem 0 holds bin 0 in one split and shares it in the other: the product gives it more
+    than the arithmetic mean (0.75); where the splits are sure of different stems, each gets half."""
+    models = np.array([[[1.0], [1.0]], [[0.0], [0.0]]], np.float32)
+    blind = np.array([[[0.5], [0.0]], [[0.5], [1.0]]], np.float32)
+    combined = blend.combine(models, blind, 0.5)
+    assert combined[0, 0, 0] > 0.99
+    np.testing.assert_allclose(combined[:, 1, 0], [0.5, 0.5], atol=1e-6)
+
+
+def test_combine_is_finite_for_masks_of_zeros():
+    zeros = np.zeros((2, 3, 4), np.float32)
+    combined = blend.combine(zeros, zeros, 0.5)
+    np.testing.assert_allclose(combined, 0.5)
 
 
 def test_the_cli_bound_is_blends():

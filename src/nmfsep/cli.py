@@ -164,7 +164,7 @@ def separation_options(command):
         click.option("--blend", type=click.FloatRange(0, 1), default=None,
                      help=f"With 2 to {MAX_BLENDED} --model and no --free: the share of the blind split (as many "
                           "stems, each named after the model it overlaps most; --components and --grouping apply to "
-                          "it) in the masks; 0 = the models alone.  [default: 0.5 where the models are 2 to "
+                          "it) in the masks, a weight of their geometric mean; 0 = the models alone.  [default: 0.5 where the models are 2 to "
                           f"{MAX_BLENDED} built-ins, else 0]"),
     ]
     for option in reversed(options):
