@@ -66,9 +66,9 @@ class Settings:
     mixtures (see ``supervised.discriminative_training``); unfolded_layers: how many refining updates;
     trained: that training, made beforehand (see ``supervised.train_models``).
     blend: with two models or more, the share (0 to 1) of the blind split of the same input
-    (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.BUILTIN_SHARE
-    where every model is a built-in (they model a class of sound, not the file's sources) and
-    there are no free bases, else 0 (see ``blind_share``).
+    (as many stems, named after the models: nmfsep.blend) in the masks; None: with 2 to 6 models
+    and no free bases, blend.BUILTIN_SHARE where every model is a built-in (they model a class of
+    sound, not the file's sources), else blend.OWN_SHARE; 0 otherwise (see ``blind_share``).
     """
 
     n_sources: int = 2
@@ -161,13 +161,14 @@ class Settings:
 
     @property
     def blind_share(self) -> float:
-        """The share of the blind split in the masks (see ``blend``): as given, else
-        blend.BUILTIN_SHARE for two built-ins or more without free bases, else 0."""
+        """The share of the blind split in the masks (see ``blend``): as given, else, for 2 to
+        blend.MAX_STEMS models without free bases, blend.BUILTIN_SHARE where they are all
+        built-ins and blend.OWN_SHARE where any is one's own; else 0."""
         if self.blend is not None:
             return self.blend
-        builtins_only = (2 <= len(self.models) <= blend.MAX_STEMS and not self.n_free
-                         and all(m.builtin for m in self.models))
-        return blend.BUILTIN_SHARE if builtins_only else 0.0
+        if not 2 <= len(self.models) <= blend.MAX_STEMS or self.n_free:
+            return 0.0
+        return blend.BUILTIN_SHARE if all(m.builtin for m in self.models) else blend.OWN_SHARE
 
     @cached_property
     def steady(self) -> tuple[int, tuple[int, ...]] | None:
@@ -479,7 +480,8 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list
     ``nmfsep.supervised.learn``, built-in names or model file paths, resolved as ``split --model``
     does: nmfsep.models.load_set): one stem per model in the given order, plus a residual stem when
     n_free > 0 (k is ignored). blend: the share of the blind split in the masks of a split with
-    2 to 6 models (nmfsep.blend; None: half where every model is a built-in, else none).
+    2 to 6 models (nmfsep.blend; None: 0.5 where every model is a built-in, else 0.25; none
+    beside free bases).
     Returns float32 stems (n_stems, *samples.shape), in the layout given.
 
     Raises BadValueError (an NmfsepError and a ValueError) before anything is allocated from
