@@ -95,6 +95,26 @@ def test_combine_keeps_out_what_either_split_is_sure_of_and_halves_a_disagreemen
     np.testing.assert_allclose(combined[:, 1, 0], [0.5, 0.5], atol=1e-6)
 
 
+@pytest.mark.parametrize("share", [0.3, 0.5])
+def test_combine_not_geometric_is_the_weighted_arithmetic_mean(share):
+    rng = np.random.default_rng(2)
+    a, b = random_masks(rng, 3), random_masks(rng, 3)
+    combined = blend.combine(a, b, share, geometric=False)
+    np.testing.assert_allclose(combined, (1 - share) * a + share * b, atol=1e-7)
+    assert combined.dtype == np.float32
+
+
+def test_blends_beside_the_builtin_noise_are_arithmetic_and_others_geometric(own):
+    from nmfsep.models import load_set
+    models, _ = own
+    assert Settings(models=tuple(load_set(["speech", "noise"])[0])).geometric_blend is False
+    assert Settings(models=tuple(load_set(["speech", "music", "noise"])[0])).geometric_blend is False
+    assert Settings(models=tuple(load_set(["speech", "music"])[0])).geometric_blend is True
+    assert Settings(models=as_builtins(models)).geometric_blend is True
+    noise_of_ones_own = replace(models[0], name="noise")   # only the built-in noise counts
+    assert Settings(models=(noise_of_ones_own, models[1])).geometric_blend is True
+
+
 def test_combine_is_finite_for_masks_of_zeros():
     zeros = np.zeros((2, 3, 4), np.float32)
     combined = blend.combine(zeros, zeros, 0.5)
@@ -107,13 +127,11 @@ def test_the_cli_bound_is_blends():
 
 # --- the default and its checks --------------------------------------------------------------
 
-def test_models_blend_by_default_built_ins_more_and_free_bases_not(own):
+def test_builtins_only_blend_by_default_and_own_models_or_free_bases_do_not(own):
     models, _ = own
     assert Settings(models=as_builtins(models)).blind_share == blend.BUILTIN_SHARE
-    assert Settings(models=models).blind_share == blend.OWN_SHARE
-    assert Settings(models=(as_builtins(models)[0], models[1])).blind_share == blend.OWN_SHARE   # one's own beside
-    assert blend.OWN_SHARE < blend.BUILTIN_SHARE
-    assert Settings(models=models[:1]).blind_share == 0
+    assert Settings(models=models).blind_share == 0
+    assert Settings(models=(as_builtins(models)[0], models[1])).blind_share == 0   # a model of one's own beside
     assert Settings(models=as_builtins(models), n_free=2).blind_share == 0
     assert Settings(models=as_builtins(models)[:1], n_free=2).blind_share == 0
     assert Settings(models=models, blend=0.3).blind_share == 0.3
@@ -224,9 +242,9 @@ def test_the_cli_refuses_a_blend_that_cannot_apply_as_a_usage_error(files, args,
     assert "Traceback" not in result.output and not (files / "out").exists()
 
 
-def test_the_cli_blends_own_models_by_default_at_their_share_and_its_json_says_so(files, monkeypatch):
+def test_the_cli_blends_own_models_when_asked_and_its_json_says_so(files, monkeypatch):
     monkeypatch.chdir(files)
-    for share, out, said in (("0", "plain", None), ("0.5", "blended", 0.5), (str(blend.OWN_SHARE), "own", blend.OWN_SHARE)):
+    for share, out, said in (("0", "plain", None), ("0.5", "blended", 0.5)):
         result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
                                           "--blend", share, "-o", out, "--json"])
         assert result.exit_code == 0, result.output
@@ -234,11 +252,10 @@ def test_the_cli_blends_own_models_by_default_at_their_share_and_its_json_says_s
     default = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz", "-o",
                                        "default", "--json"])
     assert default.exit_code == 0, default.output
-    assert json.loads(default.stdout)["blend"] == blend.OWN_SHARE
-    read = {out: sf.read(str(files / out / "mix" / "low.wav"))[0] for out in ("plain", "blended", "own", "default")}
-    np.testing.assert_array_equal(read["default"], read["own"])   # own models: blended at OWN_SHARE by default
+    assert json.loads(default.stdout)["blend"] is None
+    read = {out: sf.read(str(files / out / "mix" / "low.wav"))[0] for out in ("plain", "blended", "default")}
+    np.testing.assert_array_equal(read["default"], read["plain"])   # own models: no blend by default
     assert not np.allclose(read["blended"], read["plain"], atol=1e-3)
-    assert not np.allclose(read["own"], read["blended"], atol=1e-3)
 
 
 def test_separate_takes_a_blend_and_a_blend_counts_a_second_set_of_masks_in_memory(own):

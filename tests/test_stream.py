@@ -76,7 +76,7 @@ def test_streaming_and_in_memory_give_the_same_stems_with_the_same_fixed_bases(m
     low, high = tones(6)
     mixture = np.stack([low + high, 0.8 * low + 1.1 * high], axis=1)
     models = (learn(low, RATE, 6, name="low", max_iter=50), learn(high, RATE, 6, name="high", max_iter=50))
-    settings = Settings(models=models, tol=0.0, max_iter=stream.STREAM_ITER, blend=0)  # no blind split: see test_blend
+    settings = Settings(models=models, tol=0.0, max_iter=stream.STREAM_ITER)
     monkeypatch.setattr(stream, "BLOCK_FRAMES", 37)  # many blocks, falling anywhere
     in_memory = split_sources(mixture, RATE, settings).stems
     np.testing.assert_allclose(streamed(mixture, RATE, settings), in_memory, atol=1e-4)

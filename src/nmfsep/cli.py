@@ -164,8 +164,9 @@ def separation_options(command):
         click.option("--blend", type=click.FloatRange(0, 1), default=None,
                      help=f"With 2 to {MAX_BLENDED} --model and no --free: the share of the blind split (as many "
                           "stems, each named after the model it overlaps most; --components and --grouping apply to "
-                          "it) in the masks, a weight of their geometric mean; 0 = the models alone.  [default: 0.5 where the models are 2 to "
-                          f"{MAX_BLENDED} built-ins, 0.25 where any is your own; 0 with --free]"),
+                          "it; --components must then be at least the number of models) in the masks: its weight in their geometric "
+                          "mean (arithmetic beside the built-in noise); 0 = the models alone.  [default: 0.5 where the "
+                          f"models are 2 to {MAX_BLENDED} built-ins, else 0]"),
     ]
     for option in reversed(options):
         command = option(command)

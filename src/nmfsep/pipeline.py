@@ -66,9 +66,9 @@ class Settings:
     mixtures (see ``supervised.discriminative_training``); unfolded_layers: how many refining updates;
     trained: that training, made beforehand (see ``supervised.train_models``).
     blend: with two models or more, the share (0 to 1) of the blind split of the same input
-    (as many stems, named after the models: nmfsep.blend) in the masks; None: with 2 to 6 models
-    and no free bases, blend.BUILTIN_SHARE where every model is a built-in (they model a class of
-    sound, not the file's sources), else blend.OWN_SHARE; 0 otherwise (see ``blind_share``).
+    (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.BUILTIN_SHARE
+    where every model is a built-in (they model a class of sound, not the file's sources) and
+    there are no free bases, else 0 (see ``blind_share``).
     """
 
     n_sources: int = 2
@@ -161,14 +161,18 @@ class Settings:
 
     @property
     def blind_share(self) -> float:
-        """The share of the blind split in the masks (see ``blend``): as given, else, for 2 to
-        blend.MAX_STEMS models without free bases, blend.BUILTIN_SHARE where they are all
-        built-ins and blend.OWN_SHARE where any is one's own; else 0."""
+        """The share of the blind split in the masks (see ``blend``): as given, else
+        blend.BUILTIN_SHARE for two built-ins or more without free bases, else 0."""
         if self.blend is not None:
             return self.blend
-        if not 2 <= len(self.models) <= blend.MAX_STEMS or self.n_free:
-            return 0.0
-        return blend.BUILTIN_SHARE if all(m.builtin for m in self.models) else blend.OWN_SHARE
+        builtins_only = (2 <= len(self.models) <= blend.MAX_STEMS and not self.n_free
+                         and all(m.builtin for m in self.models))
+        return blend.BUILTIN_SHARE if builtins_only else 0.0
+
+    @property
+    def geometric_blend(self) -> bool:
+        """Whether a blend takes the geometric mean of the masks (nmfsep.blend.geometric_for)."""
+        return blend.geometric_for(self.models)
 
     @cached_property
     def steady(self) -> tuple[int, tuple[int, ...]] | None:
@@ -346,7 +350,7 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
         other = fit_bases(magnitude, scale, counterpart, sample_rate, params, count=count, channels=mixture)
         other_masks = other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised)
         order = blend.match(source_masks, other_masks, magnitude)
-        source_masks = blend.combine(source_masks, other_masks[order], share)
+        source_masks = blend.combine(source_masks, other_masks[order], share, settings.geometric_blend)
         fit.iterations_run += other.iterations_run
     stems = np.stack([spectrum.istft(source, params, samples.shape[0]).T
                       for source in masks.source_spectra(mixture, source_masks)])
@@ -480,8 +484,7 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list
     ``nmfsep.supervised.learn``, built-in names or model file paths, resolved as ``split --model``
     does: nmfsep.models.load_set): one stem per model in the given order, plus a residual stem when
     n_free > 0 (k is ignored). blend: the share of the blind split in the masks of a split with
-    2 to 6 models (nmfsep.blend; None: 0.5 where every model is a built-in, else 0.25; none
-    beside free bases).
+    2 to 6 models (nmfsep.blend; None: half where every model is a built-in, else none).
     Returns float32 stems (n_stems, *samples.shape), in the layout given.
 
     Raises BadValueError (an NmfsepError and a ValueError) before anything is allocated from

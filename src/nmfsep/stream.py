@@ -281,7 +281,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
         if not share:
             return found
         theirs = other.masks(other.activations[:, frames], counterpart.mask_power(other.n_averaged), normalised)
-        return blend.combine(found, theirs[order], share)
+        return blend.combine(found, theirs[order], share, settings.geometric_blend)
 
     covariance = None  # the sources' spatial covariances (nmfsep.masks.source_spectra), of the subsample
     if spatially_filtered(n_channels, len(fit.groups)) and scale > 0:
@@ -302,7 +302,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
         if other is not None:
             H_other, ran_other = block_activations(magnitude, other.bases, counterpart, n_iter, scale)
             other_masks = other.masks(H_other, counterpart.mask_power(other.n_averaged), magnitude)
-            source_masks = blend.combine(source_masks, other_masks[order], share)
+            source_masks = blend.combine(source_masks, other_masks[order], share, settings.geometric_blend)
             ran += ran_other
         if analysis.finished:
             synthesis.length = analysis.n_samples
