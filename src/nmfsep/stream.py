@@ -274,14 +274,19 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
                             subsample)
         del normalised
 
+    def block_masks(H: np.ndarray, H_other: np.ndarray | None, magnitude: np.ndarray) -> np.ndarray:
+        """The masks of frames of normalised magnitudes with these activations of fit's bases
+        (and of the blind split's, H_other, blended in where there is one)."""
+        found = fit.masks(H, settings.mask_power(fit.n_averaged), magnitude)
+        if other is None:
+            return found
+        theirs = other.masks(H_other, counterpart.mask_power(other.n_averaged), magnitude)
+        return blend.combine(found, theirs[order], share, settings.geometric_blend)
+
     def subsample_masks(frames: slice) -> np.ndarray:
         """The masks of these frames of the subsample, as pass 2 makes a block's."""
-        normalised = subsample[:, frames] / np.float32(scale or 1.0)
-        found = fit.masks(fit.activations[:, frames], settings.mask_power(fit.n_averaged), normalised)
-        if not share:
-            return found
-        theirs = other.masks(other.activations[:, frames], counterpart.mask_power(other.n_averaged), normalised)
-        return blend.combine(found, theirs[order], share, settings.geometric_blend)
+        return block_masks(fit.activations[:, frames], None if other is None else other.activations[:, frames],
+                           subsample[:, frames] / np.float32(scale or 1.0))
 
     covariance = None  # the sources' spatial covariances (nmfsep.masks.source_spectra), of the subsample
     if spatially_filtered(n_channels, len(fit.groups)) and scale > 0:
@@ -298,12 +303,11 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
         if scale > 0:
             magnitude /= np.float32(scale)
         H, ran = block_activations(magnitude, fit.bases, settings, n_iter, scale)
-        source_masks = fit.masks(H, settings.mask_power(fit.n_averaged), magnitude)
+        H_other = None
         if other is not None:
             H_other, ran_other = block_activations(magnitude, other.bases, counterpart, n_iter, scale)
-            other_masks = other.masks(H_other, counterpart.mask_power(other.n_averaged), magnitude)
-            source_masks = blend.combine(source_masks, other_masks[order], share, settings.geometric_blend)
             ran += ran_other
+        source_masks = block_masks(H, H_other, magnitude)
         if analysis.finished:
             synthesis.length = analysis.n_samples
         kept = np.empty((len(source_masks) - 1, *spectra.shape), np.complex64)  # the last stem: the remainder
