@@ -56,11 +56,29 @@ def test_match_names_each_blind_stem_after_the_model_stem_it_overlaps(n):
 
 
 def test_match_weighs_the_overlap_by_the_magnitude():
-    """Two bins disagree; the loud one decides the order."""
-    model_masks = np.array([[[1.0], [0.0]], [[0.0], [1.0]]], np.float32)   # stem 0 holds bin 0
-    blind_masks = np.array([[[1.0], [1.0]], [[0.0], [0.0]]], np.float32)   # blind stem 0 holds both
-    assert blend.match(model_masks, blind_masks, np.array([[10.0], [1.0]], np.float32)) == [0, 1]
-    assert blend.match(model_masks, blind_masks, np.array([[1.0], [10.0]], np.float32)) == [1, 0]
+    """Two bins agree on one order, two on the other; the loud ones decide."""
+    model_masks = np.array([1.0, 0.0, 1.0, 0.0], np.float32)[:, None]    # stem 0 holds bins 0 and 2
+    blind_masks = np.array([1.0, 0.0, 0.0, 1.0], np.float32)[:, None]    # blind stem 0: bins 0 and 3
+    model_masks, blind_masks = (np.stack([m, 1 - m]) for m in (model_masks, blind_masks))
+    assert blend.match(model_masks, blind_masks, np.array([[10.0], [10.0], [1.0], [1.0]], np.float32)) == [0, 1]
+    assert blend.match(model_masks, blind_masks, np.array([[1.0], [1.0], [10.0], [10.0]], np.float32)) == [1, 0]
+
+
+def test_match_names_by_where_a_model_stem_is_higher_not_by_how_much_it_takes():
+    """A model stem that takes nearly everything (90-99%) goes with the blind stem where it is
+    highest, not with the louder blind stem: the plain overlap would pair them (18.02 against 3.98)."""
+    model_masks = np.array([0.9, 0.9, 0.99, 0.99], np.float32)[:, None]
+    model_masks = np.stack([model_masks, 1 - model_masks])
+    blind_masks = np.array([1.0, 1.0, 0.0, 0.0], np.float32)[:, None]     # the loud bins 0, 1
+    blind_masks = np.stack([blind_masks, 1 - blind_masks])
+    magnitude = np.array([[10.0], [10.0], [1.0], [1.0]], np.float32)
+    assert blend.match(model_masks, blind_masks, magnitude) == [1, 0]
+
+
+def test_match_of_a_silent_input_keeps_the_order():
+    rng = np.random.default_rng(2)
+    masks = random_masks(rng, 3)
+    assert blend.match(masks, masks[::-1], np.zeros((9, 7), np.float32)) == [0, 1, 2]
 
 
 def test_match_refuses_masks_of_other_shapes_and_too_many_stems():

@@ -54,7 +54,7 @@ by overlap lost on speech + noise (5.90 dB against 9.68): the general speech mod
 noise better than the noise model does.
 
 So a split whose models are all built-ins also runs that blind split with one stem per model,
-names each blind stem after the model whose stem it overlaps most (``match``) and masks with
+names each blind stem after the model whose stem it overlaps most above chance (``match``) and masks with
 the geometric mean of the two, or the arithmetic one beside ``noise`` (``combine``,
 ``geometric_for``, BUILTIN_SHARE): the masks still sum to one. The
 blend is nmfsep's; it follows the fusion of separation estimates of different systems (e.g.
@@ -75,15 +75,27 @@ MAX_STEMS = 6  # match tries every order of the blind stems: 720 of them at 6
 def match(model_masks: np.ndarray, blind_masks: np.ndarray, magnitude: np.ndarray) -> list[int]:
     """The order of the blind stems that names them after the models: blind_masks[order[s]]
     goes with model_masks[s]. Both (n_stems, n_bins, n_frames) over the magnitude (n_bins,
-    n_frames) of the same input; the order of greatest overlap, sum over stems and bins of
-    magnitude * model mask * blind mask (the first such order in itertools' order on ties).
-    Raises ValueError for more than MAX_STEMS stems or masks of other shapes."""
+    n_frames) of the same input; the order of greatest overlap above chance: the sum over
+    stems of the magnitude-weighted covariance of the two masks over the points (bins x
+    frames), i.e. of magnitude * model mask * blind mask less what the masks' sizes alone give
+    (the first such order in itertools' order on ties). Raises ValueError for more than
+    MAX_STEMS stems or masks of other shapes.
+
+    Not the plain overlap: where one model's stem takes nearly everything (``music`` beside
+    ``drums`` on a synth pad: 97% of the input), that names the louder blind stem after it
+    whatever the blind stems hold; the covariance names it after the stem where that model's
+    mask is higher than elsewhere. On the validation split it renamed one of the 75 mixtures
+    the built-ins name (two instruments: +2.0 -> +9.5 dB) and no other stem changed."""
     n = len(model_masks)
     if blind_masks.shape != model_masks.shape or n > MAX_STEMS:
         raise ValueError(f"cannot match {blind_masks.shape} blind masks to {model_masks.shape} ones "
                          f"(at most {MAX_STEMS} stems)")
     weighted = model_masks * magnitude
     overlap = np.einsum("sbf,tbf->st", weighted, blind_masks, dtype=np.float64)
+    total = float(magnitude.sum(dtype=np.float64))
+    if total > 0:
+        sizes = np.einsum("tbf,bf->t", blind_masks, magnitude, dtype=np.float64)
+        overlap -= np.outer(weighted.sum(axis=(1, 2), dtype=np.float64), sizes) / total
     return list(max(itertools.permutations(range(n)), key=lambda order: overlap[range(n), order].sum()))
 
 
