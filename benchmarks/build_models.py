@@ -6,8 +6,7 @@
 Every built-in is learned with nmfsep.supervised.learn from the clean clips of the train split's
 materials that its class selects (no speaker, program, track or noise of the validation or test
 splits), at RATE; then the discriminative training of every pair of built-ins is made and
-written to models/pairs/ (nmfsep.models.write_training; larger sets take the mean of their
-pairs', nmfsep.models.composed_training), so that a split with built-ins only
+written to models/pairs/ (nmfsep.models.write_training), so that a split with built-ins only
 trains nothing. One thread, fixed seeds and fixed archive timestamps: a second run writes the
 same bytes.
 """

@@ -300,64 +300,6 @@ def test_a_changed_model_invalidates_its_shipped_training(builtins, mix, tmp_pat
     assert len(made) == 1
 
 
-@pytest.fixture
-def three_pairs(builtins, tmp_path, monkeypatch):
-    """The fixture's built-ins with shipped trainings of all three pairs (low+mid as made; hiss's
-    two of random bases, two layers each as low+mid's), nmfsep.models pointed at them."""
-    models = _models_module()
-    folder = tmp_path / "models"
-    shutil.copytree(builtins["folder"], folder)
-    monkeypatch.setattr(models, "folder", lambda: folder)
-    rng = np.random.default_rng(5)
-    for names in (("hiss", "low"), ("hiss", "mid")):
-        pair = tuple(models.load(n) for n in names)
-        shape = (pair[0].bases.shape[0], sum(m.n_bases for m in pair))
-        models.write_training(models.pair_path(names), pair,
-                              Trained([rng.uniform(0.1, 2, shape) for _ in range(2)], rng.uniform(0, 2, shape)))
-    return folder
-
-
-def test_three_builtins_get_the_mean_of_their_pairs_trainings_in_any_order(three_pairs):
-    models = _models_module()
-    low, mid, hiss = (models.load(n) for n in ("low", "mid", "hiss"))
-    for order in ((low, mid, hiss), (hiss, low, mid)):
-        composed = models.shipped_training(order)
-        assert composed is not None and len(composed.layers) == 2
-        for bases_of in [lambda t: t.mask_bases] + [lambda t, n=n: t.layers[n] for n in range(2)]:
-            for i, m in enumerate(order):     # a pair read as (m, other) has m's 6 columns first
-                expected = np.mean([bases_of(models.shipped_training((m, other)))[:, :6]
-                                    for other in order if other is not m], axis=0)
-                np.testing.assert_allclose(bases_of(composed)[:, 6 * i:6 * i + 6], expected, rtol=1e-6)
-    low_in_pairs = [models.shipped_training((low, other)).mask_bases[:, :6] for other in (mid, hiss)]
-    assert not np.allclose(low_in_pairs[0], low_in_pairs[1])   # the mean is of two different things
-
-
-def test_a_split_with_three_builtins_starts_no_training(three_pairs, mix, monkeypatch):
-    models = _models_module()
-    three = tuple(models.load(n) for n in ("low", "mid", "hiss"))
-    expected = split_sources(mix[:, None], RATE, Settings(n_sources=3, models=three,
-                                                         trained=models.composed_training(three)))
-    no_training(monkeypatch)
-    settings = Settings(n_sources=3, models=three)
-    assert not supervised.training_needed(settings)
-    result = split_sources(mix[:, None], RATE, settings)
-    np.testing.assert_array_equal(result.stems, expected.stems)
-    assert result.names == ["low", "mid", "hiss"]
-
-
-def test_three_builtins_are_trained_where_a_pair_has_no_training_or_the_layers_differ(three_pairs, monkeypatch):
-    models = _models_module()
-    three = tuple(models.load(n) for n in ("low", "mid", "hiss"))
-    path = models.pair_path(["hiss", "mid"])
-    pair = (models.load("hiss"), models.load("mid"))
-    models.write_training(path, pair, Trained([], np.ones((pair[0].bases.shape[0], 12))))
-    assert models.shipped_training(pair) is not None
-    assert models.shipped_training(three) is None          # 0 layers beside two
-    path.unlink()
-    assert models.shipped_training(three) is None
-    assert supervised.training_needed(Settings(n_sources=3, models=three))
-
-
 def _pair_file(path: Path, trained: Trained, names: str, digest: str, layers=None):
     np.savez(path, layers=np.float16(np.array(trained.layers)) if layers is None else layers,
              mask_bases=np.float16(trained.mask_bases), models=names, digest=digest)
@@ -608,22 +550,3 @@ def test_every_shipped_pair_matches_its_models(pair):
     loaded = tuple(models.load(n) for n in names)
     trained = models.read_training(SHIPPED / "pairs" / pair, loaded)
     assert models.shipped_training(loaded) is not None and trained.mask_bases.shape[1] == sum(m.n_bases for m in loaded)
-
-
-def test_every_set_of_shipped_builtins_but_two_registers_beside_speech_needs_no_training():
-    """Pairs are shipped, larger sets composed from them; speech beside speech_low or speech_high
-    (the same voices twice) is the one set left to train."""
-    import itertools
-
-    models = _models_module()
-    names = models.names()
-    if not names:
-        pytest.skip("no built-ins shipped")
-    loaded = {n: models.load(n) for n in names}
-    sets = list(itertools.combinations(names, 2)) + list(itertools.combinations(names, 3))[::7] + [
-        ("drums", "music", "noise", "speech_high", "speech_low", "strings"), ("music", "noise", "speech", "speech_low")]
-    for chosen in sets:
-        if set(chosen) <= set(names):
-            settings = Settings(n_sources=len(chosen), models=tuple(loaded[c] for c in chosen))
-            redundant = "speech" in chosen and any(c.startswith("speech_") for c in chosen)
-            assert supervised.training_needed(settings) == redundant, chosen

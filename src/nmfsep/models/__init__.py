@@ -5,16 +5,15 @@ needs no training audio of one's own: ``nmfsep split x.wav --model speech --mode
 Each built-in is a model file in nmfsep.model's format (read without pickle and validated like
 anyone's), ``NAME.npz`` in this folder (``folder()``), with its card ``NAME.md`` (what it models
 and what it was learned from; the first line is its one-line summary). ``pairs/`` holds the
-discriminative training (nmfsep.supervised.discriminative_training) of pairs of built-ins, made
-when they were built (``write_training``); larger sets take the mean of their pairs'
-(``composed_training``), so that a split with built-ins only does not train (``shipped_training``).
+discriminative training (nmfsep.supervised.discriminative_training) of sets of built-ins, made
+when they were built (``write_training``), so that a split with built-ins only does not train
+(``shipped_training``).
 
 Names and paths (``load``): an argument with no path separator and no ``.npz`` suffix that names
 a built-in is that built-in, even where a file of that name exists in the working folder (write
 ``./speech`` for the file); any other argument, and any os.PathLike, is a path to a model file.
 """
 
-import itertools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -302,52 +301,16 @@ def read_training(path: "str | os.PathLike", models: Sequence[Model]) -> discrim
 
 
 def shipped_training(models: Sequence[Model]) -> discriminative.Trained | None:
-    """The shipped training of exactly this set of built-ins (any order); for three or more
-    with no file of their own, the one composed from their pairs' (``composed_training``).
-    None: not two models or more, not all built-in names, no such file (or a pair without
-    one), or a file that ``read_training`` refuses (made for other versions of the models, or
-    damaged): the set is then trained as any other."""
+    """The shipped training of exactly this set of built-ins (any order), or None: not two
+    models or more, not all built-in names, no such file, or a file that ``read_training``
+    refuses (made for other versions of the models, or damaged): the set is then trained as
+    any other."""
     if len(models) < 2 or not {m.name for m in models} <= set(names()):
         return None
     path = pair_path([m.name for m in models])
     if not path.is_file():
-        return composed_training(models) if len(models) > 2 else None
+        return None
     try:
         return read_training(path, models)
     except ModelError:
         return None
-
-
-def composed_training(models: Sequence[Model]) -> discriminative.Trained | None:
-    """A training of three built-ins or more made of their pairs' shipped trainings, with no
-    training of its own: each model's trained bases (the mask bases, and each layer's) are the
-    mean of its trained bases in the pairs it is in. None where a pair has no shipped training
-    or the pairs' numbers of layers differ.
-
-    Shipping a training of every triple would take 148 files of about 0.2 MB (the built-ins'
-    size limit is 25 MB), and making one at split time took 5 times the split itself. On the
-    corpus' validation split, the 10 three-source mixtures the built-ins name, blended as
-    ``split`` does: composed from the pairs +6.53 dB mean SI-SDRi at 1.2 s per mixture; a triple
-    trained as the pairs were (THOROUGH_RECIPE, no layers) +6.53 at 8.6 s; the split-time training
-    (SPLIT_RECIPE, 16 layers) +6.78 at 6.3 s; no training +3.85. The split-time training's layers
-    did not pay on pairs (36 validation mixtures of two sources: shipped +10.33, split-time +10.19)."""
-    pairs = {}
-    for i, j in itertools.combinations(range(len(models)), 2):
-        trained = shipped_training((models[i], models[j]))
-        if trained is None:
-            return None
-        pairs[i, j] = trained
-    if len({len(t.layers) for t in pairs.values()}) > 1:
-        return None
-
-    def composed(bases_of) -> np.ndarray:
-        blocks = []
-        for i in range(len(models)):
-            own = [bases_of(t)[:, :models[i].n_bases] if a == i else bases_of(t)[:, models[a].n_bases:]
-                   for (a, b), t in pairs.items() if i in (a, b)]
-            blocks.append(np.mean(own, axis=0, dtype=np.float32))
-        return np.concatenate(blocks, axis=1)
-
-    n_layers = len(next(iter(pairs.values())).layers)
-    return discriminative.Trained([composed(lambda t, n=n: t.layers[n]) for n in range(n_layers)],
-                                  composed(lambda t: t.mask_bases))
