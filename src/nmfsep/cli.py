@@ -163,7 +163,7 @@ def separation_options(command):
                      help="With --model: extra bases learned on the mixture (the 'residual' stem)."),
         click.option("--blend", type=click.FloatRange(0, 1), default=None,
                      help=f"With 2 to {MAX_BLENDED} --model and no --free: the share of the blind split (as many "
-                          "stems, each named after the model it overlaps most; --components and --grouping apply to "
+                          "stems, each named after the model it overlaps most above chance; --components and --grouping apply to "
                           "it; --components must then be at least the number of models) in the masks: its weight in their geometric "
                           "mean (arithmetic beside the built-in noise); 0 = the models alone.  [default: 0.5 where the "
                           f"models are 2 to {MAX_BLENDED} built-ins, else 0]"),
