@@ -275,6 +275,14 @@ def record(method, cls, mean, seconds=1.0, id_=None):
             "seconds": seconds}
 
 
+def test_target_lines_give_the_blind_default_on_the_mixtures_the_builtins_apply_to_where_fewer(bench):
+    records = [record("default", "speech_music", 3.0, id_="a"), record("default", "speech_music", 9.0, id_="b"),
+               record("builtins", "speech_music", 7.0, id_="a")]
+    lines = bench.target_lines(records)
+    assert lines[0].startswith("built-ins on speech_music: +7.00 dB") and "blind default +6.00 +2 = +8.00: NOT met" in lines[0]
+    assert lines[1] == "  (on the 1 mixtures the built-ins apply to, the blind default is +3.00: built-ins +4.00 above it)"
+
+
 def test_target_lines_say_met_or_not_met_per_class_with_the_numbers(bench):
     records = [record("default", "speech_noise", 5.0, 2.0), record("builtins", "speech_noise", 7.5, 1.0),
                record("default", "speech_music", 3.0, 4.0), record("builtins", "speech_music", 6.5, 3.0),
