@@ -85,19 +85,26 @@ def chosen_clips(index: dict, root: Path, select) -> tuple[list[Path], list[str]
     return picked, used
 
 
-def learn_one(task):
-    name, paths, shifts = task
-    from nmfsep.model import Model
-    from nmfsep.supervised import learn
+def read_clips(paths) -> list[np.ndarray]:
+    """The clips (n_samples, n_channels), float32; SystemExit for one not at RATE."""
     recordings = []
     for p in paths:
         x, rate = sf.read(p, dtype="float32", always_2d=True)
         if rate != RATE:
             raise SystemExit(f"build_models: {p}: {rate} Hz, expected {RATE}")
         recordings.append(x)
+    return recordings
+
+
+def learn_one(task):
+    name, paths, shifts = task
+    from nmfsep import spectrum
+    from nmfsep.model import Model
+    from nmfsep.supervised import learn
+    recordings = read_clips(paths)
     started = time.perf_counter()
     m = learn(recordings, RATE, N_BASES, name=name, pitch_shifts=shifts, seed=0)
-    keep = np.linspace(0, m.frames.shape[1] - 1, min(FRAMES_KEPT, m.frames.shape[1])).astype(np.intp)
+    keep = spectrum.spread_frames(m.frames.shape[1], FRAMES_KEPT)
     m = Model(m.bases.astype(np.float16), m.sample_rate, m.n_fft, m.hop_length, m.beta, name,
               np.ascontiguousarray(m.frames[:, keep]), m.pitch_shifts)
     return name, m, time.perf_counter() - started
@@ -107,12 +114,11 @@ def pair_frames(paths: list[Path]) -> np.ndarray:
     """PAIR_FRAMES evenly spaced frames of the clips' spectrogram laid end to end (as
     nmfsep.supervised.learn lays out a model's), over its mean level, float16 (n_bins, frames)."""
     from nmfsep import spectrum
-    from nmfsep.inputs import as_2d
+    from nmfsep.model import stored_frames
     params = spectrum.default_params(RATE)
-    magnitude = np.concatenate([spectrum.analyse(as_2d(sf.read(p, dtype="float32", always_2d=True)[0], name="clip",
-                                                       fix=""), params)[1] for p in paths], axis=1)
-    frames = magnitude[:, spectrum.spread_frames(magnitude.shape[1], PAIR_FRAMES)] / spectrum.mean_level(magnitude)
-    return np.minimum(frames, np.finfo(np.float16).max).astype(np.float16)
+    magnitude = np.concatenate([spectrum.analyse(x, params)[1] for x in read_clips(paths)], axis=1)
+    return stored_frames(magnitude[:, spectrum.spread_frames(magnitude.shape[1], PAIR_FRAMES)],
+                         spectrum.mean_level(magnitude))
 
 
 def train_pair(task):

@@ -215,9 +215,14 @@ def conform(model: Model, sample_rate: int, n_fft: int, hop_length: int) -> Mode
     if model.frames is not None:
         frames = regrid(model.frames.astype(np.float32), position)
         mean = float(frames.mean())
-        frames = np.minimum(frames / (mean or 1.0), np.finfo(np.float16).max).astype(np.float16)
+        frames = stored_frames(frames, mean or 1.0)
     return Model(bases, sample_rate, n_fft, hop_length, model.beta, model.name, frames, model.pitch_shifts,
                  model.nmfsep_version, model.format_version, model.builtin)
+
+
+def stored_frames(frames: np.ndarray, scale: float) -> np.ndarray:
+    """Training frames (n_bins, n) over scale as a Model keeps them: float16, clipped to its range."""
+    return np.minimum(frames / scale, np.finfo(np.float16).max).astype(np.float16)
 
 
 def regrid(values: np.ndarray, position: np.ndarray) -> np.ndarray:

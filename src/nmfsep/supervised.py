@@ -19,7 +19,7 @@ from . import cache, discriminative, spectrum
 from .errors import NmfsepError
 from .fitting import Fit, Progress, init_for
 from .inputs import as_2d, check_sample_rate
-from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model, regrid
+from .model import MAX_FRAMES, MAX_PITCH_SHIFTS, Model, regrid, stored_frames
 from .models import shipped_training
 from .nmf import factorize
 
@@ -381,6 +381,6 @@ def learn(recordings: list[np.ndarray] | np.ndarray, sample_rate: int, n_bases: 
     result = factorize(magnitude / scale, n_bases, beta=beta, max_iter=max_iter, tol=tol, seed=seed,
                        init=init_for(magnitude, n_bases), callback=callback)
     bases = result.W / np.maximum(np.linalg.norm(result.W, axis=0), np.finfo(np.float32).tiny)
-    frames = np.minimum(frames / scale, np.finfo(np.float16).max).astype(np.float16)
+    frames = stored_frames(frames, scale)
     return Model(bases.astype(np.float32), sample_rate, params.n_fft, params.hop_length, float(beta), name,
                  frames, pitch_shifts)
