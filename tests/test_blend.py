@@ -113,24 +113,18 @@ def test_combine_keeps_out_what_either_split_is_sure_of_and_halves_a_disagreemen
     np.testing.assert_allclose(combined[:, 1, 0], [0.5, 0.5], atol=1e-6)
 
 
-@pytest.mark.parametrize("share", [0.3, 0.5])
-def test_combine_not_geometric_is_the_weighted_arithmetic_mean(share):
-    rng = np.random.default_rng(2)
-    a, b = random_masks(rng, 3), random_masks(rng, 3)
-    combined = blend.combine(a, b, share, geometric=False)
-    np.testing.assert_allclose(combined, (1 - share) * a + share * b, atol=1e-7)
-    assert combined.dtype == np.float32
-
-
-def test_blends_beside_the_builtin_noise_are_arithmetic_and_others_geometric(own):
+def test_the_blind_share_is_lower_beside_the_builtin_noise_only(own):
     from nmfsep.models import load_set
     models, _ = own
-    assert Settings(models=tuple(load_set(["speech", "noise"])[0])).geometric_blend is False
-    assert Settings(models=tuple(load_set(["speech", "music", "noise"])[0])).geometric_blend is False
-    assert Settings(models=tuple(load_set(["speech", "music"])[0])).geometric_blend is True
-    assert Settings(models=as_builtins(models)).geometric_blend is True
+    assert Settings(models=tuple(load_set(["speech", "noise"])[0])).blind_share == blend.NOISE_SHARE
+    assert Settings(models=tuple(load_set(["speech", "music", "noise"])[0])).blind_share == blend.NOISE_SHARE
+    assert Settings(models=tuple(load_set(["speech", "music"])[0])).blind_share == blend.BUILTIN_SHARE
+    assert Settings(models=as_builtins(models)).blind_share == blend.BUILTIN_SHARE
+    assert blend.NOISE_SHARE < blend.BUILTIN_SHARE
     noise_of_ones_own = replace(models[0], name="noise")   # only the built-in noise counts
-    assert Settings(models=(noise_of_ones_own, models[1])).geometric_blend is True
+    assert blend.builtin_share((noise_of_ones_own, models[1])) == blend.BUILTIN_SHARE
+    assert Settings(models=(noise_of_ones_own, models[1])).blind_share == 0.0   # own models: no blend
+    assert Settings(models=tuple(load_set(["speech", "noise"])[0]), blend=0.5).blind_share == 0.5
 
 
 def test_combine_is_finite_for_masks_of_zeros():

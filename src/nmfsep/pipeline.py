@@ -66,8 +66,8 @@ class Settings:
     mixtures (see ``supervised.discriminative_training``); unfolded_layers: how many refining updates;
     trained: that training, made beforehand (see ``supervised.train_models``).
     blend: with two models or more, the share (0 to 1) of the blind split of the same input
-    (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.BUILTIN_SHARE
-    where every model is a built-in (they model a class of sound, not the file's sources) and
+    (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.builtin_share
+    (0.5, or 0.35 beside the built-in noise) where every model is a built-in (they model a class of sound, not the file's sources) and
     there are no free bases, else 0 (see ``blind_share``).
     """
 
@@ -162,17 +162,12 @@ class Settings:
     @property
     def blind_share(self) -> float:
         """The share of the blind split in the masks (see ``blend``): as given, else
-        blend.BUILTIN_SHARE for two built-ins or more without free bases, else 0."""
+        blend.builtin_share for two built-ins or more without free bases, else 0."""
         if self.blend is not None:
             return self.blend
         builtins_only = (2 <= len(self.models) <= blend.MAX_STEMS and not self.n_free
                          and all(m.builtin for m in self.models))
-        return blend.BUILTIN_SHARE if builtins_only else 0.0
-
-    @property
-    def geometric_blend(self) -> bool:
-        """Whether a blend takes the geometric mean of the masks (nmfsep.blend.geometric_for)."""
-        return blend.geometric_for(self.models)
+        return blend.builtin_share(self.models) if builtins_only else 0.0
 
     @cached_property
     def steady(self) -> tuple[int, tuple[int, ...]] | None:
@@ -350,7 +345,7 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
         other = fit_bases(magnitude, scale, counterpart, sample_rate, params, count=count, channels=mixture)
         other_masks = other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised)
         order = blend.match(source_masks, other_masks, magnitude)
-        source_masks = blend.combine(source_masks, other_masks[order], share, settings.geometric_blend)
+        source_masks = blend.combine(source_masks, other_masks[order], share)
         fit.iterations_run += other.iterations_run
     stems = np.stack([spectrum.istft(source, params, samples.shape[0]).T
                       for source in masks.source_spectra(mixture, source_masks)])

@@ -281,7 +281,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
         if other is None:
             return found
         theirs = other.masks(H_other, counterpart.mask_power(other.n_averaged), magnitude)
-        return blend.combine(found, theirs[order], share, settings.geometric_blend)
+        return blend.combine(found, theirs[order], share)
 
     def subsample_masks(frames: slice) -> np.ndarray:
         """The masks of these frames of the subsample, as pass 2 makes a block's."""
