@@ -67,8 +67,8 @@ class Settings:
     trained: that training, made beforehand (see ``supervised.train_models``).
     blend: with two models or more, the share (0 to 1) of the blind split of the same input
     (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.builtin_share
-    (0.5, or 0.35 beside the built-in noise) where every model is a built-in (they model a class of sound, not the file's sources) and
-    there are no free bases, else 0 (see ``blind_share``).
+    (0.5, or 0.35 beside the built-in noise) where every model is a built-in (they model a class
+    of sound, not the file's sources) and there are no free bases, else 0 (see ``blind_share``).
     """
 
     n_sources: int = 2
