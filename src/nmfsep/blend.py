@@ -34,8 +34,9 @@ lost 0.75 dB against the arithmetic mean (4.38 -> 0.70, 5.19 -> 2.40, 6.80 -> 5.
 8 files), and so did the test split's mono speech + noise mixtures (-0.49). Stops 32 and 33 kept
 the arithmetic mean beside ``noise``; a lower share keeps the product and beats it. Every mixture
 with ``noise`` among its built-ins, in four sets (mean SI-SDRi in dB; the corpus' validation and
-train splits, and two sets of 12 mono voices in noise made from the validation split's clips:
-recorded klettres speakers and espeak-ng voices, in its coloured and recorded noises at -6 to +6 dB):
+train splits, and two sets of 12 mono voices in noise made from the validation split's clips by
+benchmarks/make_voice_sets.py: recorded klettres speakers and espeak-ng voices, in its coloured and
+recorded noises at -6 to +6 dB):
 
     beside noise                 arithmetic 0.5   geometric 0.2   0.3     0.35    0.4     0.5
     recorded voices, mono              9.08           10.13       10.31   10.28   10.17   9.77
