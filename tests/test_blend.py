@@ -137,6 +137,13 @@ def test_the_cli_bound_is_blends():
     assert cli_module.MAX_BLENDED == blend.MAX_STEMS
 
 
+def test_the_blend_help_gives_the_shares_blend_uses():
+    # the CLI does not import nmfsep.blend (numpy) to build its help, so the shares are written out there
+    help_text = " ".join(CliRunner().invoke(cli_module.cli, ["split", "--help"]).output.split())
+    assert f"[default: {blend.BUILTIN_SHARE:g} where" in help_text
+    assert f"({blend.NOISE_SHARE:g} with the built-in noise among them)" in help_text
+
+
 # --- the default and its checks --------------------------------------------------------------
 
 def test_builtins_only_blend_by_default_and_own_models_or_free_bases_do_not(own):
