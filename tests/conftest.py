@@ -1,11 +1,24 @@
+import importlib.util
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from nmfsep import synth
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """A loader of benchmarks/NAME.py as a module (the scripts are not a package)."""
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture

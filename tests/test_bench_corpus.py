@@ -1,25 +1,19 @@
 """benchmarks/bench_quality.py --corpus: the scoring of one mixture of a corpus (benchmarks/make_corpus.py's format)."""
 
-import importlib.util
 import os
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 RATE = 16000
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
 
 
 @pytest.fixture
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("bench_quality")
 
 
 def pattern(f0, harmonics, period, offset, seconds=2.0):

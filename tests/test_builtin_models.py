@@ -543,21 +543,12 @@ def test_the_shipped_builtins_fit_in_25_mb():
 
 
 @pytest.mark.parametrize("pair", sorted(p.name for p in (SHIPPED / "pairs").glob("*.npz")))
-def test_every_shipped_pair_matches_its_models(pair):
+def test_every_shipped_pair_matches_its_models(pair, benchmark_script):
     models = _models_module()
     names = pair.removesuffix(".npz").split("+")
     assert names == sorted(names) and models.pair_path(names) == SHIPPED / "pairs" / pair
     loaded = tuple(models.load(n) for n in names)
     trained = models.read_training(SHIPPED / "pairs" / pair, loaded)
     assert models.shipped_training(loaded) is not None and trained.mask_bases.shape[1] == sum(m.n_bases for m in loaded)
-    build = _build_models_script()    # the layers the build script gives this pair
+    build = benchmark_script("build_models")    # the layers the build script gives this pair
     assert len(trained.layers) == build.LAYERED_PAIRS.get(tuple(names), build.PAIR_LAYERS)
-
-
-def _build_models_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("build_models", SHIPPED.parents[2] / "benchmarks" / "build_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

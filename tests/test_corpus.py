@@ -1,23 +1,16 @@
 """The benchmark corpus generator (benchmarks/make_corpus.py): its split assignment, manifest check and
 clip plans, on made-up material lists and small files: no espeak-ng, flite, fluidsynth or Debian data needed."""
-import importlib.util
 import os
-import pathlib
 import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "make_corpus.py"
-
 
 @pytest.fixture(scope="module")
-def corpus():
-    spec = importlib.util.spec_from_file_location("make_corpus", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def corpus(benchmark_script):
+    return benchmark_script("make_corpus")
 
 
 def fake_materials(corpus):

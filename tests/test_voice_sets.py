@@ -1,23 +1,13 @@
 """benchmarks/make_voice_sets.py: voice-over-music and voice-in-noise mixtures from a split's clips, on a
 small made-up clips index (no corpus needed)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 RATE = 8000
-ROOT = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -44,8 +34,8 @@ def clips(tmp_path):
     return tmp_path / "clips.json"
 
 
-def test_voice_sets_mix_a_splits_voice_of_one_engine_with_its_music_or_noise(clips, tmp_path):
-    sets = load("make_voice_sets")
+def test_voice_sets_mix_a_splits_voice_of_one_engine_with_its_music_or_noise(clips, tmp_path, benchmark_script):
+    sets = benchmark_script("make_voice_sets")
     out = tmp_path / "out"
     assert sets.main(["--clips", str(clips), "--out", str(out), "--per-class", "4"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
@@ -64,12 +54,12 @@ def test_voice_sets_mix_a_splits_voice_of_one_engine_with_its_music_or_noise(cli
         assert np.abs(mix).max() <= sets.PEAK + 1e-6
         ratio_db = 10 * np.log10(np.mean(refs[1] ** 2) / np.mean(refs[0] ** 2))
         assert ratio_db == pytest.approx(other["gain_db"], abs=0.02)
-    case = load("bench_quality").load_mixture(str(out), mixtures[0])   # what bench_quality --corpus reads
+    case = benchmark_script("bench_quality").load_mixture(str(out), mixtures[0])   # what bench_quality --corpus reads
     assert case["refs"].shape == (2,) + case["mix"].shape
 
 
-def test_voice_sets_refuse_a_missing_engine_and_an_existing_manifest(clips, tmp_path):
-    sets = load("make_voice_sets")
+def test_voice_sets_refuse_a_missing_engine_and_an_existing_manifest(clips, tmp_path, benchmark_script):
+    sets = benchmark_script("make_voice_sets")
     with pytest.raises(SystemExit, match="no val-split clips of speech by flite"):
         sets.main(["--clips", str(clips), "--out", str(tmp_path / "a"), "--engine", "flite"])
     assert sets.main(["--clips", str(clips), "--out", str(tmp_path / "b"), "--per-class", "1"]) == 0
