@@ -17,7 +17,8 @@ the shorter, the second source at the voice's RMS times a gain uniform in -6..+6
 scaled together so that the mix peaks at 0.9 at most. Voice clips are taken in the index's order
 where there are enough of them, else drawn; then in turn the first clip of each track (not a
 track with a voice in it) or the first two of each noise. Files:
-``<out>/<split>/<class>/<NNNN>/{mix,src1,src2}.wav`` (32-bit float, the clips' rate) and
+``<out>/<split>/<class>/<NNNN>/{mix,src1,src2}.wav`` (32-bit float, the clips' rate, the same
+bytes on every run: make_corpus.write_wav) and
 ``<out>/manifest.json`` in make_corpus.py's format (no ``detail``). Used to choose the blind
 split's share beside the built-in ``noise`` (nmfsep.blend).
 """
@@ -29,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_corpus import write_wav  # noqa: E402  (the corpus' own float WAV writer: the same bytes every run)
 
 CLASSES = (("speech_music", "music"), ("speech_noise", "noise"))
 CLIPS_EACH = {"music": 1, "noise": 2}  # clips of each track or noise used, in turn
@@ -69,7 +73,7 @@ def voice_sets(index: dict, root: Path, out: Path, engine: str, split: str, per_
             folder = f"{split}/{cls}/{i:04d}"
             (out / folder).mkdir(parents=True, exist_ok=True)
             for name, samples in (("mix.wav", voice + other), ("src1.wav", voice), ("src2.wav", other)):
-                sf.write(out / folder / name, samples, rate, subtype="FLOAT")
+                write_wav(str(out / folder / name), samples[:, None], rate)
             mixtures.append({"id": folder, "split": split, "class": cls, "rate": rate, "channels": 1,
                              "seconds": n / rate, "dir": folder,
                              "sources": [{"file": "src1.wav", "kind": "speech", "material": voice_material["id"],

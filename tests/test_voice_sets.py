@@ -56,6 +56,13 @@ def test_voice_sets_mix_a_splits_voice_of_one_engine_with_its_music_or_noise(cli
         assert ratio_db == pytest.approx(other["gain_db"], abs=0.02)
     case = benchmark_script("bench_quality").load_mixture(str(out), mixtures[0])   # what bench_quality --corpus reads
     assert case["refs"].shape == (2,) + case["mix"].shape
+    # written as the corpus writes its files, the same bytes on every run (soundfile's float WAV
+    # carries a PEAK chunk with the time of writing)
+    for m in mixtures:
+        for name in ("mix.wav", "src1.wav", "src2.wav"):
+            samples, _ = sf.read(out / m["dir"] / name, dtype="float32", always_2d=True)
+            sets.write_wav(str(tmp_path / "twin.wav"), samples, RATE)
+            assert (out / m["dir"] / name).read_bytes() == (tmp_path / "twin.wav").read_bytes()
 
 
 def test_voice_sets_refuse_a_missing_engine_and_an_existing_manifest(clips, tmp_path, benchmark_script):
