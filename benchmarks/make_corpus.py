@@ -517,6 +517,15 @@ def same_register_pairs(pitched: list[dict]) -> list[tuple[int, int]]:
     return pairs
 
 
+def chosen_splits(argument: str) -> list[str]:
+    """The splits that --splits names (comma-separated), in SPLITS' order; SystemExit for a name
+    that is not a split."""
+    chosen = [s for s in SPLITS if s in argument.split(",")]
+    if not chosen or len(chosen) != len(set(argument.split(","))):
+        raise SystemExit(f"make_corpus: --splits takes a comma-separated list of {', '.join(SPLITS)}")
+    return chosen
+
+
 def check_manifest(manifest: dict) -> None:
     """Raise ValueError when a material, or a unit of shared sound (see unit_of), appears in
     more than one split, or a mixture's id does not start with its split."""
@@ -729,6 +738,16 @@ def split_counts(per_class: int) -> dict[str, int]:
     train = per_class * 2 // 5
     val = (per_class - train) // 2
     return {"train": train, "val": val, "test": per_class - train - val}
+
+
+def mixture_plans(pools: dict[str, list[dict]], per_class: int, seed: int, splits=SPLITS) -> list[dict]:
+    """The plans of every mixture of the chosen splits, split_counts(per_class) of each class in
+    each. Each is drawn from (seed, split, class, index) alone, so a larger per_class adds
+    mixtures after the same ones: `--per-class 134 --splits val` gives 40 validation mixtures per
+    class, the first 12 of them on the sources of a --per-class 40 corpus' 12."""
+    counts = split_counts(per_class)
+    return [plan_mixture(pools[split], split, cls, i, seed)
+            for split in SPLITS if split in splits for cls in CLASSES for i in range(counts[split])]
 
 
 THREE_TEMPLATES = (("speech", "instrument", "drums"), ("speech", "music", "noise"),
@@ -1389,9 +1408,7 @@ def make_clips(args) -> int:
     import time
     from concurrent.futures import ProcessPoolExecutor
     began = time.monotonic()
-    chosen = [s for s in SPLITS if s in args.splits.split(",")]
-    if not chosen or len(chosen) != len(set(args.splits.split(","))):
-        raise SystemExit(f"make_corpus: --splits takes a comma-separated list of {', '.join(SPLITS)}")
+    chosen = chosen_splits(args.splits)
     materials, _notes = discover(args.jobs)
     splits = assign_splits(materials, args.seed)
     pools = split_materials(materials, splits)
@@ -1406,8 +1423,7 @@ def make_clips(args) -> int:
                 raise SystemExit(f"make_corpus: split {split} of {corpus}/materials.json is not this seed's "
                                  f"(seed {args.seed}): generate the clips with the corpus' own seed")
         checked.append("materials.json")
-    plans = [plan_mixture(pools[split], split, cls, i, args.seed)
-             for split in chosen for cls in CLASSES for i in range(split_counts(args.per_class)[split])]
+    plans = mixture_plans(pools, args.per_class, args.seed, chosen)
     usage, details = mixture_usage(plans, by_id, args.jobs)
     if os.path.exists(os.path.join(corpus, "manifest.json")):
         with open(os.path.join(corpus, "manifest.json")) as f:
@@ -1493,7 +1509,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", action="store_true",
                         help="instead of mixtures, write clean clips of every material of --splits into "
                              "OUT/clips/<split>/<material>/NN.wav and their index OUT/clips/clips.json")
-    parser.add_argument("--splits", default=",".join(SPLITS), help="with --clips: which splits (default all)")
+    parser.add_argument("--splits", default=",".join(SPLITS), help="which splits (default all): their mixtures only, or with --clips their clips")
     parser.add_argument("--clips-per-material", type=int, default=3)
     parser.add_argument("--clip-seconds", type=float, default=8.0)
     parser.add_argument("--clip-rate", type=int, default=22050)
@@ -1515,8 +1531,7 @@ def main(argv=None) -> int:
         if problems:
             raise SystemExit(f"make_corpus: split {split} cannot build: " + "; ".join(problems))
     by_id = {m["id"]: m for m in materials}
-    plans = [plan_mixture(pools[split], split, cls, i, args.seed)
-             for split in SPLITS for cls in CLASSES for i in range(split_counts(args.per_class)[split])]
+    plans = mixture_plans(pools, args.per_class, args.seed, chosen_splits(args.splits))
     for name in (*SPLITS, "manifest.json", "materials.json", ".render"):
         path = os.path.join(args.out, name)
         if os.path.isdir(path):

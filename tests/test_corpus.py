@@ -152,6 +152,23 @@ def test_plan_mixture_draws_only_its_split_material_within_the_ranges(corpus, cl
                 assert len(used) == 3 and len({m["kind"] for m in used}) >= 2
 
 
+def test_mixture_plans_of_one_split_extend_that_split_of_a_smaller_corpus(corpus):
+    materials = fake_materials(corpus)
+    pools = corpus.split_materials(materials, corpus.assign_splits(materials, seed=0))
+    small = corpus.mixture_plans(pools, 10, seed=0)
+    big = corpus.mixture_plans(pools, 20, seed=0, splits=["val"])
+    assert {p["split"] for p in big} == {"val"} and len(big) == len(corpus.CLASSES) * corpus.split_counts(20)["val"]
+    small_val = {p["id"]: p for p in small if p["split"] == "val"}
+    assert small_val and all(p == small_val[p["id"]] for p in big if p["id"] in small_val)
+    assert len(big) > len(small_val)
+
+
+def test_chosen_splits_refuses_a_name_that_is_not_a_split(corpus):
+    assert corpus.chosen_splits("test,val") == ["val", "test"]
+    with pytest.raises(SystemExit, match="--splits takes"):
+        corpus.chosen_splits("val,dev")
+
+
 def test_write_wav_writes_the_same_float_file_every_time(corpus, tmp_path):
     data = np.random.default_rng(0).uniform(-0.5, 0.5, (1000, 2)).astype(np.float32)
     corpus.write_wav(tmp_path / "a.wav", data, 22050)
