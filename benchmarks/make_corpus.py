@@ -4,8 +4,10 @@
 Run (from the repository root, after ``make dev``; takes a few minutes on two cores)::
 
     .venv/bin/python benchmarks/make_corpus.py [--out benchmarks/corpus] [--seed 0] [--per-class 40] [-j 2]
+        [--splits train,val,test]
 
-or ``make corpus``. Never run by CI or ``make test``; the output folder is git-ignored.
+or ``make corpus``. ``--splits`` makes only those splits' mixtures (``mixture_plans``: ``--per-class 134
+--splits val``, 40 validation mixtures per class, is a larger validation set). Never run by CI or ``make test``; the output folder is git-ignored.
 
 What it makes: ``--per-class`` mixtures (default 40: 16 train, 12 validation, 12 test) in each of
 eight classes, ``<out>/<split>/<class>/<NNNN>/{mix,src1,src2[,src3]}.wav`` (32-bit float WAV, same
