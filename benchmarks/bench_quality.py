@@ -40,7 +40,8 @@ Rows with models, in the same run (not in the default --methods; they need the c
                    speech (two talkers of different gender: speech_low / speech_high by the index's
                    gender), music, noise, drums -> their namesakes, an instrument -> its family's
                    (piano+chromatic -> piano, guitar, bass, strings+ensemble -> strings,
-                   brass+reed+pipe -> winds, other families -> music); blank where two sources
+                   brass+reed+pipe -> winds, organ+synth lead/pad/effects -> synth, other
+                   families (ethnic, percussive) -> music); blank where two sources
                    would get the same built-in
   supervised       (--supervised) `nmfsep learn` (its defaults) on the clips of each source's
                    material (other audio of the same speaker, program or track; never the mixture's
@@ -297,7 +298,8 @@ def oracle_mask(case):
 # would choose it; instrument families (make_corpus.family) without a built-in of their own get "music".
 BUILTIN_OF_KIND = {"speech": "speech", "music": "music", "noise": "noise", "drums": "drums"}
 BUILTIN_OF_FAMILY = {"piano": "piano", "chromatic": "piano", "guitar": "guitar", "bass": "bass",
-                     "strings": "strings", "ensemble": "strings", "brass": "winds", "reed": "winds", "pipe": "winds"}
+                     "strings": "strings", "ensemble": "strings", "brass": "winds", "reed": "winds", "pipe": "winds",
+                     "organ": "synth", "synth_lead": "synth", "synth_pad": "synth", "synth_fx": "synth"}
 BUILTIN_OF_GENDER = {"M": "speech_low", "F": "speech_high"}
 # Rows whose stems come in the sources' order (models given in it): scored in that order, no permutation.
 ORDERED_ROWS = ("builtins", "supervised", "sklearn-recipe", "voice-noise", "voice-free")
