@@ -208,7 +208,7 @@ def write_card(out: Path, name: str, source: tuple, scores: dict | None) -> None
     lines = [f"# {summary}", "", f"The built-in model `{name}` (`nmfsep split INPUT --model {name}`).", "",
              f"- Learned from: {n_clips} clean clips (8 s each) of {n_materials} materials of the train split of "
              f"nmfsep's corpus (benchmarks/make_corpus.py --clips; no speaker, program, track or noise of its "
-             f"validation or test splits): {', '.join(used)}.",
+             f"validation or test splits; corpus ids, GM programs numbered from 0): {', '.join(used)}.",
              f"- Bases: {m.n_bases} (float16), KL (beta {m.beta:g}), {shifts} semitone pitch shifts each way; "
              f"{m.frames.shape[1]} training frames kept for trainings with one's own models.",
              f"- STFT: {m.sample_rate} Hz, n_fft {m.n_fft}, hop {m.hop_length}; a file at another rate is resampled "
