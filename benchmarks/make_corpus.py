@@ -1524,6 +1524,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"make_corpus: {tool} is not installed")
     if args.clips:
         return make_clips(args)
+    chosen = chosen_splits(args.splits)
     materials, notes = discover(args.jobs)
     splits = assign_splits(materials, args.seed)
     print(f"found material in {time.monotonic() - began:.0f} s", file=sys.stderr)
@@ -1533,7 +1534,7 @@ def main(argv=None) -> int:
         if problems:
             raise SystemExit(f"make_corpus: split {split} cannot build: " + "; ".join(problems))
     by_id = {m["id"]: m for m in materials}
-    plans = mixture_plans(pools, args.per_class, args.seed, chosen_splits(args.splits))
+    plans = mixture_plans(pools, args.per_class, args.seed, chosen)
     for name in (*SPLITS, "manifest.json", "materials.json", ".render"):
         path = os.path.join(args.out, name)
         if os.path.isdir(path):
