@@ -47,6 +47,11 @@ GROUPS = {  # family of the corpus (make_corpus.family) -> built-in
     "strings": "strings", "ensemble": "strings", "brass": "winds", "reed": "winds", "pipe": "winds",
     "organ": "synth", "synth_lead": "synth", "synth_pad": "synth", "synth_fx": "synth",
 }
+def family(name: str):
+    """The selector of the instruments whose family (make_corpus.family) GROUPS gives to the built-in name."""
+    return lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == name
+
+
 BUILTINS = {  # name: (summary, pitch shifts, selector of clip materials)
     "speech": ("Speech, any voice (espeak-ng, flite and recorded speakers)", 0,
                lambda m: m["kind"] == "speech"),
@@ -60,18 +65,13 @@ BUILTINS = {  # name: (summary, pitch shifts, selector of clip materials)
               lambda m: m["kind"] == "noise"),
     "drums": ("A drum kit (General MIDI kits of three soundfonts)", 0,
               lambda m: m["kind"] == "drums"),
-    "piano": ("Piano and other keyboards, mallets and bells (GM 1-16)", 1,
-              lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "piano"),
-    "guitar": ("Guitars, acoustic and electric (GM 25-32)", 1,
-               lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "guitar"),
-    "bass": ("Bass: acoustic, electric and synth bass (GM 33-40)", 1,
-             lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "bass"),
-    "strings": ("Strings: violin to contrabass, string and choir ensembles (GM 41-56)", 1,
-                lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "strings"),
-    "winds": ("Winds: brass, reeds and pipes (GM 57-80)", 1,
-              lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "winds"),
+    "piano": ("Piano and other keyboards, mallets and bells (GM 1-16)", 1, family("piano")),
+    "guitar": ("Guitars, acoustic and electric (GM 25-32)", 1, family("guitar")),
+    "bass": ("Bass: acoustic, electric and synth bass (GM 33-40)", 1, family("bass")),
+    "strings": ("Strings: violin to contrabass, string and choir ensembles (GM 41-56)", 1, family("strings")),
+    "winds": ("Winds: brass, reeds and pipes (GM 57-80)", 1, family("winds")),
     "synth": ("Synths and organs: leads, pads, synth effects, organs and accordions (GM 17-24, 81-104)", 1,
-              lambda m: m["kind"] == "instrument" and GROUPS.get(m.get("family")) == "synth"),
+              family("synth")),
 }
 
 
