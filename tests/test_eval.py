@@ -99,6 +99,27 @@ def test_eval_with_two_references_says_the_mixture_is_their_sum(files):
     assert set(report["mean"]) == {"si_sdr", "si_sdr_improvement", "sdr", "sir", "sar"}
 
 
+def test_eval_ordered_scores_each_estimate_in_its_place_so_a_swap_scores_low(files):
+    swapped = ("--ref", files["ref1"], "--ref", files["ref2"], files["est2"], files["est1"], "--json")
+    matched, ordered = (json.loads(run("eval", *swapped, *extra).stdout) for extra in ((), ("--ordered",)))
+    assert [r["estimate"] for r in matched["references"]] == [str(files["est1"]), str(files["est2"])]
+    assert [r["estimate"] for r in ordered["references"]] == [str(files["est2"]), str(files["est1"])]
+    refs, ests = ([sf.read(files[n])[0] for n in names] for names in (("ref1", "ref2"), ("est2", "est1")))
+    expected = mir_eval_sources(np.stack(refs), np.stack(ests))
+    for i, row in enumerate(ordered["references"]):
+        assert row["si_sdr"] == pytest.approx(si_sdr(refs[i], ests[i]), abs=1e-6)
+        assert row["sdr"] == pytest.approx(expected["sdr"][i], abs=0.05)
+    assert ordered["mean"]["si_sdr"] < matched["mean"]["si_sdr"] - 10
+
+
+def test_eval_ordered_needs_as_many_estimates_as_references(files):
+    result = run("eval", "--ref", files["ref1"], files["est1"], files["est2"], "--mix", files["mix"], "--ordered")
+    assert result.exit_code == 2
+    assert "--ordered pairs the i-th estimate with the i-th reference: give as many of each, " \
+           "got 2 estimates and 1 --ref" in result.stderr
+    assert result.stdout == ""
+
+
 def test_eval_quiet_prints_nothing_on_stderr(files):
     result = run("eval", "--ref", files["ref1"], "--ref", files["ref2"], files["est1"], files["est2"], "-q")
     assert result.exit_code == 0, result.output

@@ -462,11 +462,15 @@ def list_models(name, as_json):
                    "given two or more].")
 @click.option("--no-bss", is_flag=True, help="SI-SDR only (skip the slower SDR/SIR/SAR).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--ordered", is_flag=True,
+              help="Score the i-th EST against the i-th --ref, as many of each, instead of matching each "
+                   "reference to its best estimate: for stems named after models (split --model), where "
+                   "a swapped pair should score low.")
 @click.option("-q", "--quiet", is_flag=True, help="No table, mixture line or progress on stderr.")
-def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
+def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet, ordered):
     """Score estimated stems against true sources: SI-SDR and its improvement over the mixture,
     and bss_eval's SDR, SIR and SAR (fast_bss_eval, in windows of bounded memory), each
-    reference matched to its best estimate."""
+    reference matched to its best estimate (--ordered: to the estimate in its place)."""
     import numpy as np
     from rich.console import Console
 
@@ -475,6 +479,9 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
 
     if len(estimates) < len(refs):
         raise click.UsageError(f"{len(refs)} references need at least as many estimates, got {len(estimates)}")
+    if ordered and len(estimates) != len(refs):
+        raise click.UsageError(f"--ordered pairs the i-th estimate with the i-th reference: give as many of each, "
+                               f"got {len(estimates)} estimates and {len(refs)} --ref")
     if mix_path is None and len(refs) == 1:
         raise click.UsageError("the mixture cannot be the sum of one reference: give --mix MIX")
     paths = (*refs, *estimates, *([mix_path] if mix_path else []))
@@ -500,7 +507,7 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet):
                       markup=False, highlight=False, soft_wrap=True)
     n_windows = len(windows(references.shape[1], bss_window(len(refs), references.shape[2])))
     with steps_bar(console, "bss_eval", n_windows, "windows", not (quiet or no_bss) and console.is_terminal) as progress:
-        rows = score(references, ests, mixture, with_bss_eval=not no_bss, progress=progress)
+        rows = score(references, ests, mixture, with_bss_eval=not no_bss, progress=progress, ordered=ordered)
     for ref, row in zip(refs, rows):
         row["estimate"] = estimates[row["estimate"]]
         row["reference"] = ref

@@ -144,17 +144,23 @@ def bss_eval(references: np.ndarray, estimates: np.ndarray, window: int | None =
 
 def score(references: np.ndarray, estimates: np.ndarray, mixture: np.ndarray | None = None,
           with_bss_eval: bool = True, window: int | None = None,
-          progress: Callable[[int, int], None] | None = None) -> list[dict]:
+          progress: Callable[[int, int], None] | None = None, ordered: bool = False) -> list[dict]:
     """One row per reference: its best-matched estimate (index), SI-SDR, improvement, SDR/SIR/SAR.
 
     references: (n_sources, n_frames[, n_channels]); estimates: (n_estimates >= n_sources, ...) of
     the same frames and channels; mixture: (n_frames[, n_channels]), by default the sum of the
     references (true when they are a full separation; with one reference that would be the
-    reference itself, which the CLI refuses). window, progress: see bss_eval.
+    reference itself, which the CLI refuses). window, progress: see bss_eval. ordered: the i-th
+    reference goes with the i-th estimate, not its best match (stems named after models, where
+    a swap is an error to score, not to forgive).
     """
     mixture = references.sum(axis=0) if mixture is None else mixture
     with np.errstate(divide="ignore", invalid="ignore"):  # silent signals score -inf or NaN, no warning
-        order, scores = best_permutation(references, estimates)
+        if ordered:
+            order = tuple(range(len(references)))
+            scores = [si_sdr(ref, est) for ref, est in zip(references, estimates)]
+        else:
+            order, scores = best_permutation(references, estimates)
         rows = [{"estimate": j, "si_sdr": float(s), "si_sdr_improvement": float(s - si_sdr(ref, mixture))}
                 for ref, j, s in zip(references, order, scores)]
         if with_bss_eval:
