@@ -81,6 +81,9 @@ from nmfsep.pipeline import Settings, split_sources
 from nmfsep.spectrum import analyse
 from nmfsep.supervised import DEFAULT_BASES, DEFAULT_PITCH_SHIFTS, UNFOLDED_LAYERS, learn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the other benchmark scripts, run or loaded by path
+from build_models import GROUPS, THREADS  # noqa: E402
+
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # Measure the code as it is: no discriminative training from an earlier run's cache (nmfsep.cache).
 os.environ["NMFSEP_CACHE_DIR"] = ""
@@ -286,7 +289,6 @@ def table(rows, cases):
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 FLOOR_DB = -50.0  # SI-SDR of a silent (or not finite) estimate: the worst score, not -inf
-THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def oracle_mask(case):
@@ -295,11 +297,9 @@ def oracle_mask(case):
 
 
 # --builtin: the built-in model that names each kind of source, as a user who knows what is in the file
-# would choose it; instrument families (make_corpus.family) without a built-in of their own get "music".
+# would choose it; an instrument gets the built-in learned from its family (make_corpus.family), by
+# build_models.GROUPS, and a family without one of its own (ethnic, percussive) gets "music".
 BUILTIN_OF_KIND = {"speech": "speech", "music": "music", "noise": "noise", "drums": "drums"}
-BUILTIN_OF_FAMILY = {"piano": "piano", "chromatic": "piano", "guitar": "guitar", "bass": "bass",
-                     "strings": "strings", "ensemble": "strings", "brass": "winds", "reed": "winds", "pipe": "winds",
-                     "organ": "synth", "synth_lead": "synth", "synth_pad": "synth", "synth_fx": "synth"}
 BUILTIN_OF_GENDER = {"M": "speech_low", "F": "speech_high"}
 # Rows whose stems come in the sources' order (models given in it): scored in that order, no permutation.
 ORDERED_ROWS = ("builtins", "supervised", "sklearn-recipe", "voice-noise", "voice-free")
@@ -333,7 +333,7 @@ def builtin_names(materials):
     the speech_low (M) / speech_high (F) built-ins, other speech gets speech."""
     genders = {m.get("gender") for m in materials if m["kind"] == "speech"}
     by_gender = len([m for m in materials if m["kind"] == "speech"]) > 1 and len(genders) > 1
-    names = [BUILTIN_OF_FAMILY.get(m.get("family"), "music") if m["kind"] == "instrument"
+    names = [GROUPS.get(m.get("family"), "music") if m["kind"] == "instrument"
              else BUILTIN_OF_GENDER[m["gender"]] if m["kind"] == "speech" and by_gender
              else BUILTIN_OF_KIND[m["kind"]] for m in materials]
     return names if len(set(names)) == len(names) else None

@@ -162,8 +162,8 @@ def test_builtin_names_follow_kind_family_and_gender_of_two_talkers(bench):
 
 
 def test_builtin_names_give_each_family_the_builtin_learned_from_it(bench, benchmark_script):
-    """bench_quality names an instrument by its own table (it cannot import build_models, which
-    turns the cache off at import): the two must agree, on every family the corpus has."""
+    """bench_quality names an instrument after the built-in learned from its family (build_models.GROUPS),
+    on every family the corpus has; a family without one gets music."""
     build, corpus = benchmark_script("build_models"), benchmark_script("make_corpus")
     for family in corpus.FAMILIES:
         expected = build.GROUPS.get(family, "music")

@@ -6,6 +6,7 @@ it; the last tests check whatever is actually shipped in src/nmfsep/models."""
 
 from dataclasses import replace
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -255,6 +256,17 @@ def test_a_batch_with_builtins_reads_their_shipped_training_once_not_per_input(b
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mix0", "mix1", "mix2"]
     assert len(reads) <= 2  # training_needed, then train_models hands it to every input
+
+
+def test_the_build_script_changes_no_environment_variable_at_import(benchmark_script, monkeypatch):
+    """bench_quality imports its GROUPS: the cache and BLAS threads are set in its main, not at import."""
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(Path("somewhere")))
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+    build = benchmark_script("build_models")
+    assert dict(os.environ) == before
+    assert set(build.THREADS) == {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
 
 
 def test_discriminative_training_makes_a_fresh_training_even_for_a_shipped_set(builtins, monkeypatch):
