@@ -43,6 +43,8 @@ Rows with models, in the same run (not in the default --methods; they need the c
                    brass+reed+pipe -> winds, organ+synth lead/pad/effects -> synth, other
                    families (ethnic, percussive) -> music); blank where two sources
                    would get the same built-in
+  register         (--builtin) the same, with each voice named by its register, speech_low (M) or
+                   speech_high (F), as a user who knows it would; blank where no voice is renamed
   supervised       (--supervised) `nmfsep learn` (its defaults) on the clips of each source's
                    material (other audio of the same speaker, program or track; never the mixture's
                    own), learned once per process, then `split --model ...`
@@ -302,8 +304,8 @@ def oracle_mask(case):
 BUILTIN_OF_KIND = {"speech": "speech", "music": "music", "noise": "noise", "drums": "drums"}
 BUILTIN_OF_GENDER = {"M": "speech_low", "F": "speech_high"}
 # Rows whose stems come in the sources' order (models given in it): scored in that order, no permutation.
-ORDERED_ROWS = ("builtins", "supervised", "sklearn-recipe", "voice-noise", "voice-free")
-EXTRA_ROWS = {"--builtin": ("builtins",),  # not by default
+ORDERED_ROWS = ("builtins", "register", "supervised", "sklearn-recipe", "voice-noise", "voice-free")
+EXTRA_ROWS = {"--builtin": ("builtins", "register"),  # not by default
               "--supervised": ("supervised", "sklearn-recipe", "voice-noise", "voice-free")}
 
 
@@ -327,12 +329,13 @@ def case_materials(case):
     return None if any(not m["clips"] for m in materials) else materials  # a track with no room for a clip
 
 
-def builtin_names(materials):
+def builtin_names(materials, registers=False):
     """The built-in of each material record (kind; gender of speech, family of instruments) in
     order, or None where two would get the same. Two or more talkers of different genders get
-    the speech_low (M) / speech_high (F) built-ins, other speech gets speech."""
+    the speech_low (M) / speech_high (F) built-ins, other speech gets speech; with registers,
+    every voice gets its register's (a user who knows it: the "register" row)."""
     genders = {m.get("gender") for m in materials if m["kind"] == "speech"}
-    by_gender = len([m for m in materials if m["kind"] == "speech"]) > 1 and len(genders) > 1
+    by_gender = registers or (len([m for m in materials if m["kind"] == "speech"]) > 1 and len(genders) > 1)
     names = [GROUPS.get(m.get("family"), "music") if m["kind"] == "instrument"
              else BUILTIN_OF_GENDER[m["gender"]] if m["kind"] == "speech" and by_gender
              else BUILTIN_OF_KIND[m["kind"]] for m in materials]
@@ -351,15 +354,17 @@ def model_split(case, models, n_free=0):
     return stems[..., 0] if case["mix"].ndim == 1 else stems
 
 
-def nmfsep_builtins(case):
-    """`nmfsep split --model NAME...` with the built-ins that name the sources (builtin_names):
-    nmfsep.models.load_set as the CLI calls it. None where the row does not apply."""
+def nmfsep_builtins(case, registers=False):
+    """`nmfsep split --model NAME...` with the built-ins that name the sources (builtin_names, of
+    registers): nmfsep.models.load_set as the CLI calls it. None where the row does not apply."""
     from nmfsep.models import load_set
 
     materials = case_materials(case)
-    names = None if materials is None else builtin_names(materials)
+    names = None if materials is None else builtin_names(materials, registers)
     case["models"] = names
-    return None if names is None else model_split(case, load_set(names)[0])
+    if names is None or (registers and names == builtin_names(materials)):
+        return None  # the row does not apply, or (registers) no voice is renamed: the builtins row's split
+    return model_split(case, load_set(names)[0])
 
 
 def known_voice(case):
@@ -446,6 +451,7 @@ def corpus_rows():
         "oracle-grouping": ("oracle grouping, 24", oracle_grouping),
         "oracle-mask": ("oracle ratio mask", oracle_mask),
         "builtins": ("nmfsep built-ins", nmfsep_builtins),
+        "register": ("built-ins, voices by register", partial(nmfsep_builtins, registers=True)),
         "supervised": ("nmfsep supervised", nmfsep_supervised_clips),
         "sklearn-recipe": ("scikit-learn recipe, 20 KL bases", sklearn_recipe_clips),
         "voice-noise": ("own voice + built-in noise", voice_and_builtin_noise),
@@ -515,7 +521,7 @@ def measure_mixture(corpus, entry, keys, clips=None):
                 continue
             values = improvements(case, stems, ordered=key in ORDERED_ROWS)
             record.update(si_sdri=[round(float(v), 3) for v in values], mean=round(float(values.mean()), 3))
-            if key == "builtins":
+            if key in ("builtins", "register"):
                 record["models"] = case["models"]
         except Exception as error:  # noqa: BLE001
             record["error"] = f"{type(error).__name__}: {error}"

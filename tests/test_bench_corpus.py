@@ -112,7 +112,7 @@ def speech_noise(tmp_path):
 
 @pytest.fixture
 def builtins(tmp_path, monkeypatch):
-    """Small stand-ins for the built-ins speech and noise (8 bases from clips of their own), in a
+    """Small stand-ins for the built-ins speech, speech_low and noise (8 bases from clips of their own), in a
     folder that nmfsep.models.folder() points at."""
     from nmfsep import models
     from nmfsep.model import save
@@ -120,7 +120,8 @@ def builtins(tmp_path, monkeypatch):
 
     where = tmp_path / "builtins"
     where.mkdir()
-    for name, clip in (("speech", pattern(140.0, (1, 2, 3, 4), 0.6, 0.3)), ("noise", noise_band(0.2, seed=4))):
+    voice = pattern(140.0, (1, 2, 3, 4), 0.6, 0.3)
+    for name, clip in (("speech", voice), ("speech_low", voice), ("noise", noise_band(0.2, seed=4))):
         save(learn(clip, RATE, 8, name=name, pitch_shifts=0), str(where / f"{name}.npz"))
     monkeypatch.setattr(models, "folder", lambda: where)
     return where
@@ -159,6 +160,9 @@ def test_builtin_names_follow_kind_family_and_gender_of_two_talkers(bench):
     assert bench.builtin_names([material("speech", gender="M"), material("instrument", family="synth_pad")]) == \
         ["speech", "synth"]
     assert bench.builtin_names([material("drums"), material("instrument", family="ethnic")]) == ["drums", "music"]
+    assert bench.builtin_names([material("speech", gender="F"), material("music")], registers=True) == \
+        ["speech_high", "music"]
+    assert bench.builtin_names([material("speech", gender="M"), material("speech", gender="M")], registers=True) is None
 
 
 def test_builtin_names_give_each_family_the_builtin_learned_from_it(bench, benchmark_script):
@@ -185,6 +189,7 @@ def test_rows_that_learn_do_not_apply_where_two_sources_share_a_material(bench, 
     assert bench.nmfsep_supervised_clips(case) is None
     assert bench.sklearn_recipe_clips(case) is None
     assert bench.nmfsep_builtins(case) is None
+    assert bench.nmfsep_builtins(case, registers=True) is None
 
 
 def test_supervised_rows_learn_from_the_clips_index_never_from_the_mixtures_audio(bench, speech_noise, few_bases,
@@ -254,11 +259,12 @@ def test_corpus_run_with_builtin_and_supervised_writes_their_rows_to_json_and_pr
     bench.main()
     printed = capsys.readouterr().out
     records = json.loads(out.read_text())["scores"]
-    assert [r["method"] for r in records] == ["default", "builtins", "supervised", "sklearn-recipe", "voice-noise",
-                                              "voice-free"]
+    assert [r["method"] for r in records] == ["default", "builtins", "register", "supervised", "sklearn-recipe",
+                                              "voice-noise", "voice-free"]
     assert all("error" not in r and len(r["si_sdri"]) == 2 for r in records), records
     assert records[1]["models"] == ["speech", "noise"]
-    for label in ("nmfsep built-ins", "nmfsep supervised", "scikit-learn recipe, 20 KL bases",
+    assert records[2]["models"] == ["speech_low", "noise"]  # the voice is a man's
+    for label in ("nmfsep built-ins", "built-ins, voices by register", "nmfsep supervised", "scikit-learn recipe, 20 KL bases",
                   "own voice + built-in noise", "own voice + --free 8"):
         assert label in printed
     assert "built-ins on speech_noise: " in printed
