@@ -104,6 +104,7 @@ def test_eval_ordered_scores_each_estimate_in_its_place_so_a_swap_scores_low(fil
     matched, ordered = (json.loads(run("eval", *swapped, *extra).stdout) for extra in ((), ("--ordered",)))
     assert [r["estimate"] for r in matched["references"]] == [str(files["est1"]), str(files["est2"])]
     assert [r["estimate"] for r in ordered["references"]] == [str(files["est2"]), str(files["est1"])]
+    assert (matched["ordered"], ordered["ordered"]) == (False, True)
     refs, ests = ([sf.read(files[n])[0] for n in names] for names in (("ref1", "ref2"), ("est2", "est1")))
     expected = mir_eval_sources(np.stack(refs), np.stack(ests))
     for i, row in enumerate(ordered["references"]):
@@ -113,11 +114,13 @@ def test_eval_ordered_scores_each_estimate_in_its_place_so_a_swap_scores_low(fil
 
 
 def test_eval_ordered_needs_as_many_estimates_as_references(files):
-    result = run("eval", "--ref", files["ref1"], files["est1"], files["est2"], "--mix", files["mix"], "--ordered")
-    assert result.exit_code == 2
-    assert "--ordered pairs the i-th estimate with the i-th reference: give as many of each, " \
-           "got 2 estimates and 1 --ref" in result.stderr
-    assert result.stdout == ""
+    for args, counts in (((files["ref1"], files["est1"], files["est2"], "--mix", files["mix"]), "2 estimates and 1"),
+                         ((files["ref1"], "--ref", files["ref2"], files["est1"]), "1 estimates and 2")):
+        result = run("eval", "--ref", *args, "--ordered")
+        assert result.exit_code == 2
+        assert "--ordered pairs the i-th estimate with the i-th reference: give as many of each, " \
+               f"got {counts} --ref" in result.stderr
+        assert result.stdout == ""
 
 
 def test_eval_quiet_prints_nothing_on_stderr(files):

@@ -477,11 +477,11 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet, ordered):
     from . import audio
     from .evaluate import FILTER_LENGTH, bss_window, score, windows
 
-    if len(estimates) < len(refs):
-        raise click.UsageError(f"{len(refs)} references need at least as many estimates, got {len(estimates)}")
     if ordered and len(estimates) != len(refs):
         raise click.UsageError(f"--ordered pairs the i-th estimate with the i-th reference: give as many of each, "
                                f"got {len(estimates)} estimates and {len(refs)} --ref")
+    if len(estimates) < len(refs):
+        raise click.UsageError(f"{len(refs)} references need at least as many estimates, got {len(estimates)}")
     if mix_path is None and len(refs) == 1:
         raise click.UsageError("the mixture cannot be the sum of one reference: give --mix MIX")
     paths = (*refs, *estimates, *([mix_path] if mix_path else []))
@@ -518,7 +518,7 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet, ordered):
         def number(value):  # strict JSON has no Infinity or NaN (jq refuses them): null instead
             return value if np.isfinite(value) else None
 
-        click.echo(json.dumps({"mixture": mix_path or "sum of references",
+        click.echo(json.dumps({"mixture": mix_path or "sum of references", "ordered": ordered,
                                "references": [{"reference": r["reference"], "estimate": r["estimate"],
                                                **{k: number(r[k]) for k in metrics}} for r in rows],
                                "mean": {k: number(v) for k, v in mean.items()}}, allow_nan=False))
