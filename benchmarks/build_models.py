@@ -236,9 +236,27 @@ def scores_of(name: str, scores: dict) -> str:
         by_class.setdefault(r["class"], []).append((r["mean"], blind.get(r["id"], np.nan)))
     parts = [f"{c} {np.mean([a for a, _ in v]):+.2f} dB (blind default {np.mean([b for _, b in v]):+.2f}; "
              f"{len(v)} mixtures)" for c, v in sorted(by_class.items())]
-    return (f"Mean SI-SDR improvement on the corpus' {scores.get('split')} split, split with the built-ins that "
+    text = (f"Mean SI-SDR improvement on the corpus' {scores.get('split')} split, split with the built-ins that "
             f"name each source, blended with the blind split as `split` does by default (`bench_quality.py "
             f"--corpus --builtin`): " + "; ".join(parts) + ".")
+    return text + registers_of(name, scores)
+
+
+def registers_of(name: str, scores: dict) -> str:
+    """The bench's register rows (a voice named by its register, the README's recipe) where this built-in is
+    the register a voice got, beside the built-ins row (speech) on the same mixtures; "" where none."""
+    named = {r["id"]: r for r in scores["scores"] if r.get("method") == "builtins" and "mean" in r}
+    by_class = {}
+    for r in scores["scores"]:
+        if r.get("method") == "register" and "mean" in r and name in r["models"] and r["id"] in named \
+                and name not in named[r["id"]]["models"]:
+            by_class.setdefault(r["class"], []).append((r["mean"], named[r["id"]]["mean"]))
+    if not by_class:
+        return ""
+    parts = [f"{c} {np.mean([a for a, _ in v]):+.2f} dB (with `speech` {np.mean([b for _, b in v]):+.2f}; "
+             f"{len(v)} mixtures)" for c, v in sorted(by_class.items())]
+    return (" A lone voice named by its register instead of `speech` (the README's recipe; row `register`): "
+            + "; ".join(parts) + ".")
 
 
 def _redundant(pair) -> bool:

@@ -269,6 +269,19 @@ def test_the_build_script_changes_no_environment_variable_at_import(benchmark_sc
     assert set(build.THREADS) == {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
 
 
+def test_cards_quote_the_register_rows_for_the_register_a_voice_got(benchmark_script):
+    build = benchmark_script("build_models")
+    rows = [{"id": "a", "class": "speech_music", "method": "builtins", "models": ["speech", "music"], "mean": 7.0},
+            {"id": "a", "class": "speech_music", "method": "register", "models": ["speech_high", "music"], "mean": 8.5},
+            {"id": "b", "class": "talkers_mf", "method": "builtins", "models": ["speech_low", "speech_high"],
+             "mean": 9.0}]
+    scores = {"split": "test", "scores": rows}
+    assert build.registers_of("speech_high", scores).endswith("speech_music +8.50 dB (with `speech` +7.00; 1 mixtures).")
+    assert build.registers_of("music", scores) == ""       # music named that source in both rows
+    assert build.registers_of("speech_low", scores) == ""  # no voice got it
+    assert "talkers_mf +9.00 dB" in build.scores_of("speech_high", scores)
+
+
 def test_discriminative_training_makes_a_fresh_training_even_for_a_shipped_set(builtins, monkeypatch):
     """What benchmarks/build_models.py calls to make the pairs: never the shipped file back."""
     models = _models_module()
