@@ -234,12 +234,16 @@ def scores_of(name: str, scores: dict) -> str:
     by_class = {}
     for r in rows:
         by_class.setdefault(r["class"], []).append((r["mean"], blind.get(r["id"], np.nan)))
-    parts = [f"{c} {np.mean([a for a, _ in v]):+.2f} dB (blind default {np.mean([b for _, b in v]):+.2f}; "
-             f"{len(v)} mixtures)" for c, v in sorted(by_class.items())]
     text = (f"Mean SI-SDR improvement on the corpus' {scores.get('split')} split, split with the built-ins that "
             f"name each source, blended with the blind split as `split` does by default (`bench_quality.py "
-            f"--corpus --builtin`): " + "; ".join(parts) + ".")
+            f"--corpus --builtin`): " + class_means(by_class, "blind default") + ".")
     return text + registers_of(name, scores)
+
+
+def class_means(by_class: dict, beside: str) -> str:
+    """'CLASS +A dB (BESIDE +B; N mixtures); ...' of {class: [(a, b) per mixture]}, classes sorted."""
+    return "; ".join(f"{c} {np.mean([a for a, _ in v]):+.2f} dB ({beside} {np.mean([b for _, b in v]):+.2f}; "
+                     f"{len(v)} mixtures)" for c, v in sorted(by_class.items()))
 
 
 def registers_of(name: str, scores: dict) -> str:
@@ -253,10 +257,8 @@ def registers_of(name: str, scores: dict) -> str:
             by_class.setdefault(r["class"], []).append((r["mean"], named[r["id"]]["mean"]))
     if not by_class:
         return ""
-    parts = [f"{c} {np.mean([a for a, _ in v]):+.2f} dB (with `speech` {np.mean([b for _, b in v]):+.2f}; "
-             f"{len(v)} mixtures)" for c, v in sorted(by_class.items())]
     return (" A lone voice named by its register instead of `speech` (the README's recipe; row `register`): "
-            + "; ".join(parts) + ".")
+            + class_means(by_class, "with `speech`") + ".")
 
 
 def _redundant(pair) -> bool:
