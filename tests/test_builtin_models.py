@@ -258,15 +258,17 @@ def test_a_batch_with_builtins_reads_their_shipped_training_once_not_per_input(b
     assert len(reads) <= 2  # training_needed, then train_models hands it to every input
 
 
-def test_the_build_script_changes_no_environment_variable_at_import(benchmark_script, monkeypatch):
-    """bench_quality imports its GROUPS: the cache and BLAS threads are set in its main, not at import."""
+@pytest.mark.parametrize("script", ["build_models", "bench_quality"])
+def test_the_benchmark_scripts_change_no_environment_variable_at_import(benchmark_script, monkeypatch, script):
+    """bench_quality imports build_models' GROUPS, the tests load both: each sets the cache and BLAS threads in
+    its main, not at import."""
     monkeypatch.setenv("NMFSEP_CACHE_DIR", str(Path("somewhere")))
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     before = dict(os.environ)
-    build = benchmark_script("build_models")
+    loaded = benchmark_script(script)
     assert dict(os.environ) == before
-    assert set(build.THREADS) == {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
+    assert set(loaded.THREADS) == {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
 
 
 def test_cards_quote_the_register_rows_for_the_register_a_voice_got(benchmark_script):
