@@ -247,8 +247,9 @@ def class_means(by_class: dict, beside: str) -> str:
 
 
 def registers_of(name: str, scores: dict) -> str:
-    """The bench's register rows (a voice named by its register, the README's recipe) where this built-in is
-    the register a voice got, beside the built-ins row (speech) on the same mixtures; "" where none."""
+    """The bench's register rows (a voice named by its register) where this built-in is the register a voice
+    got, beside the built-ins row (speech, which picks speech_high itself for a high voice over music:
+    nmfsep.register) on the same mixtures; "" where none."""
     named = {r["id"]: r for r in scores["scores"] if r.get("method") == "builtins" and "mean" in r}
     by_class = {}
     for r in scores["scores"]:
@@ -257,8 +258,8 @@ def registers_of(name: str, scores: dict) -> str:
             by_class.setdefault(r["class"], []).append((r["mean"], named[r["id"]]["mean"]))
     if not by_class:
         return ""
-    return (" A lone voice named by its register instead of `speech` (the README's recipe; row `register`): "
-            + class_means(by_class, "with `speech`") + ".")
+    return (" A lone voice named by its register instead of `speech` (row `register`; beside `music`, `speech` "
+            "picks `speech_high` itself for a high voice): " + class_means(by_class, "with `speech`") + ".")
 
 
 def _redundant(pair) -> bool:

@@ -32,9 +32,9 @@ def test_json_line_has_exactly_the_contract_fields(wav_file, tmp_path):
     record = json.loads(lines[0])
     assert set(record) == {"input", "status", "error", "stems", "sample_rate", "channels", "frames",
                            "k", "iterations", "loss", "seconds", "mode", "peak_memory", "format", "subtype",
-                           "clipped", "resampled", "blend", "steady_floor"}
+                           "clipped", "resampled", "blend", "steady_floor", "register"}
     assert record["status"] == "ok" and record["error"] is None and record["resampled"] is None
-    assert record["blend"] is None and record["steady_floor"] is None
+    assert record["blend"] is None and record["steady_floor"] is None and record["register"] is None
     assert [s["name"] for s in record["stems"]] == ["source1", "source2", "source3"]
     assert record["channels"] == 2 and record["k"] == 3 and record["sample_rate"] == 22050
     assert record["frames"] == sf.info(str(mix)).frames

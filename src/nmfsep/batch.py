@@ -359,7 +359,8 @@ def new_record(job: Job, settings: Settings) -> dict:
             "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
             "loss": None, "seconds": None, "mode": None, "peak_memory": None, "format": None,
             "subtype": None, "clipped": [],
-            "resampled": None, "blend": settings.blind_share or None, "steady_floor": settings.steady_floor}
+            "resampled": None, "blend": settings.blind_share or None, "steady_floor": settings.steady_floor,
+            "register": None}
 
 
 def process(job: Job | str, settings: Settings, output: Output, progress: Progress | None = None,
@@ -506,6 +507,7 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
                   loss=mean_loss(result.loss, result.bases, result.activations), clipped=clamp.report())
     if result.resampled_to:
         record["resampled"] = {"from": sound.sample_rate, "to": result.resampled_to}
+    record["register"] = result.register
 
 
 def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],

@@ -610,6 +610,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
                     if not quiet:
                         if record.get("resampled"):
                             bars.print(resampled_note(record))
+                        if (record.get("register") or {}).get("model") == "speech_high":
+                            bars.print(register_note(record))
                         bars.print(status_line(record))
                 if as_json:
                     click.echo(json.dumps(record))
@@ -723,6 +725,15 @@ def resampled_note(record) -> str:
     rates = record["resampled"]
     return (f"nmfsep: note: {name}: {rates['from']} Hz resampled to the models' {rates['to']} Hz "
             f"and the stems back to {rates['from']} Hz")
+
+
+def register_note(record) -> str:
+    """The line that says a voice beside music was split with speech_high (see batch's "register")."""
+    from .audio import display_name
+
+    picked = record["register"]
+    return (f"nmfsep: note: {display_name(record['input'])}: a high voice (median pitch {picked['pitch_hz']:.0f} Hz): "
+            f"stem {picked['stem']} split with the built-in {picked['model']}")
 
 
 def print_summary(console, counts, failures) -> None:

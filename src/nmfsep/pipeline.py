@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from . import audio, blend, blind, masks, spectrum, supervised
+from . import audio, blend, blind, masks, register, spectrum, supervised
 from .errors import BadValueError, NmfsepError
 from .fitting import Fit, Progress
 from .grouping import METHODS
@@ -259,6 +259,9 @@ class Separation:
     # The models' rate where the input was resampled to it (see ``split_sources``): the bases,
     # activations, masks and params are at this rate, the stems at the input's. None: the input's.
     resampled_to: int | None = None
+    # A voice beside music named by its register (nmfsep.register): {"stem", "pitch_hz", "model"}
+    # (model: the built-in it was split with); None where the models are not the built-ins speech and music.
+    register: dict | None = None
 
     def spectrogram(self, samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
         """(V (n_bins, n_frames), its rate): the magnitude of samples (n_samples, n_channels) at
@@ -333,25 +336,46 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
     params = settings.stft_params(sample_rate, name)
     mixture, magnitude = spectrum.analyse(samples, params)
     scale = float(magnitude.mean())
-    count = IterationCount(progress, planned_iterations(settings, magnitude.shape[1]))
-    fit = fit_bases(magnitude, scale, settings, sample_rate, params, count=count, channels=mixture,
-                    band=input_band(input_rate or sample_rate, sample_rate, params))
-    power = settings.mask_power(fit.n_averaged)
+    voice = register.voice_beside_music(settings)
+    refit = settings.max_iter if voice is not None else 0  # planned for a high voice; given back where not
+    count = IterationCount(progress, planned_iterations(settings, magnitude.shape[1]) + refit)
+    band = input_band(input_rate or sample_rate, sample_rate, params)
     normalised = magnitude / np.float32(scale or 1.0)
-    source_masks = fit.masks(fit.activations, power, normalised)
-    share = settings.blind_share
-    if share:
+
+    def model_masks(fitted: Fit, blind_masks: np.ndarray | None) -> np.ndarray:
+        found = fitted.masks(fitted.activations, settings.mask_power(fitted.n_averaged), normalised)
+        if blind_masks is None:
+            return found
+        return blend.combine(found, blind_masks[blend.match(found, blind_masks, magnitude)], settings.blind_share)
+
+    fit = fit_bases(magnitude, scale, settings, sample_rate, params, count=count, channels=mixture, band=band)
+    blind_masks = None
+    if settings.blind_share:
         counterpart = settings.blind_counterpart()
         other = fit_bases(magnitude, scale, counterpart, sample_rate, params, count=count, channels=mixture)
-        other_masks = other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised)
-        order = blend.match(source_masks, other_masks, magnitude)
-        source_masks = blend.combine(source_masks, other_masks[order], share)
+        blind_masks = other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised)
         fit.iterations_run += other.iterations_run
-    stems = np.stack([spectrum.istft(source, params, samples.shape[0]).T
-                      for source in masks.source_spectra(mixture, source_masks)])
+    source_masks = model_masks(fit, blind_masks)
+
+    def stems_of(source_masks: np.ndarray) -> np.ndarray:
+        return np.stack([spectrum.istft(source, params, samples.shape[0]).T
+                         for source in masks.source_spectra(mixture, source_masks)])
+
+    stems, picked = stems_of(source_masks), None
+    if voice is not None:
+        pitch = register.median_pitch(stems[voice].mean(axis=1), sample_rate)
+        picked = {"stem": settings.stem_names[voice], "pitch_hz": round(pitch, 1), "model": "speech"}
+        if pitch > register.HIGH_HZ:
+            again = fit_bases(magnitude, scale, register.with_high_voice(settings, voice), sample_rate, params,
+                              count=count, channels=mixture, band=band)
+            again.iterations_run += fit.iterations_run
+            fit, source_masks, picked["model"] = again, model_masks(again, blind_masks), "speech_high"
+            stems = stems_of(source_masks)
+        else:
+            count.ran(0, refit)
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
-                      fit.groups, source_masks, fit.losses, params, fit.confidence, power,
-                      fit.iterations_run)
+                      fit.groups, source_masks, fit.losses, params, fit.confidence, settings.mask_power(fit.n_averaged),
+                      fit.iterations_run, register=picked)
 
 
 def input_band(input_rate: int, rate: int, params: spectrum.StftParams) -> int | None:
