@@ -55,29 +55,25 @@ def test_only_the_builtins_speech_and_music_together_are_a_voice_beside_music():
     assert voice(speech, music, n_free=4) is None
 
 
-def test_a_high_voice_beside_music_is_split_as_speech_high_is_and_keeps_its_stem_name(monkeypatch):
+@pytest.mark.parametrize("names, pitch, model, same_as", [
+    (["music", "speech"], 230.0, "speech_high", ["music", "speech_high"]),  # split again with speech_high
+    (["speech", "music"], 120.0, "speech", ["speech", "music"]),            # kept: as with no pick at all
+])
+def test_a_voice_beside_music_is_split_with_the_register_its_pitch_picks_and_keeps_its_stem_name(
+        monkeypatch, names, pitch, model, same_as):
     mix = (voice_like(220.0) + 0.5 * voice_like(98.0, seed=1))[:, None]
-    monkeypatch.setattr(register, "median_pitch", lambda samples, rate: 230.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(register, "voice_beside_music", lambda settings: None)
+        reference = split_sources(mix, RATE, settings_of(same_as))
+    monkeypatch.setattr(register, "median_pitch", lambda samples, rate: pitch)
     progress = []
-    picked = split_sources(mix, RATE, settings_of(["music", "speech"]), lambda done, total: progress.append((done, total)))
-    named = split_sources(mix, RATE, settings_of(["music", "speech_high"]))
-    assert picked.names == ["music", "speech"]
-    assert picked.register == {"stem": "speech", "pitch_hz": 230.0, "model": "speech_high"}
-    np.testing.assert_allclose(picked.stems, named.stems, atol=1e-6)
-    np.testing.assert_allclose(picked.stems.sum(axis=0), mix, atol=1e-4)
-    done, total = progress[-1]
-    assert done == total == picked.iterations_run
-
-
-def test_a_low_voice_beside_music_keeps_speech_and_gives_back_the_planned_refit(monkeypatch):
-    mix = (voice_like(110.0) + 0.5 * voice_like(196.0, seed=1))[:, None]
-    monkeypatch.setattr(register, "median_pitch", lambda samples, rate: 120.0)
-    progress = []
-    kept = split_sources(mix, RATE, settings_of(["speech", "music"]), lambda done, total: progress.append((done, total)))
-    unchanged = split_sources(mix, RATE, settings_of(["speech", "music"]))
-    assert kept.register == {"stem": "speech", "pitch_hz": 120.0, "model": "speech"}
-    np.testing.assert_array_equal(kept.stems, unchanged.stems)
-    assert progress[-1][0] == progress[-1][1] == kept.iterations_run
+    result = split_sources(mix, RATE, settings_of(names), lambda done, total: progress.append((done, total)))
+    assert result.names == names
+    assert result.register == {"stem": "speech", "pitch_hz": pitch, "model": model}
+    np.testing.assert_allclose(result.stems, reference.stems, atol=1e-6)
+    np.testing.assert_allclose(result.stems.sum(axis=0), mix, atol=1e-4)
+    done, total = progress[-1]  # the refit planned for a high voice is given back where it is not made
+    assert done == total == result.iterations_run
 
 
 def test_the_pitch_is_measured_on_the_speech_stem(monkeypatch):
