@@ -98,9 +98,11 @@ def test_split_json_and_note_say_a_high_voice_was_split_with_speech_high(tmp_pat
     sf.write(path, voice_like(220.0) + 0.5 * voice_like(98.0, seed=1), RATE)
     monkeypatch.setattr(register, "median_pitch", lambda samples, rate: 231.4)
     result = CliRunner().invoke(cli, ["split", str(path), "--model", "speech", "--model", "music", "-o",
-                                      str(tmp_path / "out"), "--iter", "20", "--json"])
+                                      str(tmp_path / "out"), "--iter", "20", "--json", "--report"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["register"] == {"stem": "speech", "pitch_hz": 231.4, "model": "speech_high"}
     assert [s["name"] for s in record["stems"]] == ["speech", "music"]
     assert "show.wav: a high voice (median pitch 231 Hz): stem speech split with the built-in speech_high" in result.stderr
+    report = (tmp_path / "out" / "show" / "report.html").read_text()
+    assert "speech: median pitch 231 Hz, above 165 Hz: split with the built-in speech_high" in report

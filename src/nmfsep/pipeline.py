@@ -11,7 +11,9 @@
 This module orchestrates: the settings (``Settings``), the STFT and its inverse, resampling to
 the models' rate, the choice between the blind path (nmfsep.blind: factorize, group, order,
 ensemble) and the supervised one (nmfsep.supervised: the models' bases fixed, semi-supervised
---free, discriminative training; and ``learn``), progress, memory estimates and ``separate``.
+--free, discriminative training; and ``learn``), a voice beside music split again with
+``speech_high`` where its pitch is high (nmfsep.register), progress, memory estimates and
+``separate``.
 """
 
 import numbers

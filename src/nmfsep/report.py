@@ -115,7 +115,8 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
     if settings.models:
         rows += [("models", models), ("free bases (--free)", str(settings.n_free)),
                  ("blend (--blend)", _blend(settings, separation.activations.shape[1])),
-                 ("steady floor", _steady(settings))]
+                 ("steady floor", _steady(settings)),
+                 *([("register", _register(separation.register))] if separation.register else [])]
     else:
         rows += [("components (--components)", str(separation.bases.shape[1])),
                  ("grouping (--grouping)", settings.grouping),
@@ -237,6 +238,15 @@ def _blend(settings, n_frames: int) -> str:
     components = (f"{counts[0]} components" if len(counts) == 1 else
                   f"{len(counts)} factorizations of {', '.join(map(str, counts[:-1]))} and {counts[-1]} components")
     return f"{settings.blind_share:g} of a blind split in the masks ({components}, grouping {counterpart.grouping})"
+
+
+def _register(picked: dict) -> str:
+    """The report's register row (pipeline.Separation.register, nmfsep.register)."""
+    from .register import HIGH_HZ
+
+    how = "above" if picked["model"] == "speech_high" else "not above"
+    return (f"{picked['stem']}: median pitch {picked['pitch_hz']:.0f} Hz, {how} {HIGH_HZ:.0f} Hz: "
+            f"split with the built-in {picked['model']}")
 
 
 def _steady(settings) -> str:
