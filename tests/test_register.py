@@ -35,9 +35,15 @@ def test_median_pitch_finds_the_pitch_of_a_voice_like_tone(f0):
     assert register.median_pitch(voice_like(f0), RATE) == pytest.approx(f0, rel=0.03)
 
 
-def test_median_pitch_is_zero_without_a_pitch_to_go_by():
-    assert register.median_pitch(np.zeros(RATE, np.float32), RATE) == 0.0
-    assert register.median_pitch(voice_like(220.0)[:100], RATE) == 0.0  # shorter than a frame
+def test_median_pitch_is_none_without_a_pitch_to_go_by():
+    assert register.median_pitch(np.zeros(RATE, np.float32), RATE) is None
+    assert register.median_pitch(voice_like(220.0)[:100], RATE) is None  # shorter than a frame
+
+
+def test_a_silent_input_keeps_speech_and_says_it_found_no_pitch():
+    result = split_sources(np.zeros((RATE, 1), np.float32), RATE, settings_of(["speech", "music"]))
+    assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech"}
+    assert not result.stems.any()
 
 
 def test_only_the_builtins_speech_and_music_together_are_a_voice_beside_music():
@@ -106,3 +112,19 @@ def test_split_json_and_note_say_a_high_voice_was_split_with_speech_high(tmp_pat
     assert "show.wav: a high voice (median pitch 231 Hz): stem speech split with the built-in speech_high" in result.stderr
     report = (tmp_path / "out" / "show" / "report.html").read_text()
     assert "speech: median pitch 231 Hz, above 165 Hz: split with the built-in speech_high" in report
+
+
+def test_a_streamed_voice_beside_music_keeps_speech_and_says_so(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from nmfsep import batch
+
+    path = tmp_path / "long.wav"
+    sf.write(path, voice_like(220.0, seconds=3.0) + 0.5 * voice_like(98.0, seconds=3.0, seed=1), RATE)
+    monkeypatch.setattr(batch, "STREAM_ABOVE_BYTES", 1)
+    result = CliRunner().invoke(cli, ["split", str(path), "--model", "speech", "--model", "music", "-o",
+                                      str(tmp_path / "out"), "--iter", "20", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["mode"] == "stream" and record["register"] is None
+    assert "long.wav: streamed, so a high voice is not split with speech_high" in result.stderr

@@ -610,7 +610,8 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
                     if not quiet:
                         if record.get("resampled"):
                             bars.print(resampled_note(record))
-                        if (record.get("register") or {}).get("model") == "speech_high":
+                        if (record.get("register") or {}).get("model") == "speech_high" or \
+                                record.get("mode") == "stream" and voice_beside_music(settings):
                             bars.print(register_note(record))
                         bars.print(status_line(record))
                 if as_json:
@@ -727,12 +728,23 @@ def resampled_note(record) -> str:
             f"and the stems back to {rates['from']} Hz")
 
 
+def voice_beside_music(settings) -> bool:
+    """Whether a split with these settings picks a voice's register (nmfsep.register)."""
+    from .register import voice_beside_music
+
+    return voice_beside_music(settings) is not None
+
+
 def register_note(record) -> str:
-    """The line that says a voice beside music was split with speech_high (see batch's "register")."""
+    """The line that says a voice beside music was split with speech_high (see batch's "register"),
+    or, for a streamed input, that its register was not picked."""
     from .audio import display_name
 
-    picked = record["register"]
-    return (f"nmfsep: note: {display_name(record['input'])}: a high voice (median pitch {picked['pitch_hz']:.0f} Hz): "
+    name, picked = display_name(record["input"]), record["register"]
+    if picked is None:
+        return (f"nmfsep: note: {name}: streamed, so a high voice is not split with speech_high (the register "
+                "is picked in memory only: see Built-in models in the README)")
+    return (f"nmfsep: note: {name}: a high voice (median pitch {picked['pitch_hz']:.0f} Hz): "
             f"stem {picked['stem']} split with the built-in {picked['model']}")
 
 

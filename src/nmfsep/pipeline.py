@@ -262,7 +262,8 @@ class Separation:
     # activations, masks and params are at this rate, the stems at the input's. None: the input's.
     resampled_to: int | None = None
     # A voice beside music named by its register (nmfsep.register): {"stem", "pitch_hz", "model"}
-    # (model: the built-in it was split with); None where the models are not the built-ins speech and music.
+    # (model: the built-in it was split with; pitch_hz None where the stem has none: silent, too short);
+    # None where the models are not the built-ins speech and music.
     register: dict | None = None
 
     def spectrogram(self, samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
@@ -366,8 +367,9 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
     stems, picked = stems_of(source_masks), None
     if voice is not None:
         pitch = register.median_pitch(stems[voice].mean(axis=1), sample_rate)
-        picked = {"stem": settings.stem_names[voice], "pitch_hz": round(pitch, 1), "model": "speech"}
-        if pitch > register.HIGH_HZ:
+        picked = {"stem": settings.stem_names[voice], "pitch_hz": None if pitch is None else round(pitch, 1),
+                  "model": "speech"}
+        if pitch is not None and pitch > register.HIGH_HZ:
             again = fit_bases(magnitude, scale, register.with_high_voice(settings, voice), sample_rate, params,
                               count=count, channels=mixture, band=band)
             again.iterations_run += fit.iterations_run
@@ -504,8 +506,10 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list
     grouped by ``grouping`` (see nmfsep.grouping). With models (Model objects from
     ``nmfsep.supervised.learn``, built-in names or model file paths, resolved as ``split --model``
     does: nmfsep.models.load_set): one stem per model in the given order, plus a residual stem when
-    n_free > 0 (k is ignored). blend: the share of the blind split in the masks of a split with
-    2 to 6 models (nmfsep.blend; None: half where every model is a built-in, else none).
+    n_free > 0 (k is ignored); the built-ins speech and music split a high voice with
+    speech_high (nmfsep.register; ``split_sources``' Separation.register says so). blend: the
+    share of the blind split in the masks of a split with 2 to 6 models (nmfsep.blend; None:
+    half where every model is a built-in, else none).
     Returns float32 stems (n_stems, *samples.shape), in the layout given.
 
     Raises BadValueError (an NmfsepError and a ValueError) before anything is allocated from

@@ -48,21 +48,22 @@ def voice_beside_music(settings) -> int | None:
     return names.index("speech") if sorted(names) == ["music", "speech"] else None
 
 
-def median_pitch(samples: np.ndarray, sample_rate: int) -> float:
+def median_pitch(samples: np.ndarray, sample_rate: int) -> float | None:
     """The median pitch (Hz) of the louder half of the frames of mono float samples (n_samples,):
     YIN (de Cheveigné & Kawahara 2002, JASA 111(4); librosa.yin) within PITCH_RANGE_HZ, in
-    frames of FRAME_SECONDS (a power of two of samples) a quarter apart. 0.0 where the samples
-    are silent or shorter than a frame (no pitch to go by)."""
+    frames of FRAME_SECONDS (a power of two of samples) a quarter apart. None where the samples
+    are silent or shorter than a frame (no pitch to go by). The first call in a process imports
+    what librosa.yin needs (scipy.signal among them): about 0.6 s here, 0.02 s after."""
     import librosa
 
     frame = 2 ** int(np.ceil(np.log2(FRAME_SECONDS * sample_rate)))
     if samples.shape[0] < frame or not np.any(samples):
-        return 0.0
+        return None
     low, high = PITCH_RANGE_HZ
     pitch = librosa.yin(samples, fmin=low, fmax=min(high, sample_rate / 4), sr=sample_rate, frame_length=frame)
     level = librosa.feature.rms(y=samples, frame_length=frame, hop_length=frame // 4)[0][: len(pitch)]
     loud = level > np.median(level)
-    return float(np.median(pitch[loud])) if loud.any() else 0.0
+    return float(np.median(pitch[loud])) if loud.any() else None
 
 
 def with_high_voice(settings, voice: int):

@@ -244,6 +244,8 @@ def _register(picked: dict) -> str:
     """The report's register row (pipeline.Separation.register, nmfsep.register)."""
     from .register import HIGH_HZ
 
+    if picked["pitch_hz"] is None:
+        return f"{picked['stem']}: no pitch found (silent or too short): split with the built-in {picked['model']}"
     how = "above" if picked["model"] == "speech_high" else "not above"
     return (f"{picked['stem']}: median pitch {picked['pitch_hz']:.0f} Hz, {how} {HIGH_HZ:.0f} Hz: "
             f"split with the built-in {picked['model']}")
