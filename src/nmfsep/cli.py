@@ -610,9 +610,9 @@ def run_split(ctx, inputs, settings, output, recursive, pattern, n_jobs, as_json
                     if not quiet:
                         if record.get("resampled"):
                             bars.print(resampled_note(record))
-                        if (record.get("register") or {}).get("model") == "speech_high" or \
-                                record.get("mode") == "stream" and voice_beside_music(settings):
-                            bars.print(register_note(record))
+                        note = register_note(record, settings)
+                        if note:
+                            bars.print(note)
                         bars.print(status_line(record))
                 if as_json:
                     click.echo(json.dumps(record))
@@ -728,24 +728,20 @@ def resampled_note(record) -> str:
             f"and the stems back to {rates['from']} Hz")
 
 
-def voice_beside_music(settings) -> bool:
-    """Whether a split with these settings picks a voice's register (nmfsep.register)."""
+def register_note(record, settings) -> str | None:
+    """The line that says a voice beside music was split with speech_high (see batch's "register"),
+    or that a streamed one was not checked (nmfsep.register); None where neither."""
+    from .audio import display_name
     from .register import voice_beside_music
 
-    return voice_beside_music(settings) is not None
-
-
-def register_note(record) -> str:
-    """The line that says a voice beside music was split with speech_high (see batch's "register"),
-    or, for a streamed input, that its register was not picked."""
-    from .audio import display_name
-
-    name, picked = display_name(record["input"]), record["register"]
-    if picked is None:
+    name, picked = display_name(record["input"]), record.get("register")
+    if picked is not None and picked["model"] == "speech_high":
+        return (f"nmfsep: note: {name}: a high voice (median pitch {picked['pitch_hz']:.0f} Hz): "
+                f"stem {picked['stem']} split with the built-in {picked['model']}")
+    if record.get("mode") == "stream" and voice_beside_music(settings) is not None:
         return (f"nmfsep: note: {name}: streamed, so a high voice is not split with speech_high (the register "
                 "is picked in memory only: see Built-in models in the README)")
-    return (f"nmfsep: note: {name}: a high voice (median pitch {picked['pitch_hz']:.0f} Hz): "
-            f"stem {picked['stem']} split with the built-in {picked['model']}")
+    return None
 
 
 def print_summary(console, counts, failures) -> None:
