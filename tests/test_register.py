@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nmfsep import register
+from nmfsep import register, spectrum
 from nmfsep.cli import cli
 from nmfsep.models import load, load_set
 from nmfsep.pipeline import Settings, split_sources
@@ -30,14 +30,59 @@ def settings_of(names, max_iter=30):
     return train_models(Settings(n_sources=len(names), models=tuple(load_set(names)[0]), max_iter=max_iter).check())
 
 
+def track_of(samples, hop=256):
+    n_frames = 1 + -(-samples.shape[0] // hop)
+    return register.pitch_track(samples, RATE, hop, n_frames)
+
+
 @pytest.mark.parametrize("f0", [110.0, 220.0, 300.0])
 def test_median_pitch_finds_the_pitch_of_a_voice_like_tone(f0):
-    assert register.median_pitch(voice_like(f0), RATE) == pytest.approx(f0, rel=0.03)
+    assert register.median_pitch(track_of(voice_like(f0))) == pytest.approx(f0, rel=0.03)
 
 
-def test_median_pitch_is_none_without_a_pitch_to_go_by():
-    assert register.median_pitch(np.zeros(RATE, np.float32), RATE) is None
-    assert register.median_pitch(voice_like(220.0)[:100], RATE) is None  # shorter than a frame
+def test_the_pitch_track_has_the_stft_frames_and_voices_the_syllables():
+    samples = voice_like(220.0)
+    f0, voiced = track_of(samples)
+    frames = spectrum.n_frames(samples.shape[0], spectrum.StftParams(1024, 256))
+    assert f0.shape == voiced.shape == (frames,)
+    centres = np.arange(frames) * 256 / RATE
+    syllable = (centres % 0.3 > 0.05) & (centres % 0.3 < 0.15)  # well inside a syllable: voiced
+    assert voiced[syllable].all()
+    assert np.allclose(f0[syllable], 220.0, rtol=0.05)
+
+
+def test_no_pitch_to_go_by_gives_no_track_and_no_median():
+    assert track_of(np.zeros(RATE, np.float32)) is None
+    assert track_of(voice_like(220.0)[:100]) is None  # shorter than a frame
+    assert register.median_pitch(None) is None
+
+
+def test_harmonic_masks_are_high_on_the_harmonics_low_between_and_silent_on_unvoiced_frames():
+    n_fft, f0 = 2048, 200.0
+    track = (np.array([f0, f0]), np.array([True, False]))
+    mask = register.harmonic_masks(track, n_fft // 2 + 1, n_fft, RATE)
+    bin_of = lambda hz: int(round(hz * n_fft / RATE))  # noqa: E731
+    assert mask.shape == (n_fft // 2 + 1, 2) and mask.dtype == np.float32
+    assert all(mask[bin_of(k * f0), 0] > 0.8 for k in (1, 2, 5, 20))
+    assert all(mask[bin_of((k + 0.5) * f0), 0] < 0.1 for k in (1, 2, 5))
+    assert mask[bin_of(0.5 * f0), 0] == pytest.approx(0.05)  # below the fundamental
+    assert np.all(mask[:, 1] == 0.5)  # an unvoiced frame: no say
+
+
+def test_with_harmonics_keeps_the_masks_summing_to_one_and_moves_the_voice_toward_its_harmonics():
+    rng = np.random.default_rng(0)
+    masks = rng.uniform(0.2, 0.8, (1025, 3)).astype(np.float32)
+    masks = np.stack([masks, 1 - masks])
+    track = (np.full(3, 200.0), np.array([True, True, False]))
+    harmonic = register.harmonic_masks(track, 1025, 2048, RATE)
+    mixed = register.with_harmonics(masks, 1, track, 2048, RATE)
+    np.testing.assert_allclose(mixed.sum(axis=0), 1.0, atol=1e-5)
+    voiced = harmonic[:, :2]
+    assert np.all((mixed[1, :, :2] - masks[1, :, :2])[voiced > 0.9] > 0)  # on a harmonic: more voice
+    assert np.all((mixed[1, :, :2] - masks[1, :, :2])[voiced < 0.1] < 0)  # between: less
+    softened = masks[:, :, 2] ** (1 - register.HARMONIC_SHARE)  # unvoiced: even, so only softened
+    np.testing.assert_allclose(mixed[:, :, 2], softened / softened.sum(axis=0), atol=1e-5)
+    assert register.with_harmonics(masks, 1, None, 2048, RATE) is masks
 
 
 def test_a_silent_input_keeps_speech_and_says_it_found_no_pitch():
@@ -71,7 +116,8 @@ def test_a_voice_beside_music_is_split_with_the_register_its_pitch_picks_and_kee
     with monkeypatch.context() as patch:
         patch.setattr(register, "voice_beside_music", lambda settings: None)
         reference = split_sources(mix, RATE, settings_of(same_as))
-    monkeypatch.setattr(register, "median_pitch", lambda samples, rate: pitch)
+    monkeypatch.setattr(register, "median_pitch", lambda track: pitch)
+    monkeypatch.setattr(register, "with_harmonics", lambda masks, *args: masks)  # the pick alone
     progress = []
     result = split_sources(mix, RATE, settings_of(names), lambda done, total: progress.append((done, total)))
     assert result.names == names
@@ -82,17 +128,35 @@ def test_a_voice_beside_music_is_split_with_the_register_its_pitch_picks_and_kee
     assert done == total == result.iterations_run
 
 
-def test_the_pitch_is_measured_on_the_speech_stem(monkeypatch):
+def test_the_pitch_is_tracked_on_the_speech_stem(monkeypatch):
     mix = (voice_like(220.0) + 0.5 * voice_like(98.0, seed=1))[:, None]
     seen = []
-    monkeypatch.setattr(register, "median_pitch", lambda samples, rate: seen.append(samples) or 0.0)
+    monkeypatch.setattr(register, "pitch_track", lambda samples, *args: seen.append((samples, args)))
     result = split_sources(mix, RATE, settings_of(["music", "speech"]))
     assert len(seen) == 1
-    np.testing.assert_array_equal(seen[0], result.stems[1][:, 0])
+    np.testing.assert_array_equal(seen[0][0], result.stems[1][:, 0])  # no track: the first split's stems
+    assert seen[0][1] == (RATE, result.params.hop_length, result.masks.shape[2])
+    assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech"}
+
+
+def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
+    mix = (voice_like(98.0) + 0.5 * voice_like(220.0, seed=1))[:, None]
+    with monkeypatch.context() as patch:
+        patch.setattr(register, "voice_beside_music", lambda settings: None)
+        reference = split_sources(mix, RATE, settings_of(["speech", "music"]))
+    frames = reference.masks.shape[2]
+    track = (np.full(frames, 98.0), np.arange(frames) % 2 == 0)
+    monkeypatch.setattr(register, "pitch_track", lambda *args: track)
+    result = split_sources(mix, RATE, settings_of(["speech", "music"]))
+    assert result.register == {"stem": "speech", "pitch_hz": 98.0, "model": "speech"}
+    expected = register.with_harmonics(reference.masks, 0, track, reference.params.n_fft, RATE)
+    np.testing.assert_allclose(result.masks, expected, atol=1e-6)
+    assert not np.allclose(result.masks, reference.masks, atol=1e-3)
+    np.testing.assert_allclose(result.stems.sum(axis=0), mix, atol=1e-4)
 
 
 def test_other_models_are_not_checked(monkeypatch):
-    monkeypatch.setattr(register, "median_pitch", lambda samples, rate: pytest.fail("no pitch to measure"))
+    monkeypatch.setattr(register, "pitch_track", lambda *args: pytest.fail("no pitch to track"))
     result = split_sources(voice_like(220.0)[:, None], RATE, settings_of(["speech", "noise"]))
     assert result.register is None
 
@@ -102,7 +166,7 @@ def test_split_json_and_note_say_a_high_voice_was_split_with_speech_high(tmp_pat
 
     path = tmp_path / "show.wav"
     sf.write(path, voice_like(220.0) + 0.5 * voice_like(98.0, seed=1), RATE)
-    monkeypatch.setattr(register, "median_pitch", lambda samples, rate: 231.4)
+    monkeypatch.setattr(register, "median_pitch", lambda track: 231.4)
     result = CliRunner().invoke(cli, ["split", str(path), "--model", "speech", "--model", "music", "-o",
                                       str(tmp_path / "out"), "--iter", "20", "--json", "--report"])
     assert result.exit_code == 0, result.output

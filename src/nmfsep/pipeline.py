@@ -11,9 +11,9 @@
 This module orchestrates: the settings (``Settings``), the STFT and its inverse, resampling to
 the models' rate, the choice between the blind path (nmfsep.blind: factorize, group, order,
 ensemble) and the supervised one (nmfsep.supervised: the models' bases fixed, semi-supervised
---free, discriminative training; and ``learn``), a voice beside music split again with
-``speech_high`` where its pitch is high (nmfsep.register), progress, memory estimates and
-``separate``.
+--free, discriminative training; and ``learn``), a voice beside music split by its pitch
+(nmfsep.register: again with ``speech_high`` where it is high, and its harmonics in the masks),
+progress, memory estimates and ``separate``.
 """
 
 import numbers
@@ -366,7 +366,8 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
 
     stems, picked = stems_of(source_masks), None
     if voice is not None:
-        pitch = register.median_pitch(stems[voice].mean(axis=1), sample_rate)
+        track = register.pitch_track(stems[voice].mean(axis=1), sample_rate, params.hop_length, magnitude.shape[1])
+        pitch = register.median_pitch(track)
         picked = {"stem": settings.stem_names[voice], "pitch_hz": None if pitch is None else round(pitch, 1),
                   "model": "speech"}
         if pitch is not None and pitch > register.HIGH_HZ:
@@ -374,9 +375,11 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
                               count=count, channels=mixture, band=band)
             again.iterations_run += fit.iterations_run
             fit, source_masks, picked["model"] = again, model_masks(again, blind_masks), "speech_high"
-            stems = stems_of(source_masks)
         else:
             count.ran(0, refit)
+        if track is not None:  # (a voice split again with speech_high has one)
+            source_masks = register.with_harmonics(source_masks, voice, track, params.n_fft, sample_rate)
+            stems = stems_of(source_masks)
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
                       fit.groups, source_masks, fit.losses, params, fit.confidence, settings.mask_power(fit.n_averaged),
                       fit.iterations_run, register=picked)
@@ -506,8 +509,8 @@ def separate(samples: np.ndarray, sample_rate: int, k: int = 2, *, models: "list
     grouped by ``grouping`` (see nmfsep.grouping). With models (Model objects from
     ``nmfsep.supervised.learn``, built-in names or model file paths, resolved as ``split --model``
     does: nmfsep.models.load_set): one stem per model in the given order, plus a residual stem when
-    n_free > 0 (k is ignored); the built-ins speech and music split a high voice with
-    speech_high (nmfsep.register; ``split_sources``' Separation.register says so). blend: the
+    n_free > 0 (k is ignored); the built-ins speech and music split a voice by its pitch
+    (nmfsep.register; ``split_sources``' Separation.register says how). blend: the
     share of the blind split in the masks of a split with 2 to 6 models (nmfsep.blend; None:
     half where every model is a built-in, else none).
     Returns float32 stems (n_stems, *samples.shape), in the layout given.
