@@ -87,7 +87,7 @@ def test_with_harmonics_keeps_the_masks_summing_to_one_and_moves_the_voice_towar
 
 def test_a_silent_input_keeps_speech_and_says_it_found_no_pitch():
     result = split_sources(np.zeros((RATE, 1), np.float32), RATE, settings_of(["speech", "music"]))
-    assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech"}
+    assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech", "harmonics": None}
     assert not result.stems.any()
 
 
@@ -121,7 +121,8 @@ def test_a_voice_beside_music_is_split_with_the_register_its_pitch_picks_and_kee
     progress = []
     result = split_sources(mix, RATE, settings_of(names), lambda done, total: progress.append((done, total)))
     assert result.names == names
-    assert result.register == {"stem": "speech", "pitch_hz": pitch, "model": model}
+    assert result.register == {"stem": "speech", "pitch_hz": pitch, "model": model,
+                               "harmonics": register.HARMONIC_SHARE}
     np.testing.assert_allclose(result.stems, reference.stems, atol=1e-6)
     np.testing.assert_allclose(result.stems.sum(axis=0), mix, atol=1e-4)
     done, total = progress[-1]  # the refit planned for a high voice is given back where it is not made
@@ -136,7 +137,7 @@ def test_the_pitch_is_tracked_on_the_speech_stem(monkeypatch):
     assert len(seen) == 1
     np.testing.assert_array_equal(seen[0][0], result.stems[1][:, 0])  # no track: the first split's stems
     assert seen[0][1] == (RATE, result.params.hop_length, result.masks.shape[2])
-    assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech"}
+    assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech", "harmonics": None}
 
 
 def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
@@ -148,7 +149,7 @@ def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
     track = (np.full(frames, 98.0), np.arange(frames) % 2 == 0)
     monkeypatch.setattr(register, "pitch_track", lambda *args: track)
     result = split_sources(mix, RATE, settings_of(["speech", "music"]))
-    assert result.register == {"stem": "speech", "pitch_hz": 98.0, "model": "speech"}
+    assert result.register == {"stem": "speech", "pitch_hz": 98.0, "model": "speech", "harmonics": 0.2}
     expected = register.with_harmonics(reference.masks, 0, track, reference.params.n_fft, RATE)
     np.testing.assert_allclose(result.masks, expected, atol=1e-6)
     assert not np.allclose(result.masks, reference.masks, atol=1e-3)
@@ -171,11 +172,12 @@ def test_split_json_and_note_say_a_high_voice_was_split_with_speech_high(tmp_pat
                                       str(tmp_path / "out"), "--iter", "20", "--json", "--report"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["register"] == {"stem": "speech", "pitch_hz": 231.4, "model": "speech_high"}
+    assert record["register"] == {"stem": "speech", "pitch_hz": 231.4, "model": "speech_high", "harmonics": 0.2}
     assert [s["name"] for s in record["stems"]] == ["speech", "music"]
     assert "show.wav: a high voice (median pitch 231 Hz): stem speech split with the built-in speech_high" in result.stderr
     report = (tmp_path / "out" / "show" / "report.html").read_text()
-    assert "speech: median pitch 231 Hz, above 165 Hz: split with the built-in speech_high" in report
+    assert ("speech: median pitch 231 Hz, above 165 Hz: split with the built-in speech_high; its harmonic masks "
+            "weigh 0.2 in the masks") in report
 
 
 def test_a_streamed_voice_beside_music_keeps_speech_and_says_so(tmp_path, monkeypatch):

@@ -261,8 +261,9 @@ class Separation:
     # The models' rate where the input was resampled to it (see ``split_sources``): the bases,
     # activations, masks and params are at this rate, the stems at the input's. None: the input's.
     resampled_to: int | None = None
-    # A voice beside music named by its register (nmfsep.register): {"stem", "pitch_hz", "model"}
-    # (model: the built-in it was split with; pitch_hz None where the stem has none: silent, too short);
+    # A voice beside music split by its pitch (nmfsep.register): {"stem", "pitch_hz", "model", "harmonics"}
+    # (model: the built-in it was split with; harmonics: the share of its harmonic masks; pitch_hz and
+    # harmonics None where the stem has no pitch: silent, too short);
     # None where the models are not the built-ins speech and music.
     register: dict | None = None
 
@@ -369,7 +370,7 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
         track = register.pitch_track(stems[voice].mean(axis=1), sample_rate, params.hop_length, magnitude.shape[1])
         pitch = register.median_pitch(track)
         picked = {"stem": settings.stem_names[voice], "pitch_hz": None if pitch is None else round(pitch, 1),
-                  "model": "speech"}
+                  "model": "speech", "harmonics": None if track is None else register.HARMONIC_SHARE}
         if pitch is not None and pitch > register.HIGH_HZ:
             again = fit_bases(magnitude, scale, register.with_high_voice(settings, voice), sample_rate, params,
                               count=count, channels=mixture, band=band)

@@ -56,6 +56,7 @@ from . import blend
 HIGH_HZ = 165.0  # a speech stem whose median pitch is above this is split again with speech_high
 PITCH_RANGE_HZ = (60.0, 450.0)  # the pitches YIN looks for: a voice's, low men's to children's
 FRAME_SECONDS = 0.09  # YIN's frame: at least two periods of the lowest pitch
+TRACK_CHUNK_FRAMES = 2048  # pitch_track's frames at a time: YIN's memory (1.2 GB for 5 minutes at once)
 HARMONIC_SHARE = 0.2  # the voice's harmonic masks' share in the masks (see the module's docstring)
 HARMONIC_WIDTH = 0.04  # a harmonic's width in harmonic_masks, in harmonics
 
@@ -85,10 +86,14 @@ def pitch_track(samples: np.ndarray, sample_rate: int, hop_length: int, n_frames
     if samples.shape[0] < frame or not np.any(samples):
         return None
     low, high = PITCH_RANGE_HZ
-    f0 = librosa.yin(samples, fmin=low, fmax=min(high, sample_rate / 4), sr=sample_rate, frame_length=frame,
-                     hop_length=hop_length)
-    level = librosa.feature.rms(y=samples, frame_length=frame, hop_length=hop_length)[0]
-    f0, level = (np.pad(x, (0, max(0, n_frames - len(x))), mode="edge")[:n_frames] for x in (f0, level))
+    padded = np.pad(samples, (frame // 2, frame // 2 + hop_length))  # as librosa's centring: zeros
+    f0, level = np.empty(n_frames), np.empty(n_frames)
+    for first in range(0, n_frames, TRACK_CHUNK_FRAMES):  # YIN holds every frame's spectra: in chunks
+        last = min(n_frames, first + TRACK_CHUNK_FRAMES)
+        chunk = padded[first * hop_length: (last - 1) * hop_length + frame]
+        f0[first:last] = librosa.yin(chunk, fmin=low, fmax=min(high, sample_rate / 4), sr=sample_rate,
+                                     frame_length=frame, hop_length=hop_length, center=False)
+        level[first:last] = librosa.feature.rms(y=chunk, frame_length=frame, hop_length=hop_length, center=False)[0]
     return f0, level > np.median(level)
 
 
@@ -106,12 +111,19 @@ def harmonic_masks(track, n_bins: int, n_fft: int, sample_rate: int) -> np.ndarr
     softens the masks there, as their power 1 - HARMONIC_SHARE). The harmonic mask of
     pitch-based separation of a voice from its accompaniment (Li & Wang 2007, IEEE TASLP 15(4))."""
     f0, voiced = track
-    freqs = np.arange(n_bins, dtype=np.float64)[:, None] * sample_rate / n_fft
-    f0 = np.where(voiced, f0, 1.0)[None, :]
-    harmonics = freqs / f0
-    width = np.maximum(HARMONIC_WIDTH, sample_rate / n_fft / f0)
-    mask = np.where(freqs < 0.8 * f0, 0.05, 0.05 + 0.9 * np.exp(-0.5 * ((harmonics - np.round(harmonics)) / width) ** 2))
-    return np.where(voiced[None, :], mask, 0.5).astype(np.float32)
+    f0 = np.where(voiced, f0, 1.0).astype(np.float32)[None, :]
+    freqs = (np.arange(n_bins, dtype=np.float32) * np.float32(sample_rate / n_fft))[:, None]
+    mask = freqs / f0                                                 # in harmonics (float32: long inputs)
+    mask -= np.round(mask)
+    mask /= np.maximum(np.float32(HARMONIC_WIDTH), np.float32(sample_rate / n_fft) / f0)
+    np.square(mask, out=mask)
+    mask *= np.float32(-0.5)
+    np.exp(mask, out=mask)
+    mask *= np.float32(0.9)
+    mask += np.float32(0.05)
+    mask[freqs < np.float32(0.8) * f0] = 0.05
+    mask[:, ~voiced] = 0.5
+    return mask
 
 
 def with_harmonics(source_masks: np.ndarray, voice: int, track, n_fft: int, sample_rate: int) -> np.ndarray:

@@ -248,7 +248,7 @@ def _register(picked: dict) -> str:
         return f"{picked['stem']}: no pitch found (silent or too short): split with the built-in {picked['model']}"
     how = "above" if picked["model"] == "speech_high" else "not above"
     return (f"{picked['stem']}: median pitch {picked['pitch_hz']:.0f} Hz, {how} {HIGH_HZ:.0f} Hz: "
-            f"split with the built-in {picked['model']}")
+            f"split with the built-in {picked['model']}; its harmonic masks weigh {picked['harmonics']:g} in the masks")
 
 
 def _steady(settings) -> str:
