@@ -42,9 +42,10 @@ def test_median_pitch_finds_the_pitch_of_a_voice_like_tone(f0):
 
 def test_the_pitch_track_has_the_stft_frames_and_voices_the_syllables():
     samples = voice_like(220.0)
-    f0, voiced = track_of(samples)
+    f0, level = track_of(samples)
     frames = spectrum.n_frames(samples.shape[0], spectrum.StftParams(1024, 256))
-    assert f0.shape == voiced.shape == (frames,)
+    assert f0.shape == level.shape == (frames,)
+    voiced = level > np.quantile(level, register.VOICED_QUANTILE)
     centres = np.arange(frames) * 256 / RATE
     syllable = (centres % 0.3 > 0.05) & (centres % 0.3 < 0.15)  # well inside a syllable: voiced
     assert voiced[syllable].all()
@@ -57,31 +58,47 @@ def test_no_pitch_to_go_by_gives_no_track_and_no_median():
     assert register.median_pitch(None) is None
 
 
-def test_harmonic_masks_are_high_on_the_harmonics_low_between_and_silent_on_unvoiced_frames():
+def test_harmonic_masks_are_high_on_the_harmonics_low_between_and_low_on_unvoiced_frames():
     n_fft, f0 = 2048, 200.0
-    track = (np.array([f0, f0]), np.array([True, False]))
+    track = (np.array([f0, f0, f0]), np.array([1.0, 1.0, 0.01]))  # the last frame quiet
     mask = register.harmonic_masks(track, n_fft // 2 + 1, n_fft, RATE)
     bin_of = lambda hz: int(round(hz * n_fft / RATE))  # noqa: E731
-    assert mask.shape == (n_fft // 2 + 1, 2) and mask.dtype == np.float32
+    assert mask.shape == (n_fft // 2 + 1, 3) and mask.dtype == np.float32
     assert all(mask[bin_of(k * f0), 0] > 0.8 for k in (1, 2, 5, 20))
     assert all(mask[bin_of((k + 0.5) * f0), 0] < 0.1 for k in (1, 2, 5))
     assert mask[bin_of(0.5 * f0), 0] == pytest.approx(0.05)  # below the fundamental
-    assert np.all(mask[:, 1] == 0.5)  # an unvoiced frame: no say
+    assert np.all(mask[:, 2] == register.UNVOICED_MASK)  # a quiet frame of the voice's stem: music
+
+
+def test_harmonic_masks_move_an_octave_error_to_the_voices_pitch():
+    n_fft, f0 = 2048, 200.0
+    bin_of = lambda hz: int(round(hz * n_fft / RATE))  # noqa: E731
+    level = np.array([1.0, 0.9, 1.0, 0.9, 1.0, 0.0, 0.0, 0.0])  # voiced but the last three
+    right = register.harmonic_masks((np.full(8, f0), level), n_fft // 2 + 1, n_fft, RATE)
+    f0s = np.array([f0, f0 / 2, f0, 2 * f0, f0 * 1.02, f0, f0, f0])  # YIN an octave low, then high
+    mask = register.harmonic_masks((f0s, level), n_fft // 2 + 1, n_fft, RATE)
+    assert mask[bin_of(f0), :5].min() > 0.8 and mask[bin_of(f0), 5:].max() == register.UNVOICED_MASK
+    np.testing.assert_array_equal(mask[:, :4], right[:, :4])
+    assert mask[bin_of(1.5 * f0), 1] < 0.1 and mask[bin_of(3 * f0), 3] > 0.8  # not f0/2's, not 2 f0's
+    assert not np.array_equal(mask[:, 4], right[:, 4])  # within half an octave: kept
 
 
 def test_with_harmonics_keeps_the_masks_summing_to_one_and_moves_the_voice_toward_its_harmonics():
     rng = np.random.default_rng(0)
     masks = rng.uniform(0.2, 0.8, (1025, 3)).astype(np.float32)
     masks = np.stack([masks, 1 - masks])
-    track = (np.full(3, 200.0), np.array([True, True, False]))
+    track = (np.full(3, 200.0), np.array([1.0, 1.0, 0.01]))
     harmonic = register.harmonic_masks(track, 1025, 2048, RATE)
     mixed = register.with_harmonics(masks, 1, track, 2048, RATE)
     np.testing.assert_allclose(mixed.sum(axis=0), 1.0, atol=1e-5)
     voiced = harmonic[:, :2]
     assert np.all((mixed[1, :, :2] - masks[1, :, :2])[voiced > 0.9] > 0)  # on a harmonic: more voice
     assert np.all((mixed[1, :, :2] - masks[1, :, :2])[voiced < 0.1] < 0)  # between: less
-    softened = masks[:, :, 2] ** (1 - register.HARMONIC_SHARE)  # unvoiced: even, so only softened
-    np.testing.assert_allclose(mixed[:, :, 2], softened / softened.sum(axis=0), atol=1e-5)
+    assert np.all(mixed[1, :, 2] < masks[1, :, 2])  # unvoiced (quiet): toward the music
+    share = register.HARMONIC_SHARE
+    expert = np.stack([1 - harmonic[:, 2], harmonic[:, 2]])
+    pooled = masks[:, :, 2] ** (1 - share) * expert ** share
+    np.testing.assert_allclose(mixed[:, :, 2], pooled / pooled.sum(axis=0), atol=1e-5)
     assert register.with_harmonics(masks, 1, None, 2048, RATE) is masks
 
 
@@ -146,10 +163,10 @@ def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
         patch.setattr(register, "voice_beside_music", lambda settings: None)
         reference = split_sources(mix, RATE, settings_of(["speech", "music"]))
     frames = reference.masks.shape[2]
-    track = (np.full(frames, 98.0), np.arange(frames) % 2 == 0)
+    track = (np.full(frames, 98.0), (np.arange(frames) % 2 == 0).astype(float))
     monkeypatch.setattr(register, "pitch_track", lambda *args: track)
     result = split_sources(mix, RATE, settings_of(["speech", "music"]))
-    assert result.register == {"stem": "speech", "pitch_hz": 98.0, "model": "speech", "harmonics": 0.2}
+    assert result.register == {"stem": "speech", "pitch_hz": 98.0, "model": "speech", "harmonics": register.HARMONIC_SHARE}
     expected = register.with_harmonics(reference.masks, 0, track, reference.params.n_fft, RATE)
     np.testing.assert_allclose(result.masks, expected, atol=1e-6)
     assert not np.allclose(result.masks, reference.masks, atol=1e-3)
@@ -172,12 +189,13 @@ def test_split_json_and_note_say_a_high_voice_was_split_with_speech_high(tmp_pat
                                       str(tmp_path / "out"), "--iter", "20", "--json", "--report"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["register"] == {"stem": "speech", "pitch_hz": 231.4, "model": "speech_high", "harmonics": 0.2}
+    assert record["register"] == {"stem": "speech", "pitch_hz": 231.4, "model": "speech_high",
+                                 "harmonics": register.HARMONIC_SHARE}
     assert [s["name"] for s in record["stems"]] == ["speech", "music"]
     assert "show.wav: a high voice (median pitch 231 Hz): stem speech split with the built-in speech_high" in result.stderr
     report = (tmp_path / "out" / "show" / "report.html").read_text()
     assert ("speech: median pitch 231 Hz, above 165 Hz: split with the built-in speech_high; its harmonic masks "
-            "weigh 0.2 in the masks") in report
+            f"weigh {register.HARMONIC_SHARE:g} in the masks") in report
 
 
 def test_a_streamed_voice_beside_music_keeps_speech_and_says_so(tmp_path, monkeypatch):
