@@ -52,6 +52,32 @@ def test_the_pitch_track_has_the_stft_frames_and_voices_the_syllables():
     assert np.allclose(f0[syllable], 220.0, rtol=0.05)
 
 
+def two_voices(f0, seconds):
+    noise = np.random.default_rng(2).standard_normal(int(seconds * RATE)).astype(np.float32)
+    return voice_like(f0, seconds) + 0.5 * voice_like(131.0, seconds, seed=1)[::-1] + 0.05 * noise
+
+
+def sine_in_noise(f0, seconds):  # troughs above YIN's threshold: where it decides
+    t = np.arange(int(seconds * RATE)) / RATE
+    noise = np.random.default_rng(3).standard_normal(t.size)
+    return (0.2 * np.sin(2 * np.pi * f0 * t) + 0.05 * noise).astype(np.float32)
+
+
+@pytest.mark.parametrize("make, seconds, f0", [(two_voices, 2.0, 98.0), (two_voices, 2.0, 300.0),
+                                              (two_voices, 0.5, 180.0), (sine_in_noise, 1.0, 150.0)])
+def test_yin_agrees_with_librosa_yin_and_the_level_with_librosa_rms(make, seconds, f0):
+    import librosa
+
+    samples = make(f0, seconds)
+    hop, frame = 256, 2048
+    track = register.pitch_track(samples, RATE, hop, 1 + -(-samples.shape[0] // hop))
+    padded = np.pad(samples, (frame // 2, frame // 2 + hop))
+    expected = librosa.yin(padded, fmin=60.0, fmax=450.0, sr=RATE, frame_length=frame, hop_length=hop, center=False)
+    level = librosa.feature.rms(y=padded, frame_length=frame, hop_length=hop, center=False)[0]
+    np.testing.assert_allclose(track[0], expected[:track[0].shape[0]], rtol=1e-5)
+    np.testing.assert_allclose(track[1], level[:track[1].shape[0]], rtol=1e-4, atol=1e-7)
+
+
 def test_no_pitch_to_go_by_gives_no_track_and_no_median():
     assert track_of(np.zeros(RATE, np.float32)) is None
     assert track_of(voice_like(220.0)[:100]) is None  # shorter than a frame
@@ -171,6 +197,18 @@ def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
     np.testing.assert_allclose(result.masks, expected, atol=1e-6)
     assert not np.allclose(result.masks, reference.masks, atol=1e-3)
     np.testing.assert_allclose(result.stems.sum(axis=0), mix, atol=1e-4)
+
+
+def test_a_track_with_no_louder_frames_gives_no_pitch_and_no_harmonics(monkeypatch):
+    mix = (voice_like(98.0) + 0.5 * voice_like(220.0, seed=1))[:, None]
+    with monkeypatch.context() as patch:
+        patch.setattr(register, "voice_beside_music", lambda settings: None)
+        reference = split_sources(mix, RATE, settings_of(["speech", "music"]))
+    frames = reference.masks.shape[2]
+    monkeypatch.setattr(register, "pitch_track", lambda *args: (np.full(frames, 98.0), np.ones(frames)))
+    result = split_sources(mix, RATE, settings_of(["speech", "music"]))
+    assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech", "harmonics": None}
+    np.testing.assert_allclose(result.masks, reference.masks, atol=1e-6)
 
 
 def test_other_models_are_not_checked(monkeypatch):

@@ -369,6 +369,7 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
     if voice is not None:
         track = register.pitch_track(stems[voice].mean(axis=1), sample_rate, params.hop_length, magnitude.shape[1])
         pitch = register.median_pitch(track)
+        track = None if pitch is None else track  # no frame louder than the median: nothing voiced
         picked = {"stem": settings.stem_names[voice], "pitch_hz": None if pitch is None else round(pitch, 1),
                   "model": "speech", "harmonics": None if track is None else register.HARMONIC_SHARE}
         if pitch is not None and pitch > register.HIGH_HZ:

@@ -69,13 +69,14 @@ to 0.61, 2 lost up to 0.48).
 """
 
 import numpy as np
+import scipy.fft
 
 from . import blend
 
 HIGH_HZ = 165.0  # a speech stem whose median pitch is above this is split again with speech_high
 PITCH_RANGE_HZ = (60.0, 450.0)  # the pitches YIN looks for: a voice's, low men's to children's
 FRAME_SECONDS = 0.09  # YIN's frame: at least two periods of the lowest pitch
-TRACK_CHUNK_FRAMES = 2048  # pitch_track's frames at a time: YIN's memory (1.2 GB for 5 minutes at once)
+TRACK_CHUNK_FRAMES = 512  # pitch_track's frames at a time: YIN's memory (34 MB a chunk at 22.05 kHz; 1.2 GB for 5 minutes at once)
 VOICED_QUANTILE = 0.4  # harmonic_masks' voiced frames: those louder than this quantile of the track's
 HARMONIC_SHARE = 0.25  # the voice's harmonic masks' share in the masks (see the module's docstring)
 HARMONIC_WIDTH = 0.04  # a harmonic's width in harmonic_masks, in harmonics
@@ -97,24 +98,54 @@ def pitch_track(samples: np.ndarray, sample_rate: int, hop_length: int, n_frames
     """The pitch of mono float samples (n_samples,) in n_frames frames hop_length apart, frame i
     centred on sample i * hop_length as nmfsep.spectrum.stft's are: (f0 (n_frames,) in Hz, level
     (n_frames,): each frame's rms), or None where the samples are silent or shorter than a frame
-    (no pitch to go by). f0 by YIN (de Cheveigné & Kawahara 2002, JASA 111(4); librosa.yin) within
-    PITCH_RANGE_HZ, in frames of FRAME_SECONDS (a power of two of samples). The first call in a
-    process imports what librosa.yin needs (scipy.signal among them): about 0.6 s here, 0.02 s after."""
-    import librosa
-
+    (no pitch to go by). f0 by YIN (``yin``) within PITCH_RANGE_HZ, in frames of FRAME_SECONDS (a
+    power of two of samples), TRACK_CHUNK_FRAMES at a time."""
     frame = 2 ** int(np.ceil(np.log2(FRAME_SECONDS * sample_rate)))
     if samples.shape[0] < frame or not np.any(samples):
         return None
     low, high = PITCH_RANGE_HZ
-    padded = np.pad(samples, (frame // 2, frame // 2 + hop_length))  # as librosa's centring: zeros
+    padded = np.pad(samples, (frame // 2, frame // 2 + hop_length))  # centred frames, zeros beyond
     f0, level = np.empty(n_frames), np.empty(n_frames)
-    for first in range(0, n_frames, TRACK_CHUNK_FRAMES):  # YIN holds every frame's spectra: in chunks
+    for first in range(0, n_frames, TRACK_CHUNK_FRAMES):  # YIN holds every frame's spectrum: in chunks
         last = min(n_frames, first + TRACK_CHUNK_FRAMES)
-        chunk = padded[first * hop_length: (last - 1) * hop_length + frame]
-        f0[first:last] = librosa.yin(chunk, fmin=low, fmax=min(high, sample_rate / 4), sr=sample_rate,
-                                     frame_length=frame, hop_length=hop_length, center=False)
-        level[first:last] = librosa.feature.rms(y=chunk, frame_length=frame, hop_length=hop_length, center=False)[0]
+        frames = np.lib.stride_tricks.sliding_window_view(padded[first * hop_length:], frame)[::hop_length][:last - first].T
+        f0[first:last] = yin(frames, sample_rate, low, min(high, sample_rate / 4))
+        level[first:last] = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=0))
     return f0, level
+
+
+def yin(frames: np.ndarray, sample_rate: int, low_hz: float, high_hz: float, threshold: float = 0.1) -> np.ndarray:
+    """The f0 (n_frames,) in Hz of each column of frames (frame_length, n_frames) by YIN (de
+    Cheveigné & Kawahara 2002, "YIN, a fundamental frequency estimator for speech and music", JASA
+    111(4)): the first lag whose cumulative mean normalized difference is a local minimum below
+    threshold (else its global minimum), refined by parabolic interpolation, within low_hz to
+    high_hz. librosa.yin's steps, in NumPy (tests/test_register.py checks they agree): librosa's
+    compiles its helpers with numba, 12 s on the first split after an install and 0.6 s of imports
+    in every process after."""
+    length = frames.shape[0]
+    min_period = int(np.floor(sample_rate / high_hz))
+    max_period = min(int(np.ceil(sample_rate / low_hz)), length - 1)
+    size = scipy.fft.next_fast_len(2 * length - 1, real=True)
+    acf = np.fft.irfft(np.abs(np.fft.rfft(frames, n=size, axis=0)) ** 2, n=size, axis=0)[:max_period + 1]
+    energy = np.cumsum(np.square(frames), axis=0)
+    difference = np.zeros((max_period + 1, frames.shape[1]), energy.dtype)
+    difference[1:] = 2 * (acf[:1] - acf[1:]) - energy[:max_period]      # d(lag), eq. 6 of the paper
+    lags = np.arange(1, max_period + 1)[:, None]
+    cmnd = difference[min_period:] / (np.cumsum(difference[1:], axis=0) / lags)[min_period - 1:]  # eq. 8
+    cmnd[~np.isfinite(cmnd)] = 0.0
+    before, here, after = cmnd[:-2], cmnd[1:-1], cmnd[2:]
+    curve, slope = after + before - 2 * here, (after - before) / 2
+    shift = np.zeros_like(cmnd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift[1:-1] = np.where(np.abs(slope) >= np.abs(curve), 0.0, -slope / curve)
+    trough = np.zeros(cmnd.shape, bool)
+    trough[0] = cmnd[0] < cmnd[1]
+    trough[1:-1] = (here < before) & (here <= after)
+    trough[-1] = cmnd[-1] < cmnd[-2]
+    trough &= cmnd < threshold
+    period = np.where(trough.any(axis=0), np.argmax(trough, axis=0), np.argmin(cmnd, axis=0))
+    columns = np.arange(cmnd.shape[1])
+    return sample_rate / (min_period + period + shift[period, columns])
 
 
 def median_pitch(track) -> float | None:
