@@ -78,6 +78,17 @@ def test_yin_agrees_with_librosa_yin_and_the_level_with_librosa_rms(make, second
     np.testing.assert_allclose(track[1], level[:track[1].shape[0]], rtol=1e-4, atol=1e-7)
 
 
+def test_silent_stretches_give_no_warning_and_no_pitch_there():
+    import warnings
+
+    samples = np.concatenate([np.zeros(RATE // 2, np.float32), voice_like(220.0), np.zeros(RATE // 2, np.float32)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f0, level = track_of(samples)
+    assert np.all(np.isfinite(f0)) and np.all(level[:10] == 0)
+    assert register.median_pitch((f0, level)) == pytest.approx(220.0, rel=0.03)
+
+
 def test_no_pitch_to_go_by_gives_no_track_and_no_median():
     assert track_of(np.zeros(RATE, np.float32)) is None
     assert track_of(voice_like(220.0)[:100]) is None  # shorter than a frame

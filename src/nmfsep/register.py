@@ -131,7 +131,8 @@ def yin(frames: np.ndarray, sample_rate: int, low_hz: float, high_hz: float, thr
     difference = np.zeros((max_period + 1, frames.shape[1]), energy.dtype)
     difference[1:] = 2 * (acf[:1] - acf[1:]) - energy[:max_period]      # d(lag), eq. 6 of the paper
     lags = np.arange(1, max_period + 1)[:, None]
-    cmnd = difference[min_period:] / (np.cumsum(difference[1:], axis=0) / lags)[min_period - 1:]  # eq. 8
+    with np.errstate(divide="ignore", invalid="ignore"):  # silent frames: 0 / 0, set to 0 as librosa does
+        cmnd = difference[min_period:] / (np.cumsum(difference[1:], axis=0) / lags)[min_period - 1:]  # eq. 8
     cmnd[~np.isfinite(cmnd)] = 0.0
     before, here, after = cmnd[:-2], cmnd[1:-1], cmnd[2:]
     curve, slope = after + before - 2 * here, (after - before) / 2
