@@ -194,11 +194,16 @@ def test_the_pitch_is_tracked_on_the_speech_stem(monkeypatch):
     assert result.register == {"stem": "speech", "pitch_hz": None, "model": "speech", "harmonics": None}
 
 
-def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
-    mix = (voice_like(98.0) + 0.5 * voice_like(220.0, seed=1))[:, None]
+def unchecked_split(mix, monkeypatch):
+    """The split of mix with the built-ins speech + music as if the voice were not checked."""
     with monkeypatch.context() as patch:
         patch.setattr(register, "voice_beside_music", lambda settings: None)
-        reference = split_sources(mix, RATE, settings_of(["speech", "music"]))
+        return split_sources(mix, RATE, settings_of(["speech", "music"]))
+
+
+def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
+    mix = (voice_like(98.0) + 0.5 * voice_like(220.0, seed=1))[:, None]
+    reference = unchecked_split(mix, monkeypatch)
     frames = reference.masks.shape[2]
     track = (np.full(frames, 98.0), (np.arange(frames) % 2 == 0).astype(float))
     monkeypatch.setattr(register, "pitch_track", lambda *args: track)
@@ -212,9 +217,7 @@ def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
 
 def test_a_track_with_no_louder_frames_gives_no_pitch_and_no_harmonics(monkeypatch):
     mix = (voice_like(98.0) + 0.5 * voice_like(220.0, seed=1))[:, None]
-    with monkeypatch.context() as patch:
-        patch.setattr(register, "voice_beside_music", lambda settings: None)
-        reference = split_sources(mix, RATE, settings_of(["speech", "music"]))
+    reference = unchecked_split(mix, monkeypatch)
     frames = reference.masks.shape[2]
     monkeypatch.setattr(register, "pitch_track", lambda *args: (np.full(frames, 98.0), np.ones(frames)))
     result = split_sources(mix, RATE, settings_of(["speech", "music"]))
