@@ -89,6 +89,16 @@ def test_silent_stretches_give_no_warning_and_no_pitch_there():
     assert register.median_pitch((f0, level)) == pytest.approx(220.0, rel=0.03)
 
 
+def test_the_principal_channel_is_the_mean_in_phase_and_keeps_a_voice_in_opposite_phase():
+    voice = voice_like(220.0)
+    other = 0.3 * voice_like(131.0, seed=1)
+    np.testing.assert_array_equal(register.principal_channel(voice[:, None]), voice)
+    np.testing.assert_allclose(register.principal_channel(np.stack([voice, voice], axis=1)), voice, atol=1e-6)
+    opposite = register.principal_channel(np.stack([voice + other, -voice + other], axis=1))
+    assert abs(np.corrcoef(opposite, voice)[0, 1]) > 0.99  # the mean would hold only the other source
+    assert register.median_pitch(track_of(opposite)) == pytest.approx(220.0, rel=0.03)
+
+
 def test_no_pitch_to_go_by_gives_no_track_and_no_median():
     assert track_of(np.zeros(RATE, np.float32)) is None
     assert track_of(voice_like(220.0)[:100]) is None  # shorter than a frame

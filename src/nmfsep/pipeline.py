@@ -367,7 +367,8 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
 
     stems, picked = stems_of(source_masks), None
     if voice is not None:
-        track = register.pitch_track(stems[voice].mean(axis=1), sample_rate, params.hop_length, magnitude.shape[1])
+        track = register.pitch_track(register.principal_channel(stems[voice]), sample_rate, params.hop_length,
+                                     magnitude.shape[1])
         pitch = register.median_pitch(track)
         track = None if pitch is None else track  # no frame louder than the median: nothing voiced
         picked = {"stem": settings.stem_names[voice], "pitch_hz": None if pitch is None else round(pitch, 1),

@@ -149,6 +149,18 @@ def yin(frames: np.ndarray, sample_rate: int, low_hz: float, high_hz: float, thr
     return sample_rate / (min_period + period + shift[period, columns])
 
 
+def principal_channel(samples: np.ndarray) -> np.ndarray:
+    """Mono float32 samples (n_samples,) from samples (n_samples, n_channels): their projection on
+    the channels' principal axis (the mean of the channels where they are in phase; their
+    difference where a voice is in opposite phase in two, which the mean would cancel)."""
+    if samples.shape[1] == 1:
+        return samples[:, 0]
+    covariance = np.cov(samples, rowvar=False, dtype=np.float64)
+    axis = np.linalg.eigh(covariance)[1][:, -1]
+    axis *= np.sign(axis.sum()) or 1.0
+    return (samples @ axis.astype(np.float32)) / np.float32(np.sqrt(samples.shape[1]))
+
+
 def median_pitch(track) -> float | None:
     """The median f0 (Hz) of the louder half of the frames of a ``pitch_track``; None for None or
     where no frame is louder than the median."""
