@@ -156,8 +156,8 @@ def principal_channel(samples: np.ndarray) -> np.ndarray:
     difference where a voice is in opposite phase in two, which the mean would cancel)."""
     if samples.shape[1] == 1:
         return samples[:, 0]
-    covariance = np.cov(samples, rowvar=False, dtype=np.float64)
-    axis = np.linalg.eigh(covariance)[1][:, -1]
+    gram = (samples.T @ samples).astype(np.float64)  # (n_channels, n_channels): no copy of the samples
+    axis = np.linalg.eigh(gram)[1][:, -1]
     axis *= np.sign(axis.sum()) or 1.0
     return (samples @ axis.astype(np.float32)) / np.float32(np.sqrt(samples.shape[1]))
 
