@@ -70,7 +70,6 @@ to 0.61, 2 lost up to 0.48); -> +9.12 with a stereo stem's pitch on its channels
 """
 
 import numpy as np
-import scipy.fft
 
 from . import blend
 
@@ -123,6 +122,8 @@ def yin(frames: np.ndarray, sample_rate: int, low_hz: float, high_hz: float, thr
     high_hz. librosa.yin's steps, in NumPy (tests/test_register.py checks they agree): librosa's
     compiles its helpers with numba, 12 s on the first split after an install and 0.6 s of imports
     in every process after."""
+    import scipy.fft  # here, not at the top: ~0.1 s that every nmfsep command would pay at start-up
+
     length = frames.shape[0]
     min_period = int(np.floor(sample_rate / high_hz))
     max_period = min(int(np.ceil(sample_rate / low_hz)), length - 1)
