@@ -317,14 +317,16 @@ def clips_index(path):
     return {m["id"]: {**m, "paths": [os.path.join(root, c["file"]) for c in m["clips"]]} for m in index["materials"]}
 
 
-def case_materials(case):
+def case_materials(case, need_clips=True):
     """The clips index's record of each source's material, in the sources' order (KeyError for a
-    material the index lacks), or None where two sources share a material or one has no clip."""
+    material the index lacks), or None where two sources share a material or (need_clips) one
+    has no clip: the rows that learn from the clips need one, the built-ins need only the record
+    (kind, gender, family)."""
     if len(set(case["materials"])) < len(case["materials"]):
         return None
     index = clips_index(case["clips"])
     materials = [index[m] for m in case["materials"]]
-    return None if any(not m["clips"] for m in materials) else materials  # a track with no room for a clip
+    return None if need_clips and any(not m["clips"] for m in materials) else materials  # a track too short for a clip
 
 
 def builtin_names(materials, registers=False):
@@ -357,7 +359,7 @@ def nmfsep_builtins(case, registers=False):
     registers): nmfsep.models.load_set as the CLI calls it. None where the row does not apply."""
     from nmfsep.models import load_set
 
-    materials = case_materials(case)
+    materials = case_materials(case, need_clips=False)
     names = None if materials is None else builtin_names(materials, registers)
     case["models"] = names
     if names is None or (registers and names == builtin_names(materials)):

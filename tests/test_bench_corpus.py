@@ -239,6 +239,25 @@ def test_builtins_row_splits_with_the_builtins_that_name_the_sources(bench, spee
     assert bench.improvements(case, stems, ordered=True).mean() > 0
 
 
+def test_builtins_row_applies_to_a_material_without_clips_where_the_rows_that_learn_do_not(bench, speech_noise,
+                                                                                           builtins, few_bases):
+    """A track too short for a clip still has its record (kind, gender, family): the built-ins
+    need only that, the supervised rows need its clips."""
+    folder, entry = speech_noise
+    index = folder / "clips" / "clips.json"
+    data = json.loads(index.read_text())
+    for material in data["materials"]:
+        if material["id"] == NOISE["id"]:
+            material["clips"] = []
+    index.write_text(json.dumps(data))
+    case = bench.load_mixture(str(folder), entry, str(index))
+    assert bench.nmfsep_supervised_clips(case) is None
+    assert bench.sklearn_recipe_clips(case) is None
+    stems = bench.nmfsep_builtins(case)
+    assert stems.shape == case["refs"].shape
+    assert case["models"] == ["speech", "noise"]
+
+
 def test_voice_rows_learn_the_voice_from_its_clips_beside_the_builtin_noise_or_free_bases(bench, speech_noise, builtins,
                                                                                          few_bases):
     folder, entry = speech_noise
