@@ -39,6 +39,14 @@ def test_report_is_written_beside_the_stems_and_named_in_the_json(reported):
     assert os.path.getsize(path) > 10_000
 
 
+def test_report_final_loss_is_the_json_loss(reported):
+    record, _ = reported
+    text = open(record["report"], encoding="utf-8").read()
+    shown = re.search(r"final loss[^<]*</t[hd]>\s*<td>([^<]+)</td>", text)
+    assert shown is not None
+    assert float(shown.group(1)) == pytest.approx(record["loss"], rel=1e-5)
+
+
 def test_split_without_report_adds_no_report_key(wav_file, tmp_path):
     result = run("split", wav_file("s.wav"), "-o", tmp_path / "o", "--iter", 5, "--json", "-q")
     assert "report" not in json.loads(result.stdout)

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from . import audio, spectrum, storage, stream as streaming, supervised
 from .errors import NmfsepError
+from .fitting import mean_loss
 from .pipeline import Progress, Settings, memory_needed, separation_memory, split_sources
 from .report import report_path
 
@@ -576,15 +577,6 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
     record.update(iterations=result.iterations_run, loss=mean_loss(result.fit.loss, result.fit.bases,
                                                                   result.fit.activations),
                   clipped=clamp.report())
-
-
-def mean_loss(loss: float | None, bases: np.ndarray, activations: np.ndarray) -> float | None:
-    """The record's "loss": the factorization's final objective (the beta-divergence between the
-    magnitude spectrogram scaled to mean 1 and W H, plus blind separation's smoothness term) per
-    time-frequency point of the spectrogram it fitted, W (n_bins, C) and H (C, n_frames): a
-    mean, comparable across inputs of any length and level."""
-    points = bases.shape[0] * activations.shape[1]
-    return None if loss is None or points == 0 else loss / points
 
 
 def _stem_list(names: list[str], paths: list[str]) -> list[dict]:

@@ -51,3 +51,13 @@ def init_for(V: np.ndarray, k: int) -> str:
     """nndsvda (deterministic, scikit-learn's default) where it applies, i.e. k <= min(V.shape);
     random for inputs too short (or too narrow) for k components."""
     return "nndsvda" if k <= min(V.shape) else "random"
+
+
+def mean_loss(loss: float | None, bases: np.ndarray, activations: np.ndarray) -> float | None:
+    """The --json record's "loss" and the report's final loss: the factorization's final
+    objective (the beta-divergence between the magnitude spectrogram scaled to mean 1 and W H,
+    plus blind separation's smoothness term) per time-frequency point of the spectrogram it
+    fitted, W (n_bins, C) and H (C, n_frames): a mean, comparable across inputs of any length
+    and level."""
+    points = bases.shape[0] * activations.shape[1]
+    return None if loss is None or points == 0 else loss / points

@@ -24,6 +24,7 @@ import soundfile as sf
 
 from . import __version__
 from .errors import NmfsepError
+from .fitting import mean_loss
 from .masks import STEADY_PERCENTILE, spatially_filtered
 
 REPORT_NAME = "report.html"
@@ -125,7 +126,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
     rows += [
         ("divergence (--beta)", f"{beta_name(settings.beta)} (β = {settings.beta:g})"),
         ("iterations (--iter)", _iterations(separation, settings)),
-        ("final loss", "-" if separation.loss is None else f"{separation.loss:.6g}"),
+        ("final loss (per point, as --json)", _loss(separation)),
         ("seed (--seed)", str(settings.seed)),
         ("mask exponent (--power)", f"{separation.power:g}"),
         ("spatial filter", _spatial(sound.n_channels, len(separation.names))),
@@ -218,6 +219,11 @@ def write(path: str, input_name: str, sound, separation, settings, seconds: floa
     text = render(input_name, sound, separation, settings, seconds, stem_paths, os.path.dirname(path) or ".",
                   stems)
     return write_atomic(path, text.encode("utf-8"), "the report")
+
+
+def _loss(separation) -> str:
+    loss = mean_loss(separation.loss, separation.bases, separation.activations)
+    return "-" if loss is None else f"{loss:.6g}"
 
 
 def _spatial(n_channels: int, n_stems: int) -> str:
