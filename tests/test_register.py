@@ -105,6 +105,22 @@ def test_no_pitch_to_go_by_gives_no_track_and_no_median():
     assert register.median_pitch(None) is None
 
 
+def test_the_pitch_is_the_same_at_any_level():
+    samples = voice_like(220.0)
+    f0, level = track_of(samples)
+    for scale in (1e-30, 1e-12, 1e6):  # float32: squares of 1e-30 underflow to 0
+        quiet_f0, quiet_level = track_of(samples * np.float32(scale))
+        np.testing.assert_allclose(quiet_f0, f0, rtol=1e-4)
+        np.testing.assert_allclose(quiet_level, scale * level, rtol=1e-4)
+
+
+def test_a_constant_offset_has_no_pitch():
+    offset = np.full(RATE, 0.5, np.float32)
+    assert track_of(offset) is None
+    assert track_of(offset + np.float32(1e-5) * voice_like(220.0)[:RATE]) is None  # 1e-4 of its peak: still DC
+    assert register.median_pitch(track_of(offset + voice_like(220.0)[:RATE])) == pytest.approx(220.0, rel=0.03)
+
+
 def test_harmonic_masks_are_high_on_the_harmonics_low_between_and_low_on_unvoiced_frames():
     n_fft, f0 = 2048, 200.0
     track = (np.array([f0, f0, f0]), np.array([1.0, 1.0, 0.01]))  # the last frame quiet

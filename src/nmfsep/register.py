@@ -76,6 +76,7 @@ from . import blend
 HIGH_HZ = 165.0  # a speech stem whose median pitch is above this is split again with speech_high
 PITCH_RANGE_HZ = (60.0, 450.0)  # the pitches YIN looks for: a voice's, low men's to children's
 FRAME_SECONDS = 0.09  # YIN's frame: at least two periods of the lowest pitch
+OFFSET_ONLY = 1e-3  # pitch_track: samples that move less than this share of their peak about their mean are DC
 TRACK_CHUNK_FRAMES = 512  # pitch_track's frames at a time: YIN's memory (34 MB a chunk at 22.05 kHz; 1.2 GB for 5 minutes at once)
 VOICED_QUANTILE = 0.4  # harmonic_masks' voiced frames: those louder than this quantile of the track's
 HARMONIC_SHARE = 0.25  # the voice's harmonic masks' share in the masks (see the module's docstring)
@@ -97,20 +98,27 @@ def voice_beside_music(settings) -> int | None:
 def pitch_track(samples: np.ndarray, sample_rate: int, hop_length: int, n_frames: int):
     """The pitch of mono float samples (n_samples,) in n_frames frames hop_length apart, frame i
     centred on sample i * hop_length as nmfsep.spectrum.stft's are: (f0 (n_frames,) in Hz, level
-    (n_frames,): each frame's rms), or None where the samples are silent or shorter than a frame
-    (no pitch to go by). f0 by YIN (``yin``) within PITCH_RANGE_HZ, in frames of FRAME_SECONDS (a
+    (n_frames,): each frame's rms), or None where the samples are silent, a constant offset (DC:
+    they move less than OFFSET_ONLY of their peak about their mean) or shorter than a frame (no
+    pitch to go by). The samples go to YIN over their peak: the same pitch at any level. f0 by YIN (``yin``) within PITCH_RANGE_HZ, in frames of FRAME_SECONDS (a
     power of two of samples), TRACK_CHUNK_FRAMES at a time."""
     frame = 2 ** int(np.ceil(np.log2(FRAME_SECONDS * sample_rate)))
-    if samples.shape[0] < frame or not np.any(samples):
+    if samples.shape[0] < frame:
         return None
+    offset = float(samples.mean(dtype=np.float64))
+    low_end, high_end = float(samples.min()), float(samples.max())
+    peak = max(high_end, -low_end)
+    if not max(high_end - offset, offset - low_end) > OFFSET_ONLY * peak:
+        return None  # silent, or a constant offset (DC): no pitch, where YIN would read its range's floor
     low, high = PITCH_RANGE_HZ
-    padded = np.pad(samples, (frame // 2, frame // 2 + hop_length))  # centred frames, zeros beyond
+    scaled = (samples / peak).astype(np.float32)  # a very quiet input's squares underflow in YIN's float32
+    padded = np.pad(scaled, (frame // 2, frame // 2 + hop_length))  # centred frames, zeros beyond
     f0, level = np.empty(n_frames), np.empty(n_frames)
     for first in range(0, n_frames, TRACK_CHUNK_FRAMES):  # YIN holds every frame's spectrum: in chunks
         last = min(n_frames, first + TRACK_CHUNK_FRAMES)
         frames = np.lib.stride_tricks.sliding_window_view(padded[first * hop_length:], frame)[::hop_length][:last - first].T
         f0[first:last] = yin(frames, sample_rate, low, min(high, sample_rate / 4))
-        level[first:last] = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=0))
+        level[first:last] = peak * np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=0))
     return f0, level
 
 
