@@ -628,12 +628,17 @@ TARGET_CLASSES = ("speech_noise", "speech_music", "drums_pitched")  # where buil
 BUILTIN_TARGET_DB, MARGIN_DB = 6.0, 2.0
 
 
+# what the seconds of a split with this many built-ins hold beside the split itself
+SET_NOTE = {2: ", their pair's training shipped", 3: ", their training made at the split: only pairs are shipped"}
+
+
 def target_lines(records):
     """The issue's targets, one line each, from the records of a run: built-ins >= +6 dB and >=
     the blind default + 2 dB on each of TARGET_CLASSES (the blind default's class mean over all
     its mixtures; where the built-ins apply to fewer, a second line gives it on theirs); nmfsep supervised >= the scikit-learn
     recipe + 2 dB on every class; seconds per mixture of the built-ins and of the blind default
-    on the same mixtures (those the built-ins row applies to), and their ratio."""
+    on the same mixtures (those the built-ins row applies to), and their ratio, then by the
+    number of built-ins where the run has more than one number."""
     def means(key):
         scored = [r for r in records if r["method"] == key and "error" not in r]
         return {c: float(np.mean([r["mean"] for r in scored if r["class"] == c]))
@@ -665,16 +670,23 @@ def target_lines(records):
         bar = recipe[c] + MARGIN_DB
         lines.append(f"supervised on {c}: {supervised[c]:+.2f} dB, target >= recipe {recipe[c]:+.2f} "
                      f"{MARGIN_DB:+.0f} = {bar:+.2f}: {verdict(supervised[c] >= bar)}")
-    applied = {r["id"] for r in records if r["method"] == "builtins" and "seconds" in r}
+    applied = {r["id"]: len(r.get("models") or ()) for r in records if r["method"] == "builtins" and "seconds" in r}
 
-    def seconds(key):
-        timed = [r["seconds"] for r in records if r["method"] == key and r["id"] in applied and "seconds" in r]
+    def seconds(key, ids):
+        timed = [r["seconds"] for r in records if r["method"] == key and r["id"] in ids and "seconds" in r]
         return float(np.mean(timed)) if timed else None
 
-    ours, theirs = seconds("builtins"), seconds("default")
+    ours, theirs = seconds("builtins", applied), seconds("default", applied)
     if ours is not None and theirs:
         lines.append(f"seconds per mixture (the {len(applied)} mixtures the built-ins row applies to): built-ins "
                      f"{ours:.1f} s, blind default {theirs:.1f} s, ratio {ours / theirs:.2f} (target: about 1)")
+        sizes = sorted(set(applied.values()))
+        for size in sizes if len(sizes) > 1 else ():
+            ids = {i for i, n in applied.items() if n == size}
+            ours, theirs = seconds("builtins", ids), seconds("default", ids)
+            if ours is not None and theirs:
+                lines.append(f"  with {size} built-ins ({len(ids)} mixtures{SET_NOTE.get(size, '')}): built-ins "
+                             f"{ours:.1f} s, blind default {theirs:.1f} s, ratio {ours / theirs:.2f}")
     return lines
 
 

@@ -313,6 +313,19 @@ def test_target_lines_give_the_blind_default_on_the_mixtures_the_builtins_apply_
     assert lines[1] == "  (on the 1 mixtures the built-ins apply to, the blind default is +3.00: built-ins +4.00 above it)"
 
 
+def test_target_lines_give_the_seconds_by_number_of_builtins_where_a_run_has_several(bench):
+    records = [record("default", "speech_music", 5.0, 1.0, id_="a"), record("builtins", "speech_music", 7.0, 1.5, id_="a"),
+               record("default", "three_mixed", 3.0, 1.0, id_="b"), record("builtins", "three_mixed", 4.0, 5.0, id_="b")]
+    records[1]["models"], records[3]["models"] = ["speech", "music"], ["speech", "music", "noise"]
+    lines = bench.target_lines(records)
+    assert lines[-3].endswith("built-ins 3.2 s, blind default 1.0 s, ratio 3.25 (target: about 1)")
+    assert lines[-2] == ("  with 2 built-ins (1 mixtures, their pair's training shipped): built-ins 1.5 s, "
+                         "blind default 1.0 s, ratio 1.50")
+    assert lines[-1].startswith("  with 3 built-ins (1 mixtures, their training made at the split")
+    assert lines[-1].endswith("built-ins 5.0 s, blind default 1.0 s, ratio 5.00")
+    assert not any("with 2" in line for line in bench.target_lines(records[:2]))
+
+
 def test_target_lines_say_met_or_not_met_per_class_with_the_numbers(bench):
     records = [record("default", "speech_noise", 5.0, 2.0), record("builtins", "speech_noise", 7.5, 1.0),
                record("default", "speech_music", 3.0, 4.0), record("builtins", "speech_music", 6.5, 3.0),
