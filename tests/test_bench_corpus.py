@@ -314,8 +314,10 @@ def test_target_lines_give_the_blind_default_on_the_mixtures_the_builtins_apply_
 
 
 def test_target_lines_give_the_seconds_by_number_of_builtins_where_a_run_has_several(bench):
-    records = [record("default", "speech_music", 5.0, 1.0, id_="a"), record("builtins", "speech_music", 7.0, 1.5, id_="a"),
-               record("default", "three_mixed", 3.0, 1.0, id_="b"), record("builtins", "three_mixed", 4.0, 5.0, id_="b")]
+    records = [record("default", "speech_music", 5.0, 1.0, id_="a"),
+               record("builtins", "speech_music", 7.0, 1.5, id_="a"),
+               record("default", "three_mixed", 3.0, 1.0, id_="b"),
+               record("builtins", "three_mixed", 4.0, 5.0, id_="b")]
     records[1]["models"], records[3]["models"] = ["speech", "music"], ["speech", "music", "noise"]
     lines = bench.target_lines(records)
     assert lines[-3].endswith("built-ins 3.2 s, blind default 1.0 s, ratio 3.25 (target: about 1)")
