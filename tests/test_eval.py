@@ -217,6 +217,17 @@ def test_si_sdr_sums_in_chunks_to_the_whole_signal_value(monkeypatch):
     assert si_sdr(refs[0], ests[0]) == pytest.approx(expected, abs=1e-9)
 
 
+def test_si_sdr_is_the_same_at_any_level_and_minus_inf_for_a_silent_estimate():
+    refs, ests = sources_and_estimates(4500)
+    expected = si_sdr(refs[0], ests[0])
+    for scale in (1e-30, 1e-15, 1e10):
+        assert si_sdr(refs[0] * scale, ests[0] * scale) == pytest.approx(expected, abs=1e-6)
+        assert si_sdr((refs[0] * scale).astype(np.float32), (ests[0] * scale).astype(np.float32)) == \
+            pytest.approx(expected, abs=1e-3)
+    assert si_sdr(refs[0] * 1e-30, refs[0] * 1e-30) == pytest.approx(200.0)  # a perfect estimate: the cap
+    assert si_sdr(refs[0], np.zeros_like(refs[0])) == float("-inf")
+
+
 def test_references_that_depend_on_each_other_get_one_line_and_no_bss_still_scores(tmp_path):
     refs, ests = sources_and_estimates(4000)
     sf.write(tmp_path / "a.wav", refs[0], RATE, subtype="FLOAT")

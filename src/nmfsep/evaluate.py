@@ -28,9 +28,11 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     if energy == 0:
         return float("-inf")
     scale = overlap / energy
+    target = scale**2 * energy
+    if target == 0:  # a silent estimate, or one orthogonal to the reference
+        return float("-inf")
     noise = total(lambda a, b: (b - scale * a) @ (b - scale * a))
-    with np.errstate(divide="ignore"):  # a silent estimate: -inf
-        return float(10 * np.log10(scale**2 * energy / max(noise, 1e-20)))
+    return float(10 * np.log10(target / max(noise, 1e-20 * target)))  # at most 200 dB, at any level
 
 
 def best_permutation(references: np.ndarray, estimates: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:

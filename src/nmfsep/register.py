@@ -79,6 +79,7 @@ HIGH_HZ = 165.0  # a speech stem whose median pitch is above this is split again
 PITCH_RANGE_HZ = (60.0, 450.0)  # the pitches YIN looks for: a voice's, low men's to children's
 FRAME_SECONDS = 0.09  # YIN's frame: at least two periods of the lowest pitch
 OFFSET_ONLY = 1e-3  # pitch_track: samples that move less than this share of their peak about their mean are DC
+GRAM_CHUNK = 1 << 16  # principal_channel's samples at a time
 TRACK_CHUNK_FRAMES = 512  # pitch_track's frames at a time: YIN's memory (34 MB a chunk at 22.05 kHz; 1.2 GB for 5 minutes at once)
 VOICED_QUANTILE = 0.4  # harmonic_masks' voiced frames: those louder than this quantile of the track's
 HARMONIC_SHARE = 0.25  # the voice's harmonic masks' share in the masks (see the module's docstring)
@@ -100,20 +101,23 @@ def voice_beside_music(settings) -> int | None:
 def pitch_track(samples: np.ndarray, sample_rate: int, hop_length: int, n_frames: int):
     """The pitch of mono float samples (n_samples,) in n_frames frames hop_length apart, frame i
     centred on sample i * hop_length as nmfsep.spectrum.stft's are: (f0 (n_frames,) in Hz, level
-    (n_frames,): each frame's rms), or None where the samples are silent, a constant offset (DC:
-    they move less than OFFSET_ONLY of their peak about their mean) or shorter than a frame (no
-    pitch to go by). The samples go to YIN over their peak: the same pitch at any level. f0 by YIN (``yin``) within PITCH_RANGE_HZ, in frames of FRAME_SECONDS (a
+    (n_frames,): each frame's rms about the samples' mean), or None where the samples are silent,
+    a constant offset (DC: they move less than OFFSET_ONLY of their peak about their mean) or
+    shorter than a frame (no pitch to go by). The samples go to YIN less their mean and over their
+    peak: the same pitch at any level and offset. f0 by YIN (``yin``) within PITCH_RANGE_HZ, in frames of FRAME_SECONDS (a
     power of two of samples), TRACK_CHUNK_FRAMES at a time."""
     frame = 2 ** int(np.ceil(np.log2(FRAME_SECONDS * sample_rate)))
     if samples.shape[0] < frame:
         return None
     offset = float(samples.mean(dtype=np.float64))
     low_end, high_end = float(samples.min()), float(samples.max())
-    peak = max(high_end, -low_end)
-    if not max(high_end - offset, offset - low_end) > OFFSET_ONLY * peak:
+    peak = max(high_end - offset, offset - low_end)
+    if not peak > OFFSET_ONLY * max(high_end, -low_end):
         return None  # silent, or a constant offset (DC): no pitch, where YIN would read its range's floor
     low, high = PITCH_RANGE_HZ
-    scaled = (samples / peak).astype(np.float32)  # a very quiet input's squares underflow in YIN's float32
+    # less the offset (YIN's difference function as librosa computes it is not blind to one), over
+    # the peak (a very quiet input's squares underflow in YIN's float32)
+    scaled = ((samples - np.float32(offset)) / np.float32(peak)).astype(np.float32)
     padded = np.pad(scaled, (frame // 2, frame // 2 + hop_length))  # centred frames, zeros beyond
     f0, level = np.empty(n_frames), np.empty(n_frames)
     for first in range(0, n_frames, TRACK_CHUNK_FRAMES):  # YIN holds every frame's spectrum: in chunks
@@ -167,7 +171,10 @@ def principal_channel(samples: np.ndarray) -> np.ndarray:
     difference where a voice is in opposite phase in two, which the mean would cancel)."""
     if samples.shape[1] == 1:
         return samples[:, 0]
-    gram = (samples.T @ samples).astype(np.float64)  # (n_channels, n_channels): no copy of the samples
+    gram = np.zeros((samples.shape[1], samples.shape[1]))  # in float64, where a very quiet input's squares live
+    for first in range(0, samples.shape[0], GRAM_CHUNK):  # a block at a time: no float64 copy of the samples
+        block = samples[first:first + GRAM_CHUNK].astype(np.float64)
+        gram += block.T @ block
     axis = np.linalg.eigh(gram)[1][:, -1]
     axis *= np.sign(axis.sum()) or 1.0
     return (samples @ axis.astype(np.float32)) / np.float32(np.sqrt(samples.shape[1]))
