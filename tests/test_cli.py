@@ -136,6 +136,15 @@ def test_no_temporary_files_are_left(wav_file, tmp_path):
     assert sorted(os.listdir(tmp_path / "out" / "a")) == ["source1.wav", "source2.wav"]
 
 
+def test_python_m_nmfsep_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "nmfsep", "models"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "speech" in done.stdout
+    usage = subprocess.run([sys.executable, "-m", "nmfsep", "split", "--no-such-option"], capture_output=True,
+                           text=True, timeout=120)
+    assert usage.returncode == 2 and usage.stderr.startswith("nmfsep split: error:")
+
+
 def test_installed_entry_point_runs_in_a_subprocess(wav_file, tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "nmfsep")
     mix = wav_file("a.wav")
