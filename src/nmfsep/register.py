@@ -115,10 +115,12 @@ def pitch_track(samples: np.ndarray, sample_rate: int, hop_length: int, n_frames
     if not peak > OFFSET_ONLY * max(high_end, -low_end):
         return None  # silent, or a constant offset (DC): no pitch, where YIN would read its range's floor
     low, high = PITCH_RANGE_HZ
-    # less the offset (YIN's difference function as librosa computes it is not blind to one), over
-    # the peak (a very quiet input's squares underflow in YIN's float32)
-    scaled = ((samples - np.float32(offset)) / np.float32(peak)).astype(np.float32)
-    padded = np.pad(scaled, (frame // 2, frame // 2 + hop_length))  # centred frames, zeros beyond
+    # centred frames, zeros beyond; less the offset (YIN's difference function as librosa computes
+    # it is not blind to one), over the peak (a very quiet input's squares underflow in YIN's float32)
+    padded = np.zeros(samples.shape[0] + 2 * (frame // 2) + hop_length, np.float32)
+    body = padded[frame // 2:frame // 2 + samples.shape[0]]
+    np.subtract(samples, np.float32(offset), out=body)
+    body /= np.float32(peak)
     f0, level = np.empty(n_frames), np.empty(n_frames)
     for first in range(0, n_frames, TRACK_CHUNK_FRAMES):  # YIN holds every frame's spectrum: in chunks
         last = min(n_frames, first + TRACK_CHUNK_FRAMES)
