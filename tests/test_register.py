@@ -156,6 +156,9 @@ def test_harmonic_masks_move_an_octave_error_to_the_voices_pitch():
     np.testing.assert_array_equal(mask[:, :4], right[:, :4])
     assert mask[bin_of(1.5 * f0), 1] < 0.1 and mask[bin_of(3 * f0), 3] > 0.8  # not f0/2's, not 2 f0's
     assert not np.array_equal(mask[:, 4], right[:, 4])  # within half an octave: kept
+    # the caller's median pitch (here an octave above the track's) is the one the octaves move to
+    given = register.harmonic_masks((f0s, level), n_fft // 2 + 1, n_fft, RATE, pitch=2 * f0)
+    assert given[bin_of(2 * f0), 1] > 0.8 and given[bin_of(f0), 1] == pytest.approx(0.05)
 
 
 def test_with_harmonics_keeps_the_masks_summing_to_one_and_moves_the_voice_toward_its_harmonics():
@@ -164,7 +167,7 @@ def test_with_harmonics_keeps_the_masks_summing_to_one_and_moves_the_voice_towar
     masks = np.stack([masks, 1 - masks])
     track = (np.full(3, 200.0), np.array([1.0, 1.0, 0.01]))
     harmonic = register.harmonic_masks(track, 1025, 2048, RATE)
-    mixed = register.with_harmonics(masks, 1, track, 2048, RATE)
+    mixed = register.with_harmonics(masks, 1, track, 2048, RATE, register.median_pitch(track))
     np.testing.assert_allclose(mixed.sum(axis=0), 1.0, atol=1e-5)
     voiced = harmonic[:, :2]
     assert np.all((mixed[1, :, :2] - masks[1, :, :2])[voiced > 0.9] > 0)  # on a harmonic: more voice
@@ -174,7 +177,6 @@ def test_with_harmonics_keeps_the_masks_summing_to_one_and_moves_the_voice_towar
     expert = np.stack([1 - harmonic[:, 2], harmonic[:, 2]])
     pooled = masks[:, :, 2] ** (1 - share) * expert ** share
     np.testing.assert_allclose(mixed[:, :, 2], pooled / pooled.sum(axis=0), atol=1e-5)
-    assert register.with_harmonics(masks, 1, None, 2048, RATE) is masks
 
 
 def test_a_silent_input_keeps_speech_and_says_it_found_no_pitch():
@@ -247,7 +249,7 @@ def test_the_voices_harmonics_weigh_in_the_masks_of_the_split(monkeypatch):
     monkeypatch.setattr(register, "pitch_track", lambda *args: track)
     result = split_sources(mix, RATE, settings_of(["speech", "music"]))
     assert result.register == {"stem": "speech", "pitch_hz": 98.0, "model": "speech", "harmonics": register.HARMONIC_SHARE}
-    expected = register.with_harmonics(reference.masks, 0, track, reference.params.n_fft, RATE)
+    expected = register.with_harmonics(reference.masks, 0, track, reference.params.n_fft, RATE, 98.0)
     np.testing.assert_allclose(result.masks, expected, atol=1e-6)
     assert not np.allclose(result.masks, reference.masks, atol=1e-3)
     np.testing.assert_allclose(result.stems.sum(axis=0), mix, atol=1e-4)

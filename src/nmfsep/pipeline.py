@@ -381,7 +381,7 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
         else:
             count.ran(0, refit)
         if track is not None:  # (a voice split again with speech_high has one)
-            source_masks = register.with_harmonics(source_masks, voice, track, params.n_fft, sample_rate)
+            source_masks = register.with_harmonics(source_masks, voice, track, params.n_fft, sample_rate, pitch)
             stems = stems_of(source_masks)
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
                       fit.groups, source_masks, fit.losses, params, fit.confidence, settings.mask_power(fit.n_averaged),

@@ -192,17 +192,18 @@ def median_pitch(track) -> float | None:
     return float(np.median(f0[louder])) if louder.any() else None
 
 
-def harmonic_masks(track, n_bins: int, n_fft: int, sample_rate: int) -> np.ndarray:
+def harmonic_masks(track, n_bins: int, n_fft: int, sample_rate: int, pitch: float | None = None) -> np.ndarray:
     """A voice's mask from its ``pitch_track`` alone (n_bins, n_frames), float32: in a voiced frame
     near 0.95 on the harmonics of f0 and 0.05 between them and below 0.8 f0 (a harmonic HARMONIC_WIDTH
     harmonics wide, at least one bin), UNVOICED_MASK in the other frames (the quiet ones of the
     voice's stem: mostly music). Voiced: the frames louder than the VOICED_QUANTILE of the track's
     frames. Each voiced frame's f0 is first moved by octaves to within half an
-    octave of the median pitch (YIN's octave errors). The harmonic mask of pitch-based separation
+    octave of the median pitch (YIN's octave errors; pitch: the track's ``median_pitch`` where the
+    caller has it, None: worked out here). The harmonic mask of pitch-based separation
     of a voice from its accompaniment (Li & Wang 2007, IEEE TASLP 15(4))."""
     f0, level = track
     voiced = level > np.quantile(level, VOICED_QUANTILE)
-    pitch = median_pitch(track)
+    pitch = median_pitch(track) if pitch is None else pitch
     if pitch is not None:
         f0 = f0 * 2.0 ** -np.round(np.log2(f0 / pitch))
     f0 = np.where(voiced, f0, 1.0).astype(np.float32)[None, :]
@@ -220,13 +221,12 @@ def harmonic_masks(track, n_bins: int, n_fft: int, sample_rate: int) -> np.ndarr
     return mask
 
 
-def with_harmonics(source_masks: np.ndarray, voice: int, track, n_fft: int, sample_rate: int) -> np.ndarray:
+def with_harmonics(source_masks: np.ndarray, voice: int, track, n_fft: int, sample_rate: int,
+                   pitch: float) -> np.ndarray:
     """source_masks (2, n_bins, n_frames) of a voice (index voice) beside music with the voice's
-    ``harmonic_masks`` (the music's: one less them) in their geometric mean at HARMONIC_SHARE
-    (nmfsep.blend.combine); the masks unchanged where the track is None."""
-    if track is None:
-        return source_masks
-    harmonic = harmonic_masks(track, source_masks.shape[1], n_fft, sample_rate)
+    ``harmonic_masks`` (of its pitch_track ``track`` and its median_pitch ``pitch``; the music's:
+    one less them) in their geometric mean at HARMONIC_SHARE (nmfsep.blend.combine)."""
+    harmonic = harmonic_masks(track, source_masks.shape[1], n_fft, sample_rate, pitch)
     expert = np.stack([harmonic if s == voice else 1 - harmonic for s in range(len(source_masks))])
     return blend.combine(source_masks, expert, HARMONIC_SHARE)
 
