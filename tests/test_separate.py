@@ -57,6 +57,41 @@ def test_same_seed_same_stems(tones):
     np.testing.assert_array_equal(a, b)
 
 
+def two_voices(rate=22050, seconds=2.0):
+    """Two voice-like sounds (harmonics of 110 and 247 Hz with a slow vibrato, in syllables of 0.2 s
+    on and 0.1 s off, a little noise) mixed to stereo, float32."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(0)
+
+    def voice(f0):
+        phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))) / rate
+        return 0.2 * ((t % 0.3) < 0.2) * sum(np.sin(h * phase) / h for h in range(1, 12)) \
+            + 0.01 * rng.standard_normal(t.size)
+
+    a, b = voice(110.0), voice(247.0)
+    return np.stack([a + 0.3 * b, 0.4 * a + b], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("octaves", [-100, -50, 40])
+def test_a_split_at_any_level_is_the_split_at_full_scale_scaled(octaves):
+    # split at a peak near 1 (by a power of two) and scaled back; at 2**-50 the squares of its float32
+    # spectra underflowed: stems as far from those at full scale as the stems are loud
+    x = two_voices()
+    gain = np.float32(2.0 ** octaves)
+    full = nmfsep.separate(x, 22050, k=2, max_iter=30)
+    scaled = nmfsep.separate(x * gain, 22050, k=2, max_iter=30)
+    np.testing.assert_allclose(scaled / gain, full, rtol=0, atol=1e-6 * np.abs(full).max())
+
+
+def test_a_quiet_input_resampled_to_the_models_rate_gives_the_stems_at_full_scale_scaled():
+    x = two_voices(rate=16000)[:, 0]  # resampled to the built-ins' 22.05 kHz and the stems back
+    gain = np.float32(2.0 ** -70)
+    full = nmfsep.separate(x, 16000, models=["speech", "music"], max_iter=20)
+    scaled = nmfsep.separate(x * gain, 16000, models=["speech", "music"], max_iter=20)
+    np.testing.assert_allclose(scaled / gain, full, rtol=0, atol=1e-6 * np.abs(full).max())
+    assert np.abs(scaled.sum(axis=0) - x * gain).max() <= 1e-4 * np.abs(x * gain).max()
+
+
 def test_caller_samples_are_not_modified(tones):
     mix, _, rate = tones
     copy = mix.copy()
