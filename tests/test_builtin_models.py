@@ -295,6 +295,20 @@ def test_discriminative_training_makes_a_fresh_training_even_for_a_shipped_set(b
     assert len(made) == 1
 
 
+def test_a_set_of_builtins_trained_at_its_split_gets_at_most_builtin_set_layers(builtins, monkeypatch):
+    """Three built-ins (no shipped training): BUILTIN_SET_LAYERS; the same models as one's own files:
+    the settings' layers; fewer asked for: those."""
+    models = _models_module()
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", "")
+    three = tuple(models.load(n) for n in ("low", "mid", "hiss"))
+    own = tuple(model.load(str(builtins["folder"] / f"{n}.npz")) for n in ("low", "mid", "hiss"))
+    made = count_trainings(monkeypatch)
+    for models_, layers in ((three, supervised.UNFOLDED_LAYERS), (own, supervised.UNFOLDED_LAYERS), (three, 3)):
+        supervised.discriminative_training(models_, Settings(models=models_, unfolded_layers=layers))
+    assert [a[4] for a in made] == [supervised.BUILTIN_SET_LAYERS, supervised.UNFOLDED_LAYERS, 3]
+    assert supervised.BUILTIN_SET_LAYERS < supervised.UNFOLDED_LAYERS
+
+
 def test_a_shipped_training_is_used_in_any_model_order(builtins, mix, monkeypatch):
     models = _models_module()
     low, mid = models.load("low"), models.load("mid")

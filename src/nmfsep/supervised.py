@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 # benchmarks/data's supervised row: 16 layers 12.13 dB, 12: 12.10, 4 (30 steps of 512 of 2048 frames): 11.77;
 # the 200-step recipe of 16 layers that it replaced: 12.29.
 UNFOLDED_LAYERS = 16
+# A set of built-ins only (three or more: the pairs' trainings are shipped, with 8 layers or none) is trained at its
+# first split with at most this many: on the three-source mixtures of two validation sets (bench_quality --builtin)
+# 16 -> 8 layers lost 0.17 and 0.10 dB (the corpus' 12, 40 per class; 8 layers and 35 steps: 0.26 on the 40) for
+# about half the training's time.
+BUILTIN_SET_LAYERS = 8
 DEFAULT_PITCH_SHIFTS = "auto"  # see auto_pitch_shifts
 SEMI_SUPERVISED_WARMUP = 100  # --free: iterations of each warm-up fit (see _semi_supervised)
 DEFAULT_BASES = 128
@@ -205,7 +210,7 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
 
     recipe.mixtures synthetic mixtures of the models' stored training frames (see
     ``synthetic_sources``; pitch-shifted as their bases were; recipe.frames in all at most) are
-    fitted with the fixed bases as a split fits its input; then settings.unfolded_layers more
+    fitted with the fixed bases as a split fits its input; then ``training_layers`` more
     updates of the activations, each with its own copy of the bases, and a copy of the bases for
     the masks are trained so that the masked mixtures match the true sources
     (``nmfsep.discriminative``; where that does no better than the models' own bases, or does not
@@ -221,19 +226,28 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
     take it before they get here, and benchmarks/build_models.py makes it here.
     """
     recipe = SPLIT_RECIPE if recipe is None else recipe
-    key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, settings.unfolded_layers)
+    layers = training_layers(models, settings)
+    key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, layers)
     name = _training_name(models, key, recipe)
-    trained = _cached_training(models, name, settings.unfolded_layers)
+    trained = _cached_training(models, name, layers)
     if trained is None:
         if started is not None:
             started(cache.writable_folder())
-        trained = _train(models, settings, recipe, progress)
+        trained = _train(models, settings, recipe, layers, progress)
         if all(np.all(np.isfinite(b)) for b in (*trained.layers, trained.mask_bases)):  # (train sees to it)
             cache.save("discriminative", name, {"layers": np.array(trained.layers, np.float32).reshape(
                 (len(trained.layers),) + trained.mask_bases.shape), "mask_bases": trained.mask_bases.astype(np.float32)})
     for bases in (*trained.layers, trained.mask_bases):
         bases.flags.writeable = False
     return trained
+
+
+def training_layers(models: tuple[Model, ...], settings: "Settings") -> int:
+    """The unfolded layers of the models' discriminative training: settings.unfolded_layers, and at
+    most BUILTIN_SET_LAYERS where every model is a built-in (nmfsep.models.load)."""
+    if all(m.builtin for m in models):
+        return min(settings.unfolded_layers, BUILTIN_SET_LAYERS)
+    return settings.unfolded_layers
 
 
 def _training_name(models: tuple[Model, ...], key: tuple, recipe: TrainingRecipe) -> str:
@@ -257,7 +271,7 @@ def _cached_training(models: tuple[Model, ...], name: str, n_layers: int) -> dis
     return discriminative.Trained(list(layers), mask_bases)
 
 
-def _train(models: tuple[Model, ...], settings: "Settings", recipe: TrainingRecipe,
+def _train(models: tuple[Model, ...], settings: "Settings", recipe: TrainingRecipe, layers: int,
            progress: Progress | None = None) -> discriminative.Trained:
     """Make the training (see ``discriminative_training``)."""
     mixtures = []   # each in random order, so their first frames are a random subset
@@ -271,7 +285,7 @@ def _train(models: tuple[Model, ...], settings: "Settings", recipe: TrainingReci
     H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=fitted,
                   tol=settings.tol, l1_H=settings.sparsity, callback=lambda it, _loss: report(it)).H
     report(fitted)  # the fit may stop early (tol)
-    return discriminative.train(S, W, H, model_groups(models), settings.unfolded_layers, recipe.steps,
+    return discriminative.train(S, W, H, model_groups(models), layers, recipe.steps,
                                 recipe.rate, recipe.batch, settings.seed, callback=lambda step: report(fitted + step),
                                 check_frames=recipe.check_frames)
 
