@@ -1,6 +1,7 @@
 """Batches and pipes: folders, output names and formats, stdin/stdout, parallel jobs,
 overwriting, atomic writes and the summary."""
 
+import errno
 import io
 import json
 import multiprocessing
@@ -342,6 +343,49 @@ def test_skip_existing_with_some_stems_missing_still_refuses_to_overwrite(tmp_pa
 def test_force_and_skip_existing_together_is_a_usage_error(tmp_path):
     result = split(tone(tmp_path / "a.wav"), "--force", "--skip-existing")
     assert result.exit_code == 2 and "--force and --skip-existing" in result.stderr
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_stem_written_by_another_run_after_the_check_is_not_overwritten(tmp_path, monkeypatch, hard_links):
+    """Two runs writing the same stems at once: the check for existing stems passes in both, and the
+    second to finish must not replace the first's (a hard link fails where the file exists; a
+    filesystem with none is checked again just before the rename)."""
+    path, out = tone(tmp_path / "a.wav"), tmp_path / "out"
+    theirs = out / "a" / "source2.wav"
+    real_write = audio.write_temp
+
+    def meanwhile(target, *args, **kwargs):  # the other run writes its source2 while this one works
+        if not theirs.exists():
+            theirs.parent.mkdir(parents=True, exist_ok=True)
+            theirs.write_bytes(b"the other run's stem")
+        return real_write(target, *args, **kwargs)
+
+    monkeypatch.setattr(audio, "write_temp", meanwhile)
+    if not hard_links:
+        def no_link(*args):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    result = split(path, "-o", out, "--iter", 3, "--json", "-q")
+    assert result.exit_code == 1
+    assert records(result)[0]["error"] == (f"{path}: {theirs} already exists (written while this run worked; "
+                                           "use --force to overwrite)")
+    assert theirs.read_bytes() == b"the other run's stem"
+    assert sorted(p.name for p in (out / "a").iterdir()) == ["source2.wav"]  # ours removed, no temporary file
+    assert split(path, "-o", out, "--iter", 3, "-q", "--force").exit_code == 0
+    assert theirs.read_bytes() != b"the other run's stem"
+
+
+def test_commit_temp_renames_replaces_only_when_told_and_leaves_the_temp_where_it_refuses(tmp_path):
+    temp, path = tmp_path / ".nmfsep-x.wav", tmp_path / "x.wav"
+    temp.write_bytes(b"new")
+    audio.commit_temp(str(temp), str(path), overwrite=False)
+    assert path.read_bytes() == b"new" and not temp.exists()
+    temp.write_bytes(b"newer")
+    with pytest.raises(FileExistsError):
+        audio.commit_temp(str(temp), str(path), overwrite=False)
+    assert path.read_bytes() == b"new" and temp.read_bytes() == b"newer"
+    audio.commit_temp(str(temp), str(path), overwrite=True)
+    assert path.read_bytes() == b"newer" and not temp.exists()
 
 
 # --- atomic writes ---------------------------------------------------------------------------

@@ -45,6 +45,8 @@ FFMPEG_ONLY = {"m4a": "AAC/M4A", "m4b": "AAC/M4A", "m4r": "AAC/M4A", "aac": "AAC
                "alac": "ALAC", "wma": "WMA", "asf": "WMA", "webm": "WebM", "mka": "Matroska",
                "ac3": "AC-3", "dts": "DTS", "ape": "Monkey's Audio", "wv": "WavPack"}
 
+# errnos of a filesystem that makes no hard links (commit_temp then checks and renames)
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 # Declared chunk sizes at or above this are streaming placeholders (ffmpeg and sox write
 # 0xFFFFFFFF or 0x7FFFF000 when they cannot seek back), not promises of that much audio.
 _STREAMING_SIZE = 0x7FFF0000
@@ -355,6 +357,30 @@ def write_temp(path: str, samples: np.ndarray, sample_rate: int, stem_format: St
         os.unlink(temp)
         raise
     return temp
+
+
+def commit_temp(temp: str, path: str, overwrite: bool) -> None:
+    """Rename a finished temporary file (``write_temp``, ``new_temp``) to path. Without overwrite a
+    file at path is never replaced, not even one that another run wrote after this one checked
+    (two runs writing the same stems at once): the file is hard-linked to path, which fails where
+    path exists (FileExistsError; temp is left for the caller to remove), then its temporary name
+    is removed. Where the filesystem has no hard links (FAT, some network ones), a check then a
+    rename, which cannot rule that race out."""
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path) from None
+        os.replace(temp, path)
+        return
+    os.unlink(temp)
 
 
 def new_temp(path: str, stem_format: StemFormat) -> str:

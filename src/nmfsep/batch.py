@@ -492,7 +492,7 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
         raise NmfsepError(f"{name}: the separation overflowed (peak sample {gain:.3g}; is it really audio?)")
     if stream is None:
         clamp = Clamp(result.names, stem_format.subtype)
-        write_stems(paths, stems, sound.sample_rate, stem_format, clamp)
+        write_stems(paths, stems, sound.sample_rate, stem_format, clamp, output.force)
         record.update(stems=_stem_list(result.names, paths))
         if report_file:
             from .report import write as write_report
@@ -567,7 +567,7 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
             for temp in temps:
                 audio.finish_temp(temp, stem_format)
             for temp, path in zip(temps, paths):
-                os.replace(temp, path)
+                audio.commit_temp(temp, path, output.force)
                 renamed.append(path)
         except BaseException as exc:
             for handle in handles:
@@ -708,9 +708,11 @@ class Clamp:
 
 
 def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, stem_format: audio.StemFormat,
-                clamp: Clamp) -> None:
-    """Write every stem (samples, n_channels) to a temporary file beside it, then rename them all;
-    ``clamp`` (one for these stems) clamps and counts what an integer format cannot hold.
+                clamp: Clamp, overwrite: bool = False) -> None:
+    """Write every stem (samples, n_channels) to a temporary file beside it, then rename them all
+    (audio.commit_temp: without overwrite, a file that appeared at a stem's path since it was
+    checked is not replaced, and the input fails); ``clamp`` (one for these stems) clamps and
+    counts what an integer format cannot hold.
 
     On any failure, Ctrl-C included, the temporary files and the stems already renamed are
     removed: an input's stems appear together or not at all.
@@ -721,7 +723,7 @@ def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, stem_form
         for i, (path, stem) in enumerate(zip(paths, stems)):
             temps.append(audio.write_temp(path, clamp(i, stem), sample_rate, stem_format))
         for temp, path in zip(temps, paths):
-            os.replace(temp, path)
+            audio.commit_temp(temp, path, overwrite)
             renamed.append(path)
     except BaseException as exc:
         _abandon(exc, temps[len(renamed):] + renamed, paths, created)
@@ -757,6 +759,9 @@ def _abandon(exc: BaseException, written: list[str], paths: list[str], created: 
             os.rmdir(folder)
         except OSError:
             pass
+    if isinstance(exc, FileExistsError) and (exc.filename2 or exc.filename) in paths:  # (os.link's target)
+        raise NmfsepError(f"{exc.filename2 or exc.filename} already exists (written while this run worked; use --force to "
+                          "overwrite)") from None
     if isinstance(exc, OSError):
         where = exc.filename2 or exc.filename or os.path.dirname(paths[0])  # a rename's target, else the file
         if os.path.basename(os.fspath(where)).startswith(".nmfsep-"):  # our temp file: name its folder
