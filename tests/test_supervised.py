@@ -150,6 +150,20 @@ def test_learn_refuses_to_overwrite_and_mixed_rates(wav_file, tmp_path):
     assert (tmp_path / "m.npz").read_bytes() == b"mine"
 
 
+def test_learn_warns_of_a_clipped_training_file_and_not_of_a_clean_one(wav_file, tmp_path, tones):
+    mix, _, _ = tones
+    clean = wav_file("clean.wav", samples=0.9 * mix / np.abs(mix).max(), subtype="PCM_16")
+    clipped = wav_file("clipped.wav", samples=np.clip(3 * mix, -1, 1), subtype="PCM_16")
+    result = run("learn", clipped, "-k", "4", "--iter", "5", "-o", tmp_path / "c.npz")
+    share = np.mean(np.abs(np.clip(3 * mix, -1, 1)) >= 0.999)
+    assert result.exit_code == 0 and share > 0.01
+    assert (f"nmfsep: warning: {clipped}: {100 * share:.1f}% of its samples are at full scale (clipped)"
+            in result.stderr)
+    result = run("learn", clean, "-k", "4", "--iter", "5", "-o", tmp_path / "d.npz")
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    assert "warning" not in run("learn", clipped, "-k", "4", "--iter", "5", "-q", "-o", tmp_path / "e.npz").stderr
+
+
 def test_eval_improvement_is_over_the_given_mixture(data):
     mix, sources, _ = data
     estimates = sources[::-1] + 0.01

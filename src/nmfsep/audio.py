@@ -25,6 +25,7 @@ from .errors import AudioError
 
 # Bounds checked from the header, before any sample memory is allocated.
 MAX_CHANNELS = 64
+FULL_SCALE = 0.999  # clipped_share: samples this loud or louder (a 16-bit file's top code is 0.99997)
 MAX_SAMPLE_RATE = 768_000
 
 # Formats whose stems are written in the input's format (a lossy input excepted, see LOSSY); any
@@ -357,6 +358,14 @@ def write_temp(path: str, samples: np.ndarray, sample_rate: int, stem_format: St
         os.unlink(temp)
         raise
     return temp
+
+
+def clipped_share(samples: np.ndarray) -> float:
+    """The share (0 to 1) of samples, any shape, at or beyond FULL_SCALE in magnitude: a
+    recording's clipped samples. 0 for no samples."""
+    if not samples.size:
+        return 0.0
+    return float(np.count_nonzero(np.abs(samples) >= FULL_SCALE)) / samples.size
 
 
 def commit_temp(temp: str, path: str, overwrite: bool) -> None:
