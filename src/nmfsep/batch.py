@@ -51,8 +51,6 @@ MAX_N_FFT = 65536
 # About 2 minutes of 44.1 kHz stereo at the default STFT (pipeline.separation_memory).
 STREAM_ABOVE_BYTES = 2 * 2**30
 READ_BLOCK = 65536  # samples per read in the streaming path
-# Float inputs louder than this are separated scaled down (and their stems scaled back up).
-MAX_PEAK = 1e6
 
 
 @dataclass(frozen=True)
@@ -483,13 +481,12 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
     """The whole input at once (nmfsep.pipeline.split_sources); stems written together, then
     the report (if asked) beside them."""
     started = time.perf_counter()
-    samples, gain = sound.samples, float(np.abs(sound.samples).max())
-    if gain > MAX_PEAK:  # float samples far outside +-1: separate a scaled copy (the pipeline
-        samples = samples / gain  # is linear) so that its float32 sums cannot overflow
-    result = split_sources(samples, sound.sample_rate, settings, progress, name=name)
-    stems = result.stems * np.float32(gain) if gain > MAX_PEAK else result.stems
+    # (float samples far outside +-1 are split at a peak near 1 and their stems scaled back: split_sources)
+    result = split_sources(sound.samples, sound.sample_rate, settings, progress, name=name)
+    stems = result.stems
     if not np.isfinite(stems).all():
-        raise NmfsepError(f"{name}: the separation overflowed (peak sample {gain:.3g}; is it really audio?)")
+        peak = float(np.abs(sound.samples).max())
+        raise NmfsepError(f"{name}: the separation overflowed (peak sample {peak:.3g}; is it really audio?)")
     if stream is None:
         clamp = Clamp(result.names, stem_format.subtype)
         write_stems(paths, stems, sound.sample_rate, stem_format, clamp, output.force)
