@@ -43,6 +43,18 @@ def test_json_line_has_exactly_the_contract_fields(wav_file, tmp_path):
     assert all(os.path.exists(s["path"]) for s in record["stems"])
 
 
+def test_a_failed_inputs_record_says_nothing_of_a_blend_it_never_made(wav_file, tmp_path):
+    good = wav_file("good.wav")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 22050)
+    result = run("split", good, empty, "--model", "speech", "--model", "noise", "-o", tmp_path / "out", "--iter", 5,
+                 "--json")
+    ok, failed = (json.loads(line) for line in result.stdout.strip().splitlines())
+    assert result.exit_code == 1 and ok["status"] == "ok" and failed["status"] == "error"
+    assert ok["blend"] == 0.35 and ok["steady_floor"] is not None
+    assert failed["blend"] is None and failed["steady_floor"] is None and failed["register"] is None
+
+
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
 def test_stems_keep_rate_channels_length_and_subtype(wav_file, tmp_path, subtype):
     mix = wav_file("a.wav", channels=2, subtype=subtype)

@@ -353,6 +353,10 @@ def check_writable(folder: str, what: str = "stems") -> None:
 
 # --- one input --------------------------------------------------------------------------------
 
+# An input that failed was not split: what the split would have done is not in its record.
+NOT_SPLIT = {"blend": None, "steady_floor": None, "register": None}
+
+
 def new_record(job: Job, settings: Settings) -> dict:
     return {"input": job.input, "status": "ok", "error": None, "stems": [], "sample_rate": None,
             "channels": None, "frames": None, "k": len(settings.stem_names), "iterations": None,
@@ -416,6 +420,8 @@ def process(job: Job | str, settings: Settings, output: Output, progress: Progre
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
         record["peak_memory"] = peak_memory()
+        if record["status"] == "error":
+            record.update(NOT_SPLIT)
     return record
 
 
@@ -586,7 +592,7 @@ def _one_line(text: str) -> str:
 
 def error_record(job: Job, settings: Settings, message: str) -> dict:
     record = new_record(job, settings)
-    record.update(status="error", error=_one_line(message), seconds=0.0)
+    record.update(status="error", error=_one_line(message), seconds=0.0, **NOT_SPLIT)
     return record
 
 
