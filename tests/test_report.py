@@ -104,6 +104,27 @@ def test_report_is_never_overwritten_without_force(wav_file, tmp_path):
     assert os.listdir(existing.parent) == ["report.html"] and existing.read_text() == "mine"
 
 
+def test_a_report_written_by_another_run_meanwhile_is_kept_and_this_inputs_stems_removed(wav_file, tmp_path,
+                                                                                         monkeypatch):
+    """Two runs whose stems differ (WAV and FLAC) but whose report is one file: the one to finish
+    second fails and leaves nothing of its own."""
+    theirs = tmp_path / "out" / "song" / "report.html"
+    real_render = report.render
+
+    def meanwhile(*args, **kwargs):  # the other run writes its report while this one renders
+        theirs.write_text("their report")
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(report, "render", meanwhile)
+    result = run("split", wav_file("song.wav"), "-o", tmp_path / "out", "--iter", 5, "--report", "--json", "-q")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"].endswith(
+        f"{theirs} already exists (written while this run worked; use --force to overwrite)")
+    assert os.listdir(theirs.parent) == ["report.html"] and theirs.read_text() == "their report"
+    result = run("split", wav_file("song.wav"), "-o", tmp_path / "out", "--iter", 5, "--report", "-q", "--force")
+    assert result.exit_code == 0 and theirs.read_text() != "their report"
+
+
 def test_report_with_stdout_is_a_usage_error(wav_file):
     result = run("split", wav_file("s.wav"), "--stdout", "source1", "--report")
     assert result.exit_code == 2 and "--report" in result.stderr

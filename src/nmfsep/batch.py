@@ -495,13 +495,16 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
         raise NmfsepError(f"{name}: the separation overflowed (peak sample {peak:.3g}; is it really audio?)")
     if stream is None:
         clamp = Clamp(result.names, stem_format.subtype)
-        write_stems(paths, stems, sound.sample_rate, stem_format, clamp, output.force)
+        created = write_stems(paths, stems, sound.sample_rate, stem_format, clamp, output.force)
         record.update(stems=_stem_list(result.names, paths))
         if report_file:
             from .report import write as write_report
 
-            record["report"] = write_report(report_file, name, sound, result, settings,
-                                            time.perf_counter() - started, paths, stems)
+            try:
+                record["report"] = write_report(report_file, name, sound, result, settings,
+                                                time.perf_counter() - started, paths, stems, output.force)
+            except BaseException as exc:  # no report, no stems: the input failed
+                _abandon(exc, list(paths), paths, created)
     else:
         stem = stems[result.names.index(output.stdout_stem)]
         clamp = Clamp([output.stdout_stem], stem_format.subtype)
@@ -711,14 +714,15 @@ class Clamp:
 
 
 def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, stem_format: audio.StemFormat,
-                clamp: Clamp, overwrite: bool = False) -> None:
+                clamp: Clamp, overwrite: bool = False) -> list[str]:
     """Write every stem (samples, n_channels) to a temporary file beside it, then rename them all
     (audio.commit_temp: without overwrite, a file that appeared at a stem's path since it was
     checked is not replaced, and the input fails); ``clamp`` (one for these stems) clamps and
     counts what an integer format cannot hold.
 
     On any failure, Ctrl-C included, the temporary files and the stems already renamed are
-    removed: an input's stems appear together or not at all.
+    removed: an input's stems appear together or not at all. Returns the folders it created
+    (``make_folders``).
     """
     temps, renamed, created = [], [], []
     try:
@@ -730,6 +734,7 @@ def write_stems(paths: list[str], stems: np.ndarray, sample_rate: int, stem_form
             renamed.append(path)
     except BaseException as exc:
         _abandon(exc, temps[len(renamed):] + renamed, paths, created)
+    return created
 
 
 def make_folders(paths: list[str]) -> list[str]:

@@ -71,11 +71,15 @@ def save(fig: Figure, path: str, force: bool = False) -> str:
     fmt = check_output(path, force)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=DPI)
-    return write_atomic(path, buffer.getvalue(), "the figure")
+    return write_atomic(path, buffer.getvalue(), "the figure", overwrite=force)
 
 
-def write_atomic(path: str, data: bytes, what: str = "the file") -> str:
-    """Write data to a temporary file beside path, then rename it to path (making the folder)."""
+def write_atomic(path: str, data: bytes, what: str = "the file", overwrite: bool = True) -> str:
+    """Write data to a temporary file beside path, then rename it to path (making the folder);
+    without overwrite, a file that appeared at path meanwhile is kept and NmfsepError raised
+    (nmfsep.audio.commit_temp)."""
+    from .audio import commit_temp
+
     folder = os.path.dirname(path) or "."
     try:
         os.makedirs(folder, exist_ok=True)
@@ -88,7 +92,10 @@ def write_atomic(path: str, data: bytes, what: str = "the file") -> str:
         umask = os.umask(0o022)
         os.umask(umask)
         os.chmod(temp, 0o666 & ~umask)      # mkstemp's files are owner-only; give a new file's mode
-        os.replace(temp, path)
+        commit_temp(temp, path, overwrite)
+    except FileExistsError:
+        os.unlink(temp)
+        raise NmfsepError(f"{path} already exists (written while this run worked; use --force to overwrite)") from None
     except OSError as exc:
         os.unlink(temp)
         raise NmfsepError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None

@@ -211,14 +211,15 @@ def check(path: str, force: bool = False) -> None:
 
 
 def write(path: str, input_name: str, sound, separation, settings, seconds: float,
-          stem_paths: list[str], stems: np.ndarray | None = None) -> str:
+          stem_paths: list[str], stems: np.ndarray | None = None, overwrite: bool = False) -> str:
     """Render the report and write it to path through a temporary file renamed once complete
-    (the caller checks first that it may replace an existing one: ``check``)."""
+    (the caller checks first that it may replace an existing one: ``check``; without overwrite,
+    one written meanwhile by another run is kept and NmfsepError raised)."""
     from .figures import write_atomic
 
     text = render(input_name, sound, separation, settings, seconds, stem_paths, os.path.dirname(path) or ".",
                   stems)
-    return write_atomic(path, text.encode("utf-8"), "the report")
+    return write_atomic(path, text.encode("utf-8"), "the report", overwrite)
 
 
 def _loss(separation) -> str:
