@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,16 @@ def test_a_split_at_any_level_is_the_split_at_full_scale_scaled(octaves):
     full = nmfsep.separate(x, 22050, k=2, max_iter=30)
     scaled = nmfsep.separate(x * gain, 22050, k=2, max_iter=30)
     np.testing.assert_allclose(scaled / gain, full, rtol=0, atol=1e-6 * np.abs(full).max())
+
+
+def test_an_input_of_subnormal_samples_is_split_without_a_warning_and_its_stems_add_up():
+    x = np.ldexp(two_voices()[:, 0], -135)  # peak about 2**-136: float32 subnormals (the factor 2**136 is not a float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stems = nmfsep.separate(x, 22050, k=2, max_iter=10)
+    peak = np.abs(x).max()
+    assert np.isfinite(stems).all() and np.abs(stems).max() > 0
+    assert np.abs(stems.sum(axis=0) - x).max() <= 1e-2 * peak
 
 
 def test_a_quiet_input_resampled_to_the_models_rate_gives_the_stems_at_full_scale_scaled():
