@@ -150,18 +150,35 @@ def test_learn_refuses_to_overwrite_and_mixed_rates(wav_file, tmp_path):
     assert (tmp_path / "m.npz").read_bytes() == b"mine"
 
 
-def test_learn_warns_of_a_clipped_training_file_and_not_of_a_clean_one(wav_file, tmp_path, tones):
+@pytest.mark.parametrize("subtype", ["PCM_16", "ULAW", "PCM_U8", "FLOAT"])
+def test_learn_warns_of_a_clipped_training_file_and_not_of_a_clean_one(wav_file, tmp_path, tones, subtype):
     mix, _, _ = tones
-    clean = wav_file("clean.wav", samples=0.9 * mix / np.abs(mix).max(), subtype="PCM_16")
-    clipped = wav_file("clipped.wav", samples=np.clip(3 * mix, -1, 1), subtype="PCM_16")
-    result = run("learn", clipped, "-k", "4", "--iter", "5", "-o", tmp_path / "c.npz")
-    share = np.mean(np.abs(np.clip(3 * mix, -1, 1)) >= 0.999)
-    assert result.exit_code == 0 and share > 0.01
-    assert (f"nmfsep: warning: {clipped}: {100 * share:.1f}% of its samples are at full scale (clipped)"
-            in result.stderr)
-    result = run("learn", clean, "-k", "4", "--iter", "5", "-o", tmp_path / "d.npz")
-    assert result.exit_code == 0 and "warning" not in result.stderr
-    assert "warning" not in run("learn", clipped, "-k", "4", "--iter", "5", "-q", "-o", tmp_path / "e.npz").stderr
+    clean = wav_file("clean.wav", samples=0.9 * mix / np.abs(mix).max(), subtype=subtype)
+    clipped = wav_file("clipped.wav", samples=np.clip(3 * mix, -1, 1), subtype=subtype)
+    loud = wav_file("loud.wav", samples=10 * mix, subtype="FLOAT")  # float beyond 1, not clipped
+    one = wav_file("one.wav", samples=np.stack([np.clip(3 * mix, -1, 1), mix], axis=1), subtype=subtype)
+    read = sf.read(str(clipped), dtype="float32")[0]
+    share = np.mean((read == read.max()) | (read == read.min()))
+    assert share > 0.01
+    for path, expected in ((clipped, share), (one, share), (clean, None), (loud, None)):
+        result = run("learn", path, "-k", "4", "--iter", "5", "-o", tmp_path / f"{path.stem}.npz")
+        assert result.exit_code == 0
+        if expected is None:
+            assert "warning" not in result.stderr
+        else:
+            assert (f"nmfsep: warning: {path}: {100 * expected:.1f}% of its samples sit at its peak value (clipped?)"
+                    in result.stderr)
+    assert "warning" not in run("learn", clipped, "-k", "4", "--iter", "5", "-q", "-o", tmp_path / "q.npz").stderr
+
+
+def test_clipped_share_counts_a_channels_extremes_not_an_offset_or_silence():
+    from nmfsep.audio import clipped_share
+
+    tone = np.sin(np.linspace(0, 200, 10000)).astype(np.float32)
+    assert clipped_share(np.clip(tone, -0.5, 0.5)) > 0.3 and clipped_share(tone) < 0.001
+    assert clipped_share(np.zeros(100, np.float32)) == 0 and clipped_share(np.zeros((0, 2), np.float32)) == 0
+    assert clipped_share(np.clip(tone, -0.5, 2) + 1.0) < 0.001   # one side flat near the offset: not counted
+    assert clipped_share(np.stack([tone, np.clip(tone, -0.5, 0.5)], axis=1)) > 0.3
 
 
 def test_eval_improvement_is_over_the_given_mixture(data):

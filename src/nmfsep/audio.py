@@ -25,7 +25,6 @@ from .errors import AudioError
 
 # Bounds checked from the header, before any sample memory is allocated.
 MAX_CHANNELS = 64
-FULL_SCALE = 0.999  # clipped_share: samples this loud or louder (a 16-bit file's top code is 0.99997)
 MAX_SAMPLE_RATE = 768_000
 
 # Formats whose stems are written in the input's format (a lossy input excepted, see LOSSY); any
@@ -361,11 +360,21 @@ def write_temp(path: str, samples: np.ndarray, sample_rate: int, stem_format: St
 
 
 def clipped_share(samples: np.ndarray) -> float:
-    """The share (0 to 1) of samples, any shape, at or beyond FULL_SCALE in magnitude: a
-    recording's clipped samples. 0 for no samples."""
+    """The share (0 to 1) of a channel's samples that sit at its own highest or lowest value, the
+    largest over the channels of samples (n_samples,) or (n_samples, n_channels): a clipped
+    recording's flat tops, whatever its format's full scale (0.99997 in 16-bit PCM, 0.98 in u-law,
+    none in float) or its gain since. A side whose extreme is not past half the channel's peak
+    (an offset, a one-sided signal) is not counted; 0 for no samples."""
     if not samples.size:
         return 0.0
-    return float(np.count_nonzero(np.abs(samples) >= FULL_SCALE)) / samples.size
+    share = 0.0
+    for channel in samples.reshape(len(samples), -1).T:
+        high, low = channel.max(), channel.min()
+        peak = max(high, -low)
+        count = sum(int(np.count_nonzero(channel == extreme)) for extreme in (high, low)
+                    if abs(extreme) > 0.5 * peak and high != low)
+        share = max(share, count / channel.size)
+    return share
 
 
 def commit_temp(temp: str, path: str, overwrite: bool) -> None:

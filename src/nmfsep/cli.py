@@ -19,7 +19,7 @@ EXIT_USAGE = 2
 GROUPINGS = ["auto", "none", "learned", "timbre", "coactivation", "pitch", "flatness"]
 MAX_PITCH_SHIFTS = 12  # nmfsep.model.MAX_PITCH_SHIFTS (tested), for the same reason
 MAX_BLENDED = 6  # nmfsep.blend.MAX_STEMS (tested), for the same reason
-CLIPPED_TRAINING_SHARE = 0.01  # learn warns of a training file with more of its samples at full scale
+CLIPPED_TRAINING_SHARE = 0.01  # learn warns of a training file with more of a channel's samples at its extremes
 # --format: soundfile's format and, for the lossy ones, their codec (the subtype).
 STEM_FORMATS = {"wav": ("WAV", None), "flac": ("FLAC", None), "mp3": ("MP3", "MPEG_LAYER_III"),
                 "ogg": ("OGG", "VORBIS"), "opus": ("OGG", "OPUS")}
@@ -407,8 +407,8 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
             raise NmfsepError(f"{path}: {error}") from None
         clipped = audio.clipped_share(sound.samples)
         if clipped > CLIPPED_TRAINING_SHARE and not quiet:
-            click.echo(f"nmfsep: warning: {path}: {100 * clipped:.1f}% of its samples are at full scale "
-                       "(clipped): the model learns the distortion too; learn from an unclipped recording",
+            click.echo(f"nmfsep: warning: {path}: {100 * clipped:.1f}% of its samples sit at its peak value "
+                       "(clipped?): the model learns the distortion too; learn from an unclipped recording",
                        err=True)
     name = name or os.path.splitext(os.path.basename(model_path))[0]
     recordings, files = [s.samples for s in sounds], ", ".join(audio.display_name(p) for p in inputs)
