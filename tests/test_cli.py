@@ -47,8 +47,8 @@ def test_a_failed_inputs_record_says_nothing_of_a_blend_it_never_made(wav_file, 
     good = wav_file("good.wav")
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, np.float32), 22050)
-    result = run("split", good, empty, "--model", "speech", "--model", "noise", "-o", tmp_path / "out", "--iter", 5,
-                 "--json")
+    result = run("split", good, empty, "--model", "speech", "--model", "noise", "-o", tmp_path / "out",
+                 "--iter", 5, "--json")
     ok, failed = (json.loads(line) for line in result.stdout.strip().splitlines())
     assert result.exit_code == 1 and ok["status"] == "ok" and failed["status"] == "error"
     assert ok["blend"] == 0.35 and ok["steady_floor"] is not None

@@ -86,7 +86,7 @@ def test_a_split_at_any_level_is_the_split_at_full_scale_scaled(octaves):
 
 
 def test_an_input_of_subnormal_samples_is_split_without_a_warning_and_its_stems_add_up():
-    x = np.ldexp(two_voices()[:, 0], -135)  # peak about 2**-136: float32 subnormals (the factor 2**136 is not a float32)
+    x = np.ldexp(two_voices()[:, 0], -135)  # peak about 2**-136: float32 subnormals (2**136 is beyond float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         stems = nmfsep.separate(x, 22050, k=2, max_iter=10)
