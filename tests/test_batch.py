@@ -6,6 +6,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 
 from nmfsep import audio, batch
 from nmfsep.cli import cli
+from nmfsep.errors import NmfsepError
 from nmfsep.pipeline import Settings
 
 RATE = 22050
@@ -381,7 +383,7 @@ def test_commit_temp_renames_replaces_only_when_told_and_leaves_the_temp_where_i
     audio.commit_temp(str(temp), str(path), overwrite=False)
     assert path.read_bytes() == b"new" and not temp.exists()
     temp.write_bytes(b"newer")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(NmfsepError, match=f"^{re.escape(str(path))} already exists "):
         audio.commit_temp(str(temp), str(path), overwrite=False)
     assert path.read_bytes() == b"new" and temp.read_bytes() == b"newer"
     audio.commit_temp(str(temp), str(path), overwrite=True)

@@ -21,7 +21,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError
+from .errors import AudioError, NmfsepError
 
 # Bounds checked from the header, before any sample memory is allocated.
 MAX_CHANNELS = 64
@@ -381,24 +381,28 @@ def commit_temp(temp: str, path: str, overwrite: bool) -> None:
     """Rename a finished temporary file (``write_temp``, ``new_temp``) to path. Without overwrite a
     file at path is never replaced, not even one that another run wrote after this one checked
     (two runs writing the same stems at once): the file is hard-linked to path, which fails where
-    path exists (FileExistsError; temp is left for the caller to remove), then its temporary name
-    is removed. Where the filesystem has no hard links (FAT, some network ones), a check then a
-    rename, which cannot rule that race out."""
+    path exists (NmfsepError naming path; temp is left for the caller to remove), then its
+    temporary name is removed. Where the filesystem has no hard links (FAT, some network ones), a
+    check then a rename, which cannot rule that race out."""
     if overwrite:
         os.replace(temp, path)
         return
     try:
         os.link(temp, path)
     except FileExistsError:
-        raise
+        raise _written_meanwhile(path) from None
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
         if os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path) from None
+            raise _written_meanwhile(path) from None
         os.replace(temp, path)
         return
     os.unlink(temp)
+
+
+def _written_meanwhile(path: str) -> NmfsepError:
+    return NmfsepError(f"{path} already exists (written while this run worked; use --force to overwrite)")
 
 
 def new_temp(path: str, stem_format: StemFormat) -> str:

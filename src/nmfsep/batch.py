@@ -767,9 +767,6 @@ def _abandon(exc: BaseException, written: list[str], paths: list[str], created: 
             os.rmdir(folder)
         except OSError:
             pass
-    if isinstance(exc, FileExistsError) and (exc.filename2 or exc.filename) in paths:  # (os.link's target)
-        raise NmfsepError(f"{exc.filename2 or exc.filename} already exists (written while this run worked; use --force to "
-                          "overwrite)") from None
     if isinstance(exc, OSError):
         where = exc.filename2 or exc.filename or os.path.dirname(paths[0])  # a rename's target, else the file
         if os.path.basename(os.fspath(where)).startswith(".nmfsep-"):  # our temp file: name its folder

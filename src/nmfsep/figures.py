@@ -19,6 +19,7 @@ import tempfile
 
 import numpy as np
 
+from .audio import commit_temp
 from .errors import NmfsepError
 from .rank import beta_name
 
@@ -78,8 +79,6 @@ def write_atomic(path: str, data: bytes, what: str = "the file", overwrite: bool
     """Write data to a temporary file beside path, then rename it to path (making the folder);
     without overwrite, a file that appeared at path meanwhile is kept and NmfsepError raised
     (nmfsep.audio.commit_temp)."""
-    from .audio import commit_temp
-
     folder = os.path.dirname(path) or "."
     try:
         os.makedirs(folder, exist_ok=True)
@@ -93,9 +92,6 @@ def write_atomic(path: str, data: bytes, what: str = "the file", overwrite: bool
         os.umask(umask)
         os.chmod(temp, 0o666 & ~umask)      # mkstemp's files are owner-only; give a new file's mode
         commit_temp(temp, path, overwrite)
-    except FileExistsError:
-        os.unlink(temp)
-        raise NmfsepError(f"{path} already exists (written while this run worked; use --force to overwrite)") from None
     except OSError as exc:
         os.unlink(temp)
         raise NmfsepError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
