@@ -370,9 +370,10 @@ def clipped_share(samples: np.ndarray) -> float:
     share = 0.0
     for channel in samples.reshape(len(samples), -1).T:
         high, low = channel.max(), channel.min()
+        if high == low:  # a constant: no tops to be flat
+            continue
         peak = max(high, -low)
-        count = sum(int(np.count_nonzero(channel == extreme)) for extreme in (high, low)
-                    if abs(extreme) > 0.5 * peak and high != low)
+        count = sum(int(np.count_nonzero(channel == extreme)) for extreme in (high, low) if abs(extreme) > 0.5 * peak)
         share = max(share, count / channel.size)
     return share
 

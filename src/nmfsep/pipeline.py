@@ -352,7 +352,7 @@ def level_octaves(samples: np.ndarray) -> int:
     """The power of two (its exponent) that brings the samples' peak (absolute, finite) to within
     [0.5, 1), where it is outside [2**-LEVEL_OCTAVES, 2**LEVEL_OCTAVES]; else (and for silence) 0.
     Applied with np.ldexp: 2**149 (a float32 subnormal's) is beyond float32 as a factor."""
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0  # (no |samples| copy)
     if not (np.isfinite(peak) and peak > 0) or 2.0 ** -LEVEL_OCTAVES <= peak <= 2.0 ** LEVEL_OCTAVES:
         return 0
     return -int(np.frexp(peak)[1])
