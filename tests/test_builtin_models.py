@@ -183,6 +183,9 @@ def test_a_misspelt_builtin_name_gets_a_suggestion(builtins, wav_file, tmp_path)
     assert "Low: no such model file and no built-in model of that name (did you mean low? built-ins: hiss, low, mid)" \
         in result.stderr
     assert not (tmp_path / "out").exists()
+    as_json = CliRunner().invoke(cli, ["split", str(wav_file()), "--model", "Low", "--json", "-o", str(tmp_path / "out")])
+    assert (as_json.exit_code, as_json.stdout) == (1, "")   # no input was tried: no JSON line (README)
+    assert "did you mean low?" in as_json.stderr
 
 
 def test_one_more_stem_than_the_models_give_suggests_free(builtins, wav_file, tmp_path):
