@@ -147,3 +147,18 @@ def test_save_refuses_existing_and_writes_atomically(tmp_path, separated):
     with pytest.raises(NmfsepError, match="already exists"):
         figures.save(fig, str(path))
     assert [p.name for p in path.parent.iterdir()] == ["r.png"]
+
+
+def test_write_atomic_gives_a_new_file_the_mode_a_stem_gets_and_keeps_a_file_that_exists(tmp_path):
+    import os
+
+    from nmfsep import audio
+
+    path = tmp_path / "sub" / "f.png"
+    figures.write_atomic(str(path), b"first")
+    assert path.read_bytes() == b"first"
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o666 & ~audio._UMASK)   # not mkstemp's 0o600
+    with pytest.raises(NmfsepError, match="already exists"):
+        figures.write_atomic(str(path), b"second", overwrite=False)
+    assert path.read_bytes() == b"first"
+    assert [p.name for p in path.parent.iterdir()] == ["f.png"]   # no temporary file left

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from .audio import commit_temp
+from .audio import commit_temp, finish_temp
 from .errors import NmfsepError
 from .rank import beta_name
 
@@ -88,9 +88,7 @@ def write_atomic(path: str, data: bytes, what: str = "the file", overwrite: bool
     try:
         with os.fdopen(handle, "wb") as f:
             f.write(data)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)      # mkstemp's files are owner-only; give a new file's mode
+        finish_temp(temp)      # mkstemp's files are owner-only: a new file's mode, as the stems get
         commit_temp(temp, path, overwrite)
     except OSError as exc:
         os.unlink(temp)
