@@ -145,7 +145,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", required=True, help="clips.json written by make_corpus.py --clips")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "nmfsep" / "models"))
-    parser.add_argument("--only", default=None, help="comma-separated built-ins (default: all)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated built-ins to rebuild, with the pairs they are in (default: all)")
     parser.add_argument("--no-pairs", action="store_true")
     parser.add_argument("--pairs-only", action="store_true", help="the pair trainings of the built-ins in --out")
     parser.add_argument("-j", "--jobs", type=int, default=2)
@@ -188,7 +189,8 @@ def main(argv=None) -> int:
             print(f"{name}: {m.n_bases} bases from {n_clips} clips of {n_materials} materials in {seconds:.0f} s",
                   flush=True)
     if not args.no_pairs:
-        pairs = [p for p in itertools.combinations(sorted(BUILTINS), 2) if not _redundant(p)]
+        pairs = [p for p in itertools.combinations(sorted(BUILTINS), 2) if not _redundant(p)
+                 and (args.only is None or set(p) & set(names))]   # --only: the pairs its models are in
         frames = {n: pair_frames(chosen_clips(index, index_path.parent, BUILTINS[n][2])[0]) for n in sorted(BUILTINS)}
         with ProcessPoolExecutor(args.jobs, mp_context=spawn) as pool:
             for pair, trained, seconds in pool.map(train_pair, [(p, str(out), [frames[n] for n in p]) for p in pairs]):

@@ -174,3 +174,15 @@ def test_auto_keeps_the_ensemble_on_real_mixtures_and_timbre_never_switches(tone
     noisy = mix + 0.3 * rng.standard_normal(len(mix)).astype(np.float32) * (np.arange(len(mix)) % 5000 < 800)
     auto = split_sources(noisy[:, None], rate, Settings(n_sources=2))
     assert auto.bases.shape[1] == 24 + 16 + 32
+
+
+def test_mfcc_at_the_smallest_n_fft_warns_of_nothing_and_is_finite():
+    import warnings
+
+    from nmfsep.grouping import mfcc
+
+    W = np.random.default_rng(0).random((9, 4)).astype(np.float32)   # n_fft 16: 9 bins, most mel bands empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        features = mfcc(W, 22050, 16)
+    assert features.shape == (4, 12) and np.all(np.isfinite(features))

@@ -80,10 +80,14 @@ def harmonic_pitch(W: np.ndarray, sample_rate: int, n_fft: int, low: float = 50.
 
 def mfcc(W: np.ndarray, sample_rate: int, n_fft: int, n_mels: int = 40) -> np.ndarray:
     """MFCCs c1..c12 of each basis (components, 12)."""
+    import warnings
+
     import librosa
     import scipy.fft
 
-    mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+    with warnings.catch_warnings():  # a small n_fft leaves some mel bands between bins: empty, constant, harmless
+        warnings.filterwarnings("ignore", message="Empty filters detected", category=UserWarning)
+        mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
     log_mel = np.log(mel @ (W / (W.sum(axis=0) + TINY)) + 1e-8)
     return scipy.fft.dct(log_mel, axis=0, norm="ortho")[1:13].T
 
