@@ -270,7 +270,7 @@ def separation_settings(ctx, n_sources, beta, max_iter, tol, seed, power, n_fft,
 def split(ctx, inputs, out_dir, force, as_json, quiet, template, out_format, subtype, stdout_stem,
           recursive, pattern, n_jobs, skip_existing, report, scheduler, **options):
     """Split each INPUT (an audio file, a folder of them, a URL of either such as s3://bucket/in/
-    with the dask extra, or - for a WAV stream on stdin) into stems.
+    with the dask extra, or - for audio on stdin: WAV, FLAC, Ogg, MP3) into stems.
 
     Blind by default (-k stems, source1 = lowest spectral centroid). With --model, the models'
     bases are held fixed and each model gives a stem named after it (supervised); --free N adds
