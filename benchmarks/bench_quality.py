@@ -50,6 +50,10 @@ Rows with models, in the same run (not in the default --methods; they need the c
                    own), learned once per process, then `split --model ...`
   sklearn-recipe   (--supervised) the scikit-learn recipe (20 KL bases per source, see sklearn_recipe)
                    from the same clips
+  voice-noise      (--supervised) a known voice in noise: the voice's model from its clips beside
+                   the built-in noise (`--model me.npz --model noise`; speech_noise only)
+  voice-music      (--supervised) the same over music, beside the built-in music (speech_music only)
+  voice-free       (--supervised) the voice's model and --free 8, the noise the residual (speech_noise)
   The model rows give their stems in the sources' order and are scored in it (no permutation),
   and are blank where two sources share a material. After the table, the issue's targets: on
   speech_noise, speech_music and drums_pitched the built-ins >= +6 dB and >= the blind default
@@ -302,9 +306,9 @@ def oracle_mask(case):
 BUILTIN_OF_KIND = {"speech": "speech", "music": "music", "noise": "noise", "drums": "drums"}
 BUILTIN_OF_GENDER = {"M": "speech_low", "F": "speech_high"}
 # Rows whose stems come in the sources' order (models given in it): scored in that order, no permutation.
-ORDERED_ROWS = ("builtins", "register", "supervised", "sklearn-recipe", "voice-noise", "voice-free")
+ORDERED_ROWS = ("builtins", "register", "supervised", "sklearn-recipe", "voice-noise", "voice-music", "voice-free")
 EXTRA_ROWS = {"--builtin": ("builtins", "register"),  # not by default
-              "--supervised": ("supervised", "sklearn-recipe", "voice-noise", "voice-free")}
+              "--supervised": ("supervised", "sklearn-recipe", "voice-noise", "voice-music", "voice-free")}
 
 
 @functools.lru_cache(maxsize=None)
@@ -367,23 +371,24 @@ def nmfsep_builtins(case, registers=False):
     return model_split(case, load_set(names)[0])
 
 
-def known_voice(case):
-    """The material record of the voice of a mixture of one voice and one noise, else None."""
+def known_voice(case, other="noise"):
+    """The material records of a mixture of one voice and one source of kind other, else None."""
     materials = case_materials(case)
-    if materials is None or sorted(m["kind"] for m in materials) != ["noise", "speech"]:
+    if materials is None or sorted(m["kind"] for m in materials) != sorted(["speech", other]):
         return None
     return materials
 
 
-def voice_and_builtin_noise(case):
-    """A known voice in unknown noise, the README's recipe: the voice's model learned from its
-    clips (`nmfsep learn`) beside the built-in noise (`--model me.npz --model noise`)."""
+def voice_and_builtin(case, other="noise"):
+    """A known voice in unknown noise (or over unknown music), the README's recipe: the voice's
+    model learned from its clips (`nmfsep learn`) beside the built-in noise or music (`--model
+    me.npz --model noise`), blended with the blind split as split does by default."""
     from nmfsep.models import load
 
-    materials = known_voice(case)
+    materials = known_voice(case, other)
     if materials is None:
         return None
-    return model_split(case, [material_model(case["clips"], m["id"]) if m["kind"] == "speech" else load("noise")
+    return model_split(case, [material_model(case["clips"], m["id"]) if m["kind"] == "speech" else load(other)
                               for m in materials])
 
 
@@ -454,7 +459,8 @@ def corpus_rows():
         "register": ("built-ins, voices by register", partial(nmfsep_builtins, registers=True)),
         "supervised": ("nmfsep supervised", nmfsep_supervised_clips),
         "sklearn-recipe": ("scikit-learn recipe, 20 KL bases", sklearn_recipe_clips),
-        "voice-noise": ("own voice + built-in noise", voice_and_builtin_noise),
+        "voice-noise": ("own voice + built-in noise", voice_and_builtin),
+        "voice-music": ("own voice + built-in music", partial(voice_and_builtin, other="music")),
         "voice-free": ("own voice + --free 8", voice_and_free),
     })
     return rows

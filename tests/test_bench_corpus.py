@@ -262,7 +262,7 @@ def test_voice_rows_learn_the_voice_from_its_clips_beside_the_builtin_noise_or_f
                                                                                          few_bases):
     folder, entry = speech_noise
     case = bench.load_mixture(str(folder), entry, str(folder / "clips" / "clips.json"))
-    for row in (bench.voice_and_builtin_noise, bench.voice_and_free):
+    for row in (bench.voice_and_builtin, bench.voice_and_free):
         stems = row(case)
         assert stems.shape == case["refs"].shape
         assert bench.improvements(case, stems, ordered=True).mean() > 0
