@@ -122,8 +122,10 @@ def test_the_blind_share_is_lower_beside_the_builtin_noise_only(own):
     assert Settings(models=as_builtins(models)).blind_share == blend.BUILTIN_SHARE
     assert blend.NOISE_SHARE < blend.BUILTIN_SHARE
     noise_of_ones_own = replace(models[0], name="noise")   # only the built-in noise counts
-    assert blend.builtin_share((noise_of_ones_own, models[1])) == blend.BUILTIN_SHARE
+    assert blend.default_share((noise_of_ones_own, as_builtins(models)[1])) == blend.BUILTIN_SHARE
     assert Settings(models=(noise_of_ones_own, models[1])).blind_share == 0.0   # own models: no blend
+    assert Settings(models=(models[0], *load_set(["noise"])[0])).blind_share == 0.0   # yours beside noise: none
+    assert Settings(models=(models[0], *load_set(["music"])[0])).blind_share == blend.BUILTIN_SHARE  # beside music
     assert Settings(models=tuple(load_set(["speech", "noise"])[0]), blend=0.5).blind_share == 0.5
 
 
@@ -141,16 +143,19 @@ def test_the_blend_help_gives_the_shares_blend_uses():
     # the CLI does not import nmfsep.blend (numpy) to build its help, so the shares are written out there
     help_text = " ".join(CliRunner().invoke(cli_module.cli, ["split", "--help"]).output.split())
     assert f"[default: {blend.BUILTIN_SHARE:g} where" in help_text
-    assert f"({blend.NOISE_SHARE:g} with the built-in noise among them)" in help_text
+    assert f"({blend.NOISE_SHARE:g} with the built-in noise among them; 0 with it beside a model of your own)" \
+        in help_text
 
 
 # --- the default and its checks --------------------------------------------------------------
 
-def test_builtins_only_blend_by_default_and_own_models_or_free_bases_do_not(own):
+def test_sets_with_a_builtin_blend_by_default_and_own_models_alone_or_free_bases_do_not(own):
     models, _ = own
     assert Settings(models=as_builtins(models)).blind_share == blend.BUILTIN_SHARE
     assert Settings(models=models).blind_share == 0
-    assert Settings(models=(as_builtins(models)[0], models[1])).blind_share == 0   # a model of one's own beside
+    assert Settings(models=(as_builtins(models)[0], models[1])).blind_share == blend.BUILTIN_SHARE  # one's own beside
+    assert Settings(models=(models[0], as_builtins(models)[1])).blind_share == blend.BUILTIN_SHARE
+    assert Settings(models=(as_builtins(models)[0], models[1]), n_free=2).blind_share == 0
     assert Settings(models=as_builtins(models), n_free=2).blind_share == 0
     assert Settings(models=as_builtins(models)[:1], n_free=2).blind_share == 0
     assert Settings(models=models, blend=0.3).blind_share == 0.3

@@ -166,8 +166,9 @@ def separation_options(command):
                      help=f"With 2 to {MAX_BLENDED} --model and no --free: the share of the blind split (as many "
                           "stems, each named after the model it overlaps most above chance; --components and --grouping apply to "
                           "it; --components must then be at least the number of models) in the masks: its weight in their geometric "
-                          "mean; 0 = the models alone.  [default: 0.5 where the models are 2 to "
-                          f"{MAX_BLENDED} built-ins (0.35 with the built-in noise among them), else 0]"),
+                          "mean; 0 = the models alone.  [default: 0.5 where the 2 to "
+                          f"{MAX_BLENDED} models include a built-in (0.35 with the built-in noise among them; 0 with it "
+                          "beside a model of your own), else 0]"),
     ]
     for option in reversed(options):
         command = option(command)

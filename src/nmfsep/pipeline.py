@@ -69,9 +69,10 @@ class Settings:
     mixtures (see ``supervised.discriminative_training``); unfolded_layers: how many refining updates;
     trained: that training, made beforehand (see ``supervised.train_models``).
     blend: with two models or more, the share (0 to 1) of the blind split of the same input
-    (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.builtin_share
-    (0.5, or 0.35 beside the built-in noise) where every model is a built-in (they model a class
-    of sound, not the file's sources) and there are no free bases, else 0 (see ``blind_share``).
+    (as many stems, named after the models: nmfsep.blend) in the masks; None: blend.default_share
+    (0.5, or 0.35 beside the built-in noise) where a model is a built-in (it models a class of
+    sound, not the file's sources; not one's own beside the built-in noise) and there are no
+    free bases, else 0 (see ``blind_share``).
     """
 
     n_sources: int = 2
@@ -165,12 +166,11 @@ class Settings:
     @property
     def blind_share(self) -> float:
         """The share of the blind split in the masks (see ``blend``): as given, else
-        blend.builtin_share for two built-ins or more without free bases, else 0."""
+        blend.default_share for 2 to blend.MAX_STEMS models without free bases, else 0."""
         if self.blend is not None:
             return self.blend
-        builtins_only = (2 <= len(self.models) <= blend.MAX_STEMS and not self.n_free
-                         and all(m.builtin for m in self.models))
-        return blend.builtin_share(self.models) if builtins_only else 0.0
+        blendable = 2 <= len(self.models) <= blend.MAX_STEMS and not self.n_free
+        return blend.default_share(self.models) if blendable else 0.0
 
     @cached_property
     def steady(self) -> tuple[int, tuple[int, ...]] | None:
