@@ -43,7 +43,7 @@ def bad_corpus(tmp_path):
     good = good_wav_bytes()
     rng = np.random.default_rng(6)
     corpus = [
-        ("empty.wav", b"", "not a readable audio file"),
+        ("empty.wav", b"", "is empty (0 bytes)"),
         ("header_cut.wav", good[:20], "not a readable audio file"),
         ("header_only.wav", good[:44], "contains no audio samples"),
         ("half.wav", good[: len(good) // 2], "truncated file"),

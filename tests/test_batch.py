@@ -115,11 +115,11 @@ def test_folder_with_good_and_bad_files(library, tmp_path, monkeypatch):
                                 "live/deep/c/source1.flac", "live/deep/c/source2.flac"]  # c.ogg is lossy
     errors = [line for line in result.stderr.splitlines() if line.startswith("nmfsep: error: ")]
     assert errors == [f"nmfsep: error: {library / 'broken.wav'}: not a readable audio file (Error in WAV file. No 'data' chunk marker.)",
-                      f"nmfsep: error: {library / 'live' / 'empty.flac'}: not a readable audio file (Format not recognised.)"]
+                      f"nmfsep: error: {library / 'live' / 'empty.flac'}: is empty (0 bytes)"]
     summary = result.stderr[result.stderr.index("6 inputs: 4 done, 2 failed"):]
     assert "failed input" in summary
     assert "│ lib/broken.wav      │ not a readable audio file (Error in WAV" in summary
-    assert "│ lib/live/empty.flac │ not a readable audio file (Format not" in summary
+    assert "│ lib/live/empty.flac │ is empty (0 bytes)" in summary
 
 
 def test_summary_of_a_clean_batch_is_one_line_and_quiet_silences_it(tmp_path):

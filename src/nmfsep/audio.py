@@ -270,7 +270,10 @@ def _open_file(path: str, name: str):
         raise AudioError(f"{name}: is a folder, not an audio file")
     try:
         with open(path, "rb") as handle:
-            if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            status = os.fstat(handle.fileno())
+            if stat.S_ISREG(status.st_mode) and not status.st_size:
+                raise AudioError(f"{name}: is empty (0 bytes)")
+            if stat.S_ISREG(status.st_mode):
                 return path
             return io.BytesIO(_read_capped(handle, name))
     except PermissionError:
