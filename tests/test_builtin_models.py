@@ -136,8 +136,10 @@ def test_a_file_named_like_a_builtin_in_the_working_folder_does_not_shadow_it(bu
     assert models.load("./low").n_bases == 3                    # a path
     assert models.load("low.npz").n_bases == 3                  # a path
     assert models.load(Path("low")).n_bases == 3                # a Path is always a path
-    with pytest.raises(ModelError, match=r"^mid\.npz: no such model file$"):
+    with pytest.raises(ModelError, match=r"^mid\.npz: no such model file \(the built-in is named mid, without \.npz\)$"):
         models.load("mid.npz")                                  # .npz: a path, not the built-in
+    with pytest.raises(ModelError, match=r"^loud\.npz: no such model file$"):
+        models.load("loud.npz")                                 # no built-in of that name: no hint
 
 
 def test_a_name_that_is_neither_a_file_nor_a_builtin_lists_the_builtins(builtins, wav_file, tmp_path, monkeypatch):
@@ -175,6 +177,27 @@ def test_models_command_with_a_name_prints_its_card_and_an_unknown_name_lists_th
     result = CliRunner().invoke(cli, ["models", "loud"])
     assert result.exit_code == 1
     assert result.stderr == "nmfsep: error: loud: no built-in model of that name (built-ins: hiss, low, mid)\n"
+
+
+def test_models_command_with_a_model_file_of_ones_own_prints_its_line(builtins, tmp_path, monkeypatch):
+    _, sources = synth.mixture(3, sample_rate=RATE, duration=2.0, seed=1)
+    own = supervised.learn(sources[2], RATE, 3, name="mine")
+    monkeypatch.chdir(tmp_path)
+    model.save(own, "me.npz")
+    result = run("models", "me.npz")
+    assert result.exit_code == 0, result.output
+    frames = own.frames.shape[1]
+    assert result.stdout == (f"mine  3 bases  {RATE} Hz  n_fft {own.n_fft}, hop {own.hop_length}; a model file of your "
+                             f"own: beta 1, pitch shifts {own.pitch_shifts}, {frames} training frames kept\n")
+    record = json.loads(run("models", "me.npz", "--json").stdout)
+    assert (record["name"], record["bases"], record["path"], record["training_frames"]) == ("mine", 3, "me.npz", frames)
+    assert run("models", "low").stdout.startswith("# A low test source")   # a built-in's name is still its card
+    missing = CliRunner().invoke(cli, ["models", "mid.npz"])
+    assert (missing.exit_code, missing.stderr) == (1, "nmfsep: error: mid.npz: no such model file (the built-in is "
+                                                      "named mid, without .npz)\n")
+    (tmp_path / "notes.txt").write_text("not a model")
+    bad = CliRunner().invoke(cli, ["models", "notes.txt"])
+    assert bad.exit_code == 1 and bad.stderr.startswith("nmfsep: error: notes.txt: not an nmfsep model")
 
 
 def test_a_misspelt_builtin_name_gets_a_suggestion(builtins, wav_file, tmp_path):

@@ -442,11 +442,19 @@ def learn(inputs, model_path, n_bases, name, pitch_shifts, beta, max_iter, seed,
 def list_models(name, as_json):
     """List the built-in models, one line each: name, bases, sample rate and what it models
     (the first line of its card, nmfsep/models/NAME.md). With NAME: that model's card (what it
-    was learned from, how it scores). Split with them by name:
-    `nmfsep split x.wav --model speech --model noise`.
+    was learned from, how it scores); with a model file of your own (MODEL.npz), its one line.
+    Split with them by name: `nmfsep split x.wav --model speech --model noise`.
     """
+    import os
+
     from . import models
 
+    if name is not None and models.builtin_path(name) is None and (name.lower().endswith(".npz")
+                                                                  or os.path.isfile(name)):
+        r = models.describe_file(name)   # raises for a file that is missing or not a model
+        click.echo(json.dumps(r) if as_json else f"{r['name']}  {r['bases']} bases  {r['sample_rate']} Hz  "
+                                                  f"n_fft {r['n_fft']}, hop {r['hop_length']}; {r['summary']}")
+        return
     if name is not None:
         text = models.card(name)  # raises for a name that is not a built-in
         click.echo(json.dumps({**models.describe(name), "card": text}) if as_json else text, nl=as_json)

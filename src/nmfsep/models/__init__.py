@@ -79,6 +79,9 @@ def load(name_or_path: "str | os.PathLike") -> Model:
     path = os.fspath(name_or_path)
     if not isinstance(name_or_path, os.PathLike) and not _is_path(path) and not os.path.isfile(path):
         raise ModelError(f"{path}: no such model file and no built-in model of that name ({_listed(names(), path)})")
+    stem = os.path.basename(path)[:-len(".npz")] if path.lower().endswith(".npz") else None
+    if stem in names() and not os.path.exists(path):
+        raise ModelError(f"{path}: no such model file (the built-in is named {stem}, without .npz)")
     return load_file(path)
 
 
@@ -228,6 +231,20 @@ def card(name: str) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: cannot read the model card ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def describe_file(path: "str | os.PathLike") -> dict:
+    """A model file of one's own (``nmfsep learn``) in one record, as ``describe`` gives a
+    built-in's, its summary made from the file: name, summary, bases, sample_rate (Hz), n_fft and
+    hop_length (samples), path, beta, pitch_shifts, training_frames (0 where it keeps none).
+    Raises ModelError as ``load`` does (a missing NAME.npz of a built-in's name says so)."""
+    m = load(path) if builtin_path(path) is None else load_file(os.fspath(path))
+    frames = 0 if m.frames is None else int(m.frames.shape[1])
+    summary = (f"a model file of your own: beta {m.beta:g}, pitch shifts {m.pitch_shifts}, "
+               f"{frames} training frames kept")
+    return {"name": m.name, "summary": summary, "bases": m.n_bases, "sample_rate": m.sample_rate,
+            "n_fft": m.n_fft, "hop_length": m.hop_length, "path": os.fspath(path), "beta": m.beta,
+            "pitch_shifts": m.pitch_shifts, "training_frames": frames}
 
 
 def describe(name: str) -> dict:
