@@ -283,3 +283,12 @@ def test_one_silent_reference_or_estimate_gives_no_warning(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "Warning" not in result.stderr
     assert len(json.loads(result.stdout)["references"]) == 2
+
+
+def test_eval_names_the_file_that_does_not_match_and_counts_in_the_singular(files, tmp_path):
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.zeros((2 * RATE, 2), np.float32) + 0.1, RATE, subtype="FLOAT")
+    result = run("eval", "--ref", files["ref1"], "--ref", files["ref2"], files["est1"], stereo)
+    assert result.exit_code == 1
+    assert result.stderr == (f"nmfsep: error: {stereo}: {RATE} Hz, {2 * RATE} frames, 2 channels does not match "
+                             f"{files['ref1']} ({RATE} Hz, {2 * RATE} frames, 1 channel)\n")

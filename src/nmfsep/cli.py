@@ -502,12 +502,14 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet, ordered):
     paths = (*refs, *estimates, *([mix_path] if mix_path else []))
     first = audio.read(paths[0])
     signals = np.empty((len(paths), *first.samples.shape), np.float32)  # one copy of every input
+    def described(s):
+        return (f"{s.sample_rate} Hz, {s.n_samples} frame{'s' * (s.n_samples != 1)}, "
+                f"{s.n_channels} channel{'s' * (s.n_channels != 1)}")
+
     for i, path in enumerate(paths):
         sound = first if i == 0 else audio.read(path)
         if (sound.sample_rate, sound.n_samples, sound.n_channels) != (first.sample_rate, first.n_samples, first.n_channels):
-            raise NmfsepError(f"{path}: {sound.sample_rate} Hz, {sound.n_samples} frames, {sound.n_channels} channels "
-                              f"does not match {refs[0]} ({first.sample_rate} Hz, {first.n_samples} frames, "
-                              f"{first.n_channels} channels)")
+            raise NmfsepError(f"{path}: {described(sound)} does not match {refs[0]} ({described(first)})")
         signals[i] = sound.samples
         del sound
     if not no_bss and first.n_samples < FILTER_LENGTH:
