@@ -271,9 +271,9 @@ def _open_file(path: str, name: str):
     try:
         with open(path, "rb") as handle:
             status = os.fstat(handle.fileno())
-            if stat.S_ISREG(status.st_mode) and not status.st_size:
-                raise AudioError(f"{name}: is empty (0 bytes)")
             if stat.S_ISREG(status.st_mode):
+                if not status.st_size:
+                    raise AudioError(f"{name}: is empty (0 bytes)")
                 return path
             return io.BytesIO(_read_capped(handle, name))
     except PermissionError:

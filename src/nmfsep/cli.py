@@ -502,6 +502,7 @@ def evaluate(refs, estimates, mix_path, no_bss, as_json, quiet, ordered):
     paths = (*refs, *estimates, *([mix_path] if mix_path else []))
     first = audio.read(paths[0])
     signals = np.empty((len(paths), *first.samples.shape), np.float32)  # one copy of every input
+
     def described(s):
         return (f"{s.sample_rate} Hz, {s.n_samples} frame{'s' * (s.n_samples != 1)}, "
                 f"{s.n_channels} channel{'s' * (s.n_channels != 1)}")
