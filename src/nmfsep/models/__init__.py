@@ -46,7 +46,10 @@ def names() -> list[str]:
     return sorted(p.stem for p in folder().glob("*.npz") if p.is_file())
 
 
-def _is_path(argument: str) -> bool:
+def is_path(argument: str) -> bool:
+    """Whether a model argument is a path whatever the built-ins are: it holds a path separator or
+    ends in .npz (any case). Another argument names a built-in if there is one of that name
+    (``builtin_path``; the module doc gives the whole rule)."""
     separators = {"/", os.sep, os.altsep} - {None}
     return any(s in argument for s in separators) or argument.lower().endswith(".npz")
 
@@ -64,7 +67,7 @@ def _listed(builtins: list[str], asked: str = "") -> str:
 def builtin_path(name_or_path: "str | os.PathLike") -> Path | None:
     """The file of the built-in that this argument names (see the module doc for the rule), or
     None: the argument is a path."""
-    if isinstance(name_or_path, os.PathLike) or _is_path(name_or_path) or name_or_path not in names():
+    if isinstance(name_or_path, os.PathLike) or is_path(name_or_path) or name_or_path not in names():
         return None
     return folder() / f"{name_or_path}.npz"
 
@@ -77,7 +80,7 @@ def load(name_or_path: "str | os.PathLike") -> Model:
     if builtin is not None:
         return replace(load_file(str(builtin)), builtin=True)
     path = os.fspath(name_or_path)
-    if not isinstance(name_or_path, os.PathLike) and not _is_path(path) and not os.path.isfile(path):
+    if not isinstance(name_or_path, os.PathLike) and not is_path(path) and not os.path.isfile(path):
         raise ModelError(f"{path}: no such model file and no built-in model of that name ({_listed(names(), path)})")
     stem = os.path.basename(path)[:-len(".npz")] if path.lower().endswith(".npz") else None
     if stem in names() and not os.path.exists(path):
