@@ -433,12 +433,29 @@ def test_discriminative_training_lowers_the_masked_error_and_is_used_for_the_mas
         assert bases.shape == W.shape and not np.allclose(bases, W) and bases.min() > 0
     assert separation_error(models, trained) < 0.9 * separation_error(models, Trained([], W))
     on = split_sources(mix[:, None], RATE, Settings(models=models))
-    off = split_sources(mix[:, None], RATE, Settings(models=models, discriminative=False))
+    off = split_sources(mix[:, None], RATE, Settings(models=models, discriminative=False,
+                                                     max_iter=supervised.TRAINED_FIT_ITERATIONS))
     np.testing.assert_array_equal(on.bases, W)                 # the activations come from W itself
     np.testing.assert_array_equal(on.activations, off.activations)
     assert not np.allclose(on.masks, off.masks)
     gains = [si_sdr(s, e) - si_sdr(s, mix) for s, e in zip(sources, on.stems[..., 0])]
     assert min(gains) >= 15, gains
+
+
+@pytest.mark.parametrize("max_iter, expected", [(200, supervised.TRAINED_FIT_ITERATIONS), (7, 7)])
+def test_trained_layers_refine_activations_fitted_with_at_most_trained_fit_iterations(data, max_iter, expected):
+    from nmfsep.pipeline import planned_iterations
+
+    mix, _, training = data
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    settings = Settings(models=models, max_iter=max_iter, tol=0.0)   # tol 0: every planned iteration runs
+    assert planned_iterations(settings, 100) == expected
+    assert split_sources(mix[:, None], RATE, settings).n_iter == expected
+    plain = Settings(models=models, max_iter=max_iter, tol=0.0, discriminative=False)   # no layers: the full fit
+    assert planned_iterations(plain, 100) == max_iter
+    assert split_sources(mix[:, None], RATE, plain).n_iter == max_iter
+    free = Settings(models=models, max_iter=max_iter, tol=0.0, n_free=2)   # free bases are learned: the full fit
+    assert split_sources(mix[:, None], RATE, free).n_iter == max_iter
 
 
 def test_models_without_frames_split_as_before(data):

@@ -311,7 +311,8 @@ def planned_iterations(settings: "Settings", n_frames: int) -> int:
     if settings.models:
         warmup = min(settings.max_iter, supervised.SEMI_SUPERVISED_WARMUP)
         blended = planned_iterations(settings.blind_counterpart(), n_frames) if settings.blind_share else 0
-        return settings.max_iter + (2 * warmup if settings.n_free else 0) + blended
+        fitted = settings.max_iter + 2 * warmup if settings.n_free else supervised.activation_iterations(settings)
+        return fitted + blended
     counts = settings.component_counts(n_frames)
     auto = 2 if len(counts) > 1 and settings.grouping == "auto" and settings.n_sources >= 2 else 0
     return settings.max_iter * (len(counts) + auto)
