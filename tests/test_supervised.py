@@ -776,6 +776,14 @@ def test_learn_help_and_readme_quote_the_training_frame_limit():
     assert f"beyond {supervised.MAX_TRAINING_FRAMES} frames" in " ".join((REPO / "README.md").read_text().split())
 
 
+def test_split_help_and_readme_quote_the_activation_fit_limit():
+    n = supervised.TRAINED_FIT_ITERATIONS
+    assert f"at most {n} fit the activations" in " ".join(run("split", "--help").stdout.split())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"the fit of the activations runs at most {n}," in readme
+    assert f"for at most {n} iterations before those layers" in readme
+
+
 def test_models_of_two_stft_sizes_are_refused_as_such_with_or_without_n_fft(data, wav_file, tmp_path):
     _, _, training = data
     b = learn(training[1], RATE, 4, name="b")

@@ -135,7 +135,8 @@ def separation_options(command):
         click.option("-k", "n_sources", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Number of sources."),
         BETA,
-        max_iter_option(),
+        max_iter_option("Maximum NMF iterations (with two models or more, at most 30 fit the activations "
+                        "before the trained layers: README, Supervised)."),
         TOL,
         SEED,
         click.option("--power", type=click.FloatRange(min=0, min_open=True), default=None,

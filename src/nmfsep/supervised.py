@@ -93,7 +93,8 @@ THOROUGH_RECIPE = TrainingRecipe(mixtures=4, steps=200, rate=0.05, batch=512, fr
 def fit(V: np.ndarray, settings: "Settings", options: dict, count: "IterationCount",
         band: int | None = None) -> Fit:
     """Supervised Fit of V (n_bins, n_frames, the input's magnitude over its mean, not all zero)
-    with settings.models' bases fixed (plus settings.n_free learned ones: ``_semi_supervised``),
+    with settings.models' bases fixed (plus settings.n_free learned ones: ``_semi_supervised``;
+    without them, for at most ``activation_iterations`` iterations),
     one stem per model then the residual; with the discriminative training where it applies
     (``discriminative_training``, or settings.trained). options: factorize's keywords; count: the
     IterationCount the factorizations report to.
