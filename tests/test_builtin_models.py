@@ -195,6 +195,8 @@ def test_models_command_with_a_model_file_of_ones_own_prints_its_line(builtins, 
     missing = CliRunner().invoke(cli, ["models", "mid.npz"])
     assert (missing.exit_code, missing.stderr) == (1, "nmfsep: error: mid.npz: no such model file (the built-in is "
                                                       "named mid, without .npz)\n")
+    empty = CliRunner().invoke(cli, ["models", " "])
+    assert empty.exit_code == 2 and "NAME is empty" in empty.stderr and "Traceback" not in empty.output
     in_folder = CliRunner().invoke(cli, ["models", "kept/low"])   # a path, as split --model takes it
     assert (in_folder.exit_code, in_folder.stderr) == (1, "nmfsep: error: kept/low: no such model file\n")
     (tmp_path / "notes.txt").write_text("not a model")

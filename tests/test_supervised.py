@@ -776,6 +776,18 @@ def test_learn_help_and_readme_quote_the_training_frame_limit():
     assert f"beyond {supervised.MAX_TRAINING_FRAMES} frames" in " ".join((REPO / "README.md").read_text().split())
 
 
+def test_iterations_beyond_the_trainings_fit_share_its_cached_training(trainings, data, monkeypatch, tmp_path):
+    monkeypatch.setenv("NMFSEP_CACHE_DIR", str(tmp_path))
+    short_training(monkeypatch)
+    _, _, training = data
+    models = tuple(learn(t, RATE, 8, name=n) for t, n in zip(training, ("low", "mid")))
+    for max_iter in (200, 1000, 200):
+        train_models(Settings(models=models, max_iter=max_iter, unfolded_layers=1))
+    assert len(trainings) == 1   # --iter 1000 loaded the training that --iter 200 made
+    train_models(Settings(models=models, max_iter=10, unfolded_layers=1))   # fewer than its fit's: another
+    assert len(trainings) == 2
+
+
 def test_split_help_and_readme_quote_the_activation_fit_limit():
     n = supervised.TRAINED_FIT_ITERATIONS
     assert f"at most {n} fit the activations" in " ".join(run("split", "--help").stdout.split())

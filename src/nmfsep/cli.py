@@ -450,6 +450,8 @@ def list_models(name, as_json):
 
     from . import models
 
+    if name is not None and not name.strip():
+        raise click.UsageError("NAME is empty: give a built-in's name or a model file")
     if name is not None and models.builtin_path(name) is None and (models.is_path(name) or os.path.isfile(name)):
         r = models.describe_file(name)   # raises for a file that is missing or not a model
         click.echo(json.dumps(r) if as_json else f"{r['name']}  {r['bases']} bases  {r['sample_rate']} Hz  "

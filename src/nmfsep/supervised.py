@@ -251,7 +251,9 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
     """
     recipe = SPLIT_RECIPE if recipe is None else recipe
     layers = training_layers(models, settings)
-    key = (settings.seed, settings.beta, settings.max_iter, settings.tol, settings.sparsity, layers)
+    # the training sees --iter only as the iterations of its fit (``_train``): --iter 200 and 1000 share one
+    key = (settings.seed, settings.beta, min(settings.max_iter, recipe.fit_iterations), settings.tol,
+           settings.sparsity, layers)
     name = _training_name(models, key, recipe)
     trained = _cached_training(models, name, layers)
     if trained is None:
