@@ -120,7 +120,7 @@ def fit(V: np.ndarray, settings: "Settings", options: dict, count: "IterationCou
     W, losses = (result.W if band is None else known), np.asarray(result.losses)
     loss = float(losses[-1]) if len(losses) else None
     trained = None
-    if settings.discriminative and discriminative_applies(settings.models):
+    if uses_training(settings):
         trained = (settings.trained or shipped_training(settings.models)
                    or discriminative_training(settings.models, settings)).with_free(W[:, n_known:])
     return Fit(W, result.H, model_groups(settings.models, settings.n_free), result.n_iter, loss, losses,
@@ -131,7 +131,7 @@ def activation_iterations(settings: "Settings") -> int:
     """The most iterations of a split's fit of the activations with the models' bases fixed and no
     free bases: settings.max_iter, and at most TRAINED_FIT_ITERATIONS where a discriminative
     training's layers refine them (two models or more with training frames: see that constant)."""
-    if settings.discriminative and discriminative_applies(settings.models):
+    if uses_training(settings):
         return min(settings.max_iter, TRAINED_FIT_ITERATIONS)
     return settings.max_iter
 
@@ -204,9 +204,15 @@ def training_needed(settings: "Settings") -> bool:
     return _untrained(settings) and shipped_training(settings.models) is None
 
 
+def uses_training(settings: "Settings") -> bool:
+    """Splits with these settings use a discriminative training: it is on (settings.discriminative)
+    and applies to their models (``discriminative_applies``)."""
+    return settings.discriminative and discriminative_applies(settings.models)
+
+
 def _untrained(settings: "Settings") -> bool:
     """Splits with these settings use a discriminative training that they do not hold yet."""
-    return settings.trained is None and settings.discriminative and discriminative_applies(settings.models)
+    return settings.trained is None and uses_training(settings)
 
 
 def train_models(settings: "Settings", progress: Progress | None = None,
@@ -252,8 +258,7 @@ def discriminative_training(models: tuple[Model, ...], settings: "Settings", pro
     recipe = SPLIT_RECIPE if recipe is None else recipe
     layers = training_layers(models, settings)
     # the training sees --iter only as the iterations of its fit (``_train``): --iter 200 and 1000 share one
-    key = (settings.seed, settings.beta, min(settings.max_iter, recipe.fit_iterations), settings.tol,
-           settings.sparsity, layers)
+    key = (settings.seed, settings.beta, _fit_iterations(settings, recipe), settings.tol, settings.sparsity, layers)
     name = _training_name(models, key, recipe)
     trained = _cached_training(models, name, layers)
     if trained is None:
@@ -274,6 +279,11 @@ def training_layers(models: tuple[Model, ...], settings: "Settings") -> int:
     if all(m.builtin for m in models):
         return min(settings.unfolded_layers, BUILTIN_SET_LAYERS)
     return settings.unfolded_layers
+
+
+def _fit_iterations(settings: "Settings", recipe: TrainingRecipe) -> int:
+    """The iterations of the training's fit of its mixtures' activations (``_train``)."""
+    return min(settings.max_iter, recipe.fit_iterations)
 
 
 def _training_name(models: tuple[Model, ...], key: tuple, recipe: TrainingRecipe) -> str:
@@ -305,7 +315,7 @@ def _train(models: tuple[Model, ...], settings: "Settings", recipe: TrainingReci
         mixtures.append(synthetic_sources(models, settings.seed + len(mixtures)))
     S = np.concatenate(mixtures, axis=2)[:, :, :recipe.frames]
     W = np.concatenate([m.bases for m in models], axis=1)
-    fitted = min(settings.max_iter, recipe.fit_iterations)
+    fitted = _fit_iterations(settings, recipe)
     total = fitted + recipe.steps
     report = (lambda done: None) if progress is None else (lambda done: progress(done, total))
     H = factorize(S.sum(axis=0), W.shape[1], W=W, update_W=False, beta=settings.beta, max_iter=fitted,
