@@ -635,8 +635,11 @@ def discover(jobs: int) -> tuple[list[dict], list[str]]:
     langs = [lang for lang in KLETTRES_LANGS if klettres_clips(lang)]
     if len(langs) < len(KLETTRES_LANGS):
         raise SystemExit(f"make_corpus: klettres-data lacks {sorted(set(KLETTRES_LANGS) - set(langs))}")
+    # the first here: librosa.pyin's numba helpers are compiled and cached on disk once, before the
+    # workers load them (two first compiles at once left a cache that crashed every later run)
+    f0s = [klettres_f0(langs[0])]
     with ProcessPoolExecutor(jobs) as pool:
-        f0s = list(pool.map(klettres_f0, langs))
+        f0s += pool.map(klettres_f0, langs[1:])
     for lang, f0 in zip(langs, f0s):
         gender = "F" if f0 > 165 else "M"
         materials.append({"id": f"speaker:klettres:{lang}", "kind": "speech", "engine": "klettres",

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from nmfsep import blend, cli as cli_module, model, spectrum, stream
+from nmfsep import batch, blend, cli as cli_module, model, spectrum, stream
 from nmfsep.cli import cli
 from nmfsep.errors import BadValueError
 from nmfsep.pipeline import Settings, split_sources
@@ -129,6 +129,21 @@ def test_the_blind_share_is_lower_beside_the_builtin_noise_only(own):
     assert Settings(models=tuple(load_set(["speech", "noise"])[0]), blend=0.5).blind_share == 0.5
 
 
+def test_clash_is_the_share_of_the_magnitude_where_the_splits_are_sure_of_different_stems():
+    magnitude = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    model_stem0 = np.array([[0.9, 0.9, 0.5, 0.1]], np.float32)   # sure: stem 0, stem 0, neither, stem 1
+    blind_stem0 = np.array([[0.1, 0.9, 0.1, 0.95]], np.float32)  # sure: stem 1, stem 0, stem 1, stem 0
+    models, blind = np.stack([model_stem0, 1 - model_stem0]), np.stack([blind_stem0, 1 - blind_stem0])
+    assert blend.clash(models, blind, magnitude) == pytest.approx((1 + 4) / 10)
+    assert blend.clash(models, models, magnitude) == 0.0
+    assert blend.clash(models, blind, np.zeros_like(magnitude)) == 0.0
+    three = np.array([[[0.85]], [[0.1]], [[0.05]]], np.float32)
+    unsure = np.array([[[0.4]], [[0.5]], [[0.1]]], np.float32)
+    assert blend.clash(three, unsure, np.ones((1, 1), np.float32)) == 0.0   # the blind split is not sure
+    assert blend.clash(three, three[[1, 0, 2]], np.ones((1, 1), np.float32)) == 1.0   # sure of stem 1
+    assert 0 < blend.CLASH < 1 and 0.5 < blend.SURE < 1
+
+
 def test_combine_is_finite_for_masks_of_zeros():
     zeros = np.zeros((2, 3, 4), np.float32)
     combined = blend.combine(zeros, zeros, 0.5)
@@ -199,6 +214,25 @@ def test_a_blended_split_masks_with_the_mean_of_the_model_and_blind_masks(own):
     assert not np.allclose(blended.masks, alone.masks, atol=1e-3)
 
 
+def test_a_blind_split_that_clashes_with_the_models_is_left_out_of_the_masks(own, monkeypatch):
+    """Where the two splits are sure of different stems over more than CLASH of the input, the
+    masks are the models' alone, and the Separation says so (blend 0)."""
+    models, mixture = own
+    builtins = as_builtins(models)
+    alone = split_sources(mixture, RATE, Settings(models=builtins, blend=0.0))
+    blended = split_sources(mixture, RATE, Settings(models=builtins))
+    blind = split_sources(mixture, RATE, Settings(models=builtins).blind_counterpart())
+    magnitude = spectrum.analyse(mixture, blended.params)[1]
+    order = blend.match(alone.masks, blind.masks, magnitude)
+    assert blend.clash(alone.masks, blind.masks[order], magnitude) <= blend.CLASH   # these two agree
+    assert blended.blend == 0.5 and alone.blend == 0.0
+    monkeypatch.setattr(blend, "CLASH", -1.0)
+    clashed = split_sources(mixture, RATE, Settings(models=builtins))
+    assert clashed.blend == 0.0
+    np.testing.assert_allclose(clashed.masks, alone.masks, atol=1e-6)
+    assert clashed.iterations_run > alone.iterations_run   # the blind split was run, then left out
+
+
 def test_a_blended_split_keeps_each_source_in_its_models_stem(own):
     """The blind split names its stems after the models: low stays low whatever the blind order."""
     models, mixture = own
@@ -233,6 +267,21 @@ def test_a_streamed_blended_split_adds_up_to_the_input_and_blends(own, monkeypat
     assert not np.allclose(blended, alone, atol=1e-3)
     low, _ = tones()
     assert np.corrcoef(blended[0, :, 0], low)[0, 1] > 0.9
+
+
+def test_a_streamed_split_leaves_out_a_blind_split_that_clashes_and_its_progress_ends_on_its_total(
+        own, monkeypatch):
+    models, mixture = own
+    monkeypatch.setattr(stream, "BLOCK_FRAMES", 40)
+    builtins = as_builtins(models)
+    alone = streamed(mixture, Settings(models=builtins, blend=0.0))
+    monkeypatch.setattr(blend, "CLASH", -1.0)
+    seen, out = [], []
+    result = stream.split_stream(stream.ArrayReader(mixture, 997), 1, RATE, len(mixture), Settings(models=builtins),
+                                 out.append, progress=lambda done, total: seen.append((done, total)))
+    np.testing.assert_allclose(np.concatenate(out, axis=1), alone, atol=1e-5)
+    assert result.blend == 0.0
+    assert seen[-1][0] == seen[-1][1] == result.iterations_run
 
 
 def test_digital_silence_streams_to_silent_stems_when_blended(own):
@@ -282,6 +331,23 @@ def test_the_cli_blends_own_models_when_asked_and_its_json_says_so(files, monkey
     assert not np.allclose(read["blended"], read["plain"], atol=1e-3)
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_the_json_says_no_blend_where_the_blind_split_clashed(files, monkeypatch, streaming):
+    monkeypatch.chdir(files)
+    monkeypatch.setattr(blend, "CLASH", -1.0)
+    if streaming:
+        monkeypatch.setattr(batch, "STREAM_ABOVE_BYTES", 1)
+    args = ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz", "--blend", "0.5", "--json"]
+    result = CliRunner().invoke(cli, [*args, "-o", "clashed"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["blend"] is None and record["mode"] == ("stream" if streaming else "memory")
+    plain = CliRunner().invoke(cli, [*args[:-3], "--blend", "0", "-o", "plain"])
+    assert plain.exit_code == 0, plain.output
+    np.testing.assert_allclose(sf.read(str(files / "clashed" / "mix" / "low.wav"))[0],
+                               sf.read(str(files / "plain" / "mix" / "low.wav"))[0], atol=1e-4)
+
+
 def test_separate_takes_a_blend_and_a_blend_counts_a_second_set_of_masks_in_memory(own):
     from nmfsep import pipeline
 
@@ -309,6 +375,12 @@ def test_the_report_states_the_blend(files, monkeypatch):
         assert result.exit_code == 0, result.output
         text = open(json.loads(result.stdout)["report"], encoding="utf-8").read()
         assert "blend (--blend)" in text and said in text
+    monkeypatch.setattr(blend, "CLASH", -1.0)   # the blind split is run, then left out
+    result = CliRunner().invoke(cli, ["split", "mix.wav", "--model", "low.npz", "--model", "high.npz",
+                                      "--blend", "0.25", "-o", "clashed", "--report", "--json"])
+    assert result.exit_code == 0, result.output
+    text = open(json.loads(result.stdout)["report"], encoding="utf-8").read()
+    assert "none: the blind split contradicted the models" in text and "blended with a blind split" not in text
 
 
 def test_components_and_grouping_shape_the_blind_split_of_a_blend(own):
@@ -382,13 +454,20 @@ def test_components_below_the_models_is_a_usage_error_only_while_blending(files,
 def test_the_report_names_the_blind_split_a_blend_runs(own):
     from nmfsep import report
 
+    from types import SimpleNamespace
+
+    def frames(n, share=0.5):
+        return SimpleNamespace(blend=share, activations=np.zeros((2, n), np.float32))
+
     builtins = as_builtins(own[0])
-    assert report._blend(Settings(models=builtins, grouping="none"), 500) == \
+    assert report._blend(Settings(models=builtins, grouping="none"), frames(500)) == \
         "0.5 of a blind split in the masks (2 components, grouping none)"
-    assert report._blend(Settings(models=builtins), 40) == \
+    assert report._blend(Settings(models=builtins), frames(40)) == \
         "0.5 of a blind split in the masks (10 components, grouping learned)"   # a short input: n_frames // 4
-    assert report._blend(Settings(models=builtins), 500) == \
+    assert report._blend(Settings(models=builtins), frames(500)) == \
         "0.5 of a blind split in the masks (3 factorizations of 16, 24 and 32 components, grouping learned)"
+    assert report._blend(Settings(models=builtins), frames(500, 0.0)).startswith(
+        "none: the blind split contradicted the models")
 
 
 def test_the_report_counts_every_iteration_of_a_blend_and_titles_its_figure(files, monkeypatch):

@@ -515,6 +515,7 @@ def _process_in_memory(sound, settings, output, paths, stem_format, progress, st
     if result.resampled_to:
         record["resampled"] = {"from": sound.sample_rate, "to": result.resampled_to}
     record["register"] = result.register
+    record["blend"] = result.blend or None  # (0 where the blind split clashed with the models': blend.clash)
 
 
 def _process_streaming(source: audio.Source, settings: Settings, output: Output, paths: list[str],
@@ -582,7 +583,7 @@ def _process_streaming(source: audio.Source, settings: Settings, output: Output,
         record.update(stems=_stem_list(names, paths))
     record.update(iterations=result.iterations_run, loss=mean_loss(result.fit.loss, result.fit.bases,
                                                                   result.fit.activations),
-                  clipped=clamp.report())
+                  clipped=clamp.report(), blend=result.blend or None)
 
 
 def _stem_list(names: list[str], paths: list[str]) -> list[dict]:

@@ -947,8 +947,8 @@ def plot(ctx, input_path, figure_path, compare, force, quiet, **options):
         fig = figures.separation_figure(spectrogram, rate, separation, beta=settings.beta,
                                         title=f"{title}: {len(separation.names)} sources, "
                                               f"{separation.bases.shape[1]} components"
-                                              + (f", masks blended with a blind split ({settings.blind_share:g})"
-                                                 if settings.blind_share else ""))
+                                              + (f", masks blended with a blind split ({separation.blend:g})"
+                                                 if separation.blend else ""))
     figures.save(fig, figure_path, force)
     if not quiet:
         width, height = (round(v) for v in fig.get_size_inches() * figures.DPI)

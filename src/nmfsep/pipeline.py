@@ -267,6 +267,9 @@ class Separation:
     # harmonics None where the stem has no pitch: silent, too short);
     # None where the models are not the built-ins speech and music.
     register: dict | None = None
+    # The blind split's share in the masks (nmfsep.blend): settings.blind_share, or 0 where none was
+    # run or where it clashed with the models' split (blend.clash)
+    blend: float = 0.0
 
     def spectrogram(self, samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
         """(V (n_bins, n_frames), its rate): the magnitude of samples (n_samples, n_channels) at
@@ -370,11 +373,15 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
     band = input_band(input_rate or sample_rate, sample_rate, params)
     normalised = magnitude / np.float32(scale or 1.0)
 
+    blended = [0.0]  # the blind split's share in the last masks made (0: where the two splits clash)
+
     def model_masks(fitted: Fit, blind_masks: np.ndarray | None) -> np.ndarray:
         found = fitted.masks(fitted.activations, settings.mask_power(fitted.n_averaged), normalised)
         if blind_masks is None:
             return found
-        return blend.combine(found, blind_masks[blend.match(found, blind_masks, magnitude)], settings.blind_share)
+        matched = blind_masks[blend.match(found, blind_masks, magnitude)]
+        blended[0] = 0.0 if blend.clash(found, matched, magnitude) > blend.CLASH else settings.blind_share
+        return blend.combine(found, matched, blended[0]) if blended[0] else found
 
     fit = fit_bases(magnitude, scale, settings, sample_rate, params, count=count, channels=mixture, band=band)
     blind_masks = None
@@ -409,7 +416,7 @@ def _split_at_rate(samples: np.ndarray, sample_rate: int, settings: Settings, pr
             stems = stems_of(source_masks)
     return Separation(stems, settings.stem_names, fit.n_iter, fit.loss, fit.bases, fit.activations,
                       fit.groups, source_masks, fit.losses, params, fit.confidence, settings.mask_power(fit.n_averaged),
-                      fit.iterations_run, register=picked)
+                      fit.iterations_run, register=picked, blend=blended[0])
 
 
 def input_band(input_rate: int, rate: int, params: spectrum.StftParams) -> int | None:

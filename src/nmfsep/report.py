@@ -115,7 +115,7 @@ def settings_rows(settings, separation, sound, seconds: float) -> list[tuple[str
     ]
     if settings.models:
         rows += [("models", models), ("free bases (--free)", str(settings.n_free)),
-                 ("blend (--blend)", _blend(settings, separation.activations.shape[1])),
+                 ("blend (--blend)", _blend(settings, separation)),
                  ("steady floor", _steady(settings)),
                  *([("register", _register(separation.register))] if separation.register else [])]
     else:
@@ -170,12 +170,12 @@ def render(input_name: str, sound, separation, settings, seconds: float, stem_pa
             f'<section class="track" id="track-{i}"><h3>{e(name)} {file_html}</h3>\n'
             f'<audio controls preload="auto" data-name="{e(name)}" src="data:{mime};base64,{data}"></audio>\n'
             f'<img alt="spectrogram of {e(name)}" src="data:image/png;base64,{image}"></section>')
-    blended = f": masks blended with a blind split ({settings.blind_share:g})" if settings.blind_share else ""
+    blended = f": masks blended with a blind split ({separation.blend:g})" if separation.blend else ""
     overview = _png(figures.separation_figure(spectrogram, rate, separation, beta=settings.beta,
                                               title=input_name + blended))
     rows = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
                      for k, v in settings_rows(settings, separation, sound, seconds))
-    blind_too = " (and a blind split blended in)" if settings.blind_share else ""
+    blind_too = " (and a blind split blended in)" if separation.blend else ""
     summary = (f"{len(separation.names)} stems from {separation.bases.shape[1]} NMF components{blind_too}, "
                f"{max(separation.iterations_run, separation.n_iter)} iterations, {seconds:.2f} s")
     if playback != 1.0:
@@ -235,13 +235,15 @@ def _spatial(n_channels: int, n_stems: int) -> str:
     return "none: each stem is its mask times the input's spectrum" + (" (one channel)" if n_channels == 1 else "")
 
 
-def _blend(settings, n_frames: int) -> str:
+def _blend(settings, separation) -> str:
     """The report's blend row: the share, and the components and grouping of the blind split
-    (pipeline.Settings.blind_counterpart) of a spectrogram of n_frames frames."""
+    (pipeline.Settings.blind_counterpart) of the separation's spectrogram; or why there is none."""
     if not settings.blind_share:
         return "none: the models alone"
+    if not separation.blend:
+        return "none: the blind split contradicted the models (nmfsep.blend.clash), so the models alone"
     counterpart = settings.blind_counterpart()
-    counts = sorted(counterpart.component_counts(n_frames))
+    counts = sorted(counterpart.component_counts(separation.activations.shape[1]))
     components = (f"{counts[0]} components" if len(counts) == 1 else
                   f"{len(counts)} factorizations of {', '.join(map(str, counts[:-1]))} and {counts[-1]} components")
     return f"{settings.blind_share:g} of a blind split in the masks ({components}, grouping {counterpart.grouping})"

@@ -233,6 +233,7 @@ class StreamResult:
     n_samples: int
     learned_frames: int
     iterations_run: int = 0  # solver iterations of both passes: the fit's and every block's
+    blend: float = 0.0  # the blind split's share in the masks (pipeline.Separation.blend)
 
 
 def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hint: int,
@@ -269,10 +270,13 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     if share:  # the blind split to blend with (nmfsep.blend), its stems named on the subsample
         other = fit_bases(subsample, scale, counterpart, sample_rate, params, count=count, channels=channels)
         normalised = subsample / np.float32(scale or 1.0)
-        order = blend.match(fit.masks(fit.activations, settings.mask_power(fit.n_averaged), normalised),
-                            other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised),
-                            subsample)
-        del normalised
+        found = fit.masks(fit.activations, settings.mask_power(fit.n_averaged), normalised)
+        theirs = other.masks(other.activations, counterpart.mask_power(other.n_averaged), normalised)
+        order = blend.match(found, theirs, subsample)
+        if blend.clash(found, theirs[order], subsample) > blend.CLASH:  # the models' masks alone
+            share, other, per_block = 0.0, None, n_iter
+            count.ran(0, n_blocks * n_iter)  # the blind split's block activations are not run
+        del normalised, found, theirs
 
     def block_masks(H: np.ndarray, H_other: np.ndarray | None, magnitude: np.ndarray) -> np.ndarray:
         """The masks of frames of normalised magnitudes with these activations of fit's bases
@@ -320,7 +324,7 @@ def split_stream(reader: Reader, n_channels: int, sample_rate: int, n_samples_hi
     count.ran(0, max(n_blocks, 0) * per_block)  # fewer blocks than estimated: the total drops to the count
     synthesis.length = analysis.n_samples
     _write(write, _with_remainder(synthesis.finish(), inputs, len(fit.groups)))
-    return StreamResult(settings.stem_names, fit, analysis.n_samples, learned, count.done)
+    return StreamResult(settings.stem_names, fit, analysis.n_samples, learned, count.done, share)
 
 
 def cannot_resample(sample_rate: int, settings: Settings) -> str:
